@@ -1,0 +1,101 @@
+"""EAS-style errors: a JSON body {"Code", "Message", "RequestId"} with the matching HTTP status."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+
+from services.servicefile import ServiceFileError
+
+
+class ApiError(Exception):
+    status = 400
+    code = "InvalidParameter"
+
+    def __init__(self, message: str, *, code: str | None = None, errors: list[dict] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+        self.errors = errors or []
+
+
+class NotFound(ApiError):
+    status = 404
+    code = "NotFound"
+
+
+class Conflict(ApiError):
+    status = 409
+    code = "Conflict"
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "Forbidden"
+
+
+class Unauthorized(ApiError):
+    status = 401
+    code = "Unauthorized"
+
+
+def _drf_errors_to_paths(detail, prefix: str = "") -> list[dict]:
+    """Flattens DRF's nested validation errors into [{"Path", "Message"}]."""
+    if isinstance(detail, dict):
+        found = []
+        for key, value in detail.items():
+            path = key if not prefix else f"{prefix}.{key}"
+            if key == "non_field_errors":
+                path = prefix
+            found.extend(_drf_errors_to_paths(value, path))
+        return found
+    if isinstance(detail, list):
+        if all(not isinstance(item, (dict, list)) for item in detail):
+            return [{"Path": prefix, "Message": str(item)} for item in detail]
+        found = []
+        for index, item in enumerate(detail):
+            found.extend(_drf_errors_to_paths(item, f"{prefix}[{index}]"))
+        return found
+    return [{"Path": prefix, "Message": str(detail)}]
+
+
+def _summary(errors: list[dict]) -> str:
+    return "; ".join(f"{e['Path']}: {e['Message']}" if e["Path"] else e["Message"] for e in errors)
+
+
+def _as_api_error(exc) -> ApiError | None:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, ServiceFileError):
+        errors = [{"Path": e.path, "Message": e.message} for e in exc.errors]
+        return ApiError(_summary(errors), code="InvalidServiceConfig", errors=errors)
+    if isinstance(exc, drf.ValidationError):
+        errors = _drf_errors_to_paths(exc.detail)
+        return ApiError(_summary(errors), code="InvalidParameter", errors=errors)
+    if isinstance(exc, drf.ParseError):
+        return ApiError(f"The request body is not valid JSON: {exc.detail}", code="InvalidBody")
+    if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
+        return Unauthorized(str(exc.detail), code="Unauthorized")
+    if isinstance(exc, (drf.PermissionDenied, DjangoPermissionDenied)):
+        return Forbidden(str(getattr(exc, "detail", exc)) or "You may not do this.")
+    if isinstance(exc, (drf.NotFound, Http404)):
+        return NotFound(str(getattr(exc, "detail", "")) or "Not found.")
+    if isinstance(exc, drf.APIException):
+        error = ApiError(str(exc.detail), code=type(exc).__name__)
+        error.status = exc.status_code
+        return error
+    return None
+
+
+def eas_exception_handler(exc, context):
+    error = _as_api_error(exc)
+    if error is None:
+        return None  # a bug: let Django log it and answer 500
+    request = context.get("request")
+    body = {"Code": error.code, "Message": error.message, "RequestId": getattr(request, "request_id", "")}
+    if error.errors:
+        body["Errors"] = error.errors
+    response = Response(body, status=error.status)
+    if error.status == 401:
+        response["WWW-Authenticate"] = 'Bearer realm="ferry"'
+    return response

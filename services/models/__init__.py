@@ -1,0 +1,22 @@
+from .accounts import AccessKey, ApiToken, Project, ProjectMembership, ProjectRole
+from .clusters import Cluster, ClusterFlavor, ClusterKind, TrafficApi
+from .inference import DesiredState, Event, EventType, Instance, Phase, Service, Version
+
+__all__ = [
+    "AccessKey",
+    "ApiToken",
+    "Cluster",
+    "ClusterFlavor",
+    "ClusterKind",
+    "DesiredState",
+    "Event",
+    "EventType",
+    "Instance",
+    "Phase",
+    "Project",
+    "ProjectMembership",
+    "ProjectRole",
+    "Service",
+    "TrafficApi",
+    "Version",
+]

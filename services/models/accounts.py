@@ -1,0 +1,73 @@
+"""Who may do what: projects (EAS workspaces), their members, and the credentials the API accepts."""
+
+from django.conf import settings
+from django.db import models
+
+
+class Project(models.Model):
+    """A workspace (EAS WorkspaceId). Members see and change only their projects' services."""
+
+    name = models.SlugField(max_length=63, unique=True)
+    description = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProjectRole(models.TextChoices):
+    VIEWER = "viewer", "Viewer (read only)"
+    DEVELOPER = "developer", "Developer (create and change services)"
+    OWNER = "owner", "Owner (also manages members)"
+
+
+class ProjectMembership(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=16, choices=ProjectRole.choices, default=ProjectRole.DEVELOPER)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["project", "user"], name="unique_project_member")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.project} ({self.role})"
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in (ProjectRole.DEVELOPER, ProjectRole.OWNER)
+
+
+class ApiToken(models.Model):
+    """A bearer token for the REST API. Only its SHA-256 digest is stored; the token is shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="The first characters, to tell tokens apart.")
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class AccessKey(models.Model):
+    """An AccessKey pair for ACS3-HMAC-SHA256 signed requests, as the EAS SDK sends them.
+
+    The secret is needed to verify signatures, so it is stored encrypted (not hashed) and shown only once.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_keys")
+    access_key_id = models.CharField(max_length=32, unique=True)
+    secret_encrypted = models.TextField()
+    description = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.access_key_id

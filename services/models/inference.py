@@ -1,0 +1,141 @@
+"""The inference domain: services, their immutable versions, and what Ferry observes of them."""
+
+from django.conf import settings
+from django.db import models
+
+from .accounts import Project
+from .clusters import Cluster
+
+
+class DesiredState(models.TextChoices):
+    RUNNING = "running", "Running"
+    STOPPED = "stopped", "Stopped"
+
+
+class Phase(models.TextChoices):
+    """EAS's service status names; derived from conditions by whoever writes status."""
+
+    CREATING = "Creating"
+    WAITING = "Waiting"
+    RUNNING = "Running"
+    SCALING = "Scaling"
+    UPDATING = "Updating"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+    DELETING = "Deleting"
+
+
+class Service(models.Model):
+    """A model service: the desired state users write, and the status the reconciler writes back.
+
+    `spec` is the normalized service file (see services.servicefile), without its token. Writes go through
+    services.services; every change of desired state bumps `generation`, and the reconciler sets
+    `observed_generation` when it has acted on it.
+    """
+
+    uid = models.CharField(max_length=32, unique=True)
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="services")
+    cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="services")
+    name = models.CharField(max_length=63)
+    group = models.CharField(max_length=63, blank=True, db_index=True)
+    labels = models.JSONField(default=dict, blank=True)
+    spec = models.JSONField()
+    token_encrypted = models.TextField()
+    desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING)
+
+    # Scaling policy: a fixed count, optionally overridden by an autoscaler and floored by a cron scaler.
+    instance_count = models.PositiveIntegerField(default=1)
+    autoscaler = models.JSONField(null=True, blank=True)
+    cron_scaler = models.JSONField(null=True, blank=True)
+    # Traffic beyond per-version weights: a copy of requests to other services, and this service's weight
+    # inside its EAS service group (ReleaseService).
+    mirror = models.JSONField(null=True, blank=True)
+    group_weight = models.PositiveSmallIntegerField(default=100)
+    traffic_state = models.CharField(max_length=16, default="standalone")
+    last_rolled_out_version = models.PositiveIntegerField(null=True, blank=True)
+    restart_requested_at = models.DateTimeField(null=True, blank=True)
+
+    generation = models.PositiveBigIntegerField(default=1)
+    observed_generation = models.PositiveBigIntegerField(default=0)
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.CREATING)
+    status_reason = models.CharField(max_length=64, blank=True)
+    status_message = models.TextField(blank=True)
+    conditions = models.JSONField(default=list, blank=True)
+    next_reconcile_at = models.DateTimeField(null=True, blank=True)
+    deletion_requested_at = models.DateTimeField(null=True, blank=True)
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["cluster", "name"], name="unique_service_per_cluster")]
+        indexes = [models.Index(fields=["project", "name"])]
+
+    def __str__(self) -> str:
+        return f"{self.cluster.name}/{self.name}"
+
+
+class Version(models.Model):
+    """An immutable snapshot of what shapes an instance. Weights are traffic, not shape, so they may change."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    instance_spec = models.JSONField()
+    service_file = models.JSONField(help_text="The whole normalized service file when this version was made.")
+    weight = models.PositiveSmallIntegerField(default=0)
+    message = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["service", "number"]
+        constraints = [models.UniqueConstraint(fields=["service", "number"], name="unique_version_number")]
+
+    def __str__(self) -> str:
+        return f"{self.service.name} v{self.number}"
+
+
+class Instance(models.Model):
+    """An observed replica of a version, written by the reconciler from what the cluster reports."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="instances")
+    version = models.ForeignKey(Version, on_delete=models.CASCADE, related_name="instances")
+    name = models.CharField(max_length=128)
+    state = models.CharField(max_length=32, default="Pending")
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(null=True, blank=True)
+    ready = models.BooleanField(default=False)
+    restart_count = models.PositiveIntegerField(default=0)
+    last_exit_reason = models.CharField(max_length=255, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["service", "name"]
+        constraints = [models.UniqueConstraint(fields=["service", "name"], name="unique_instance_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EventType(models.TextChoices):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Event(models.Model):
+    """A timeline entry, e.g. Normal / CreatedVersion / "Created version 3 of demo"."""
+
+    service = models.ForeignKey(Service, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    type = models.CharField(max_length=8, choices=EventType.choices, default=EventType.NORMAL)
+    reason = models.CharField(max_length=64)
+    message = models.TextField()
+    instance_name = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.reason}: {self.message}"

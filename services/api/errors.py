@@ -5,38 +5,8 @@ from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
 
+from services.errors import FerryError, Forbidden, NotFound, Unauthorized
 from services.servicefile import ServiceFileError
-
-
-class ApiError(Exception):
-    status = 400
-    code = "InvalidParameter"
-
-    def __init__(self, message: str, *, code: str | None = None, errors: list[dict] | None = None):
-        super().__init__(message)
-        self.message = message
-        self.code = code or self.code
-        self.errors = errors or []
-
-
-class NotFound(ApiError):
-    status = 404
-    code = "NotFound"
-
-
-class Conflict(ApiError):
-    status = 409
-    code = "Conflict"
-
-
-class Forbidden(ApiError):
-    status = 403
-    code = "Forbidden"
-
-
-class Unauthorized(ApiError):
-    status = 401
-    code = "Unauthorized"
 
 
 def _drf_errors_to_paths(detail, prefix: str = "") -> list[dict]:
@@ -63,17 +33,17 @@ def _summary(errors: list[dict]) -> str:
     return "; ".join(f"{e['Path']}: {e['Message']}" if e["Path"] else e["Message"] for e in errors)
 
 
-def _as_api_error(exc) -> ApiError | None:
-    if isinstance(exc, ApiError):
+def _as_ferry_error(exc) -> FerryError | None:
+    if isinstance(exc, FerryError):
         return exc
     if isinstance(exc, ServiceFileError):
         errors = [{"Path": e.path, "Message": e.message} for e in exc.errors]
-        return ApiError(_summary(errors), code="InvalidServiceConfig", errors=errors)
+        return FerryError(_summary(errors), code="InvalidServiceConfig", errors=errors)
     if isinstance(exc, drf.ValidationError):
         errors = _drf_errors_to_paths(exc.detail)
-        return ApiError(_summary(errors), code="InvalidParameter", errors=errors)
+        return FerryError(_summary(errors), code="InvalidParameter", errors=errors)
     if isinstance(exc, drf.ParseError):
-        return ApiError(f"The request body is not valid JSON: {exc.detail}", code="InvalidBody")
+        return FerryError(f"The request body is not valid JSON: {exc.detail}", code="InvalidBody")
     if isinstance(exc, (drf.NotAuthenticated, drf.AuthenticationFailed)):
         return Unauthorized(str(exc.detail), code="Unauthorized")
     if isinstance(exc, (drf.PermissionDenied, DjangoPermissionDenied)):
@@ -81,14 +51,14 @@ def _as_api_error(exc) -> ApiError | None:
     if isinstance(exc, (drf.NotFound, Http404)):
         return NotFound(str(getattr(exc, "detail", "")) or "Not found.")
     if isinstance(exc, drf.APIException):
-        error = ApiError(str(exc.detail), code=type(exc).__name__)
+        error = FerryError(str(exc.detail), code=type(exc).__name__)
         error.status = exc.status_code
         return error
     return None
 
 
 def eas_exception_handler(exc, context):
-    error = _as_api_error(exc)
+    error = _as_ferry_error(exc)
     if error is None:
         return None  # a bug: let Django log it and answer 500
     request = context.get("request")

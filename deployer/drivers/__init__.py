@@ -1,0 +1,13 @@
+"""Which driver acts for a cluster kind. A kind with no driver yet leaves services waiting, honestly."""
+
+from .base import Driver, Observed, ObservedInstance, PermanentError, TransientError
+
+DRIVERS: dict[str, type] = {}
+
+
+def driver_for(cluster) -> Driver | None:
+    driver_class = DRIVERS.get(cluster.kind)
+    return driver_class(cluster) if driver_class else None
+
+
+__all__ = ["DRIVERS", "Driver", "Observed", "ObservedInstance", "PermanentError", "TransientError", "driver_for"]

@@ -1,0 +1,28 @@
+"""Celery tasks: thin, named explicitly, ids not objects. Either trigger alone reaches the right state."""
+
+from celery import shared_task
+from django.db.models import F, Q
+from django.utils import timezone
+
+from services.models import Service
+
+from .reconcile import reconcile
+
+
+@shared_task(name="deployer.reconcile_service", acks_late=True)
+def reconcile_service(service_id: int) -> None:
+    reconcile(service_id)
+
+
+@shared_task(name="deployer.reconcile_due")
+def reconcile_due() -> int:
+    """The sweep: every service whose desired state moved on, whose recheck is due, or that is being deleted."""
+    due = Service.objects.filter(
+        ~Q(observed_generation=F("generation"))
+        | Q(next_reconcile_at__lte=timezone.now())
+        | Q(deletion_requested_at__isnull=False)
+    ).values_list("pk", flat=True)
+    service_ids = list(due)
+    for service_id in service_ids:
+        reconcile_service.delay(service_id)
+    return len(service_ids)

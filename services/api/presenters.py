@@ -1,0 +1,164 @@
+"""Domain objects in the shapes and PascalCase names of EAS's OpenAPI (2021-07-01)."""
+
+import json
+
+from django.conf import settings
+
+from services.models import Cluster, Event, Instance, Service, Version
+from services.selectors import service_token
+
+
+def eas_time(moment) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else ""
+
+
+def predict_url(name: str) -> str:
+    return f"{settings.FERRY_GATEWAY_URL.rstrip('/')}/api/predict/{name}"
+
+
+def service_config(service: Service) -> dict:
+    """The service file as it stands, with the scaling the service really has now."""
+    config = json.loads(json.dumps(service.spec))
+    config.setdefault("metadata", {})["instance"] = service.instance_count
+    if service.autoscaler is not None:
+        config["autoscaler"] = service.autoscaler
+    return config
+
+
+def _versions(service: Service) -> list[Version]:
+    return sorted(service.versions.all(), key=lambda version: version.number)
+
+
+def _current_version(versions: list[Version]) -> int:
+    if not versions:
+        return 0
+    return max(versions, key=lambda version: (version.weight, version.number)).number
+
+
+def service_body(service: Service, *, with_token: bool = False) -> dict:
+    """DescribeService's body and each ListServices item. Prefetch versions and instances for lists."""
+    versions = _versions(service)
+    instances = list(service.instances.all())
+    ready = sum(1 for instance in instances if instance.ready)
+    metadata = service.spec.get("metadata", {})
+    body = {
+        "ServiceName": service.name,
+        "ServiceId": service.uid,
+        "ServiceUid": service.uid,
+        "Region": service.cluster.name,
+        "Resource": service.cluster.name,
+        "ResourceAlias": service.cluster.name,
+        "WorkspaceId": service.project.name,
+        "CallerUid": service.created_by.get_username() if service.created_by else "",
+        "Status": service.phase,
+        "Reason": service.status_reason,
+        "Message": service.status_message,
+        "CreateTime": eas_time(service.created_at),
+        "UpdateTime": eas_time(service.updated_at),
+        "CurrentVersion": _current_version(versions),
+        "LatestVersion": versions[-1].number if versions else 0,
+        "Cpu": int(metadata.get("cpu", 0)),
+        "Gpu": int(metadata.get("gpu", 0)),
+        "Memory": int(metadata.get("memory", 0)),
+        "Image": _image_of(service.spec),
+        "InternetEndpoint": predict_url(service.name),
+        "IntranetEndpoint": predict_url(service.name),
+        "TotalInstance": service.instance_count,
+        "RunningInstance": ready,
+        "PendingInstance": max(service.instance_count - ready, 0),
+        "ServiceGroup": service.group,
+        "Weight": service.group_weight,
+        "TrafficState": service.traffic_state,
+        "ServiceConfig": json.dumps(service_config(service)),
+        "Labels": [{"LabelKey": key, "LabelValue": value} for key, value in sorted(service.labels.items())],
+        "Source": "ferry",
+        # Ferry's additions: the reconcile state and per-version traffic, which EAS has no fields for.
+        "Conditions": service.conditions,
+        "Generation": service.generation,
+        "ObservedGeneration": service.observed_generation,
+        "DesiredState": service.desired_state,
+        "Traffic": [{"Version": v.number, "Weight": v.weight} for v in versions if v.weight],
+        "LastRolledOutVersion": service.last_rolled_out_version,
+    }
+    if with_token:
+        body["AccessToken"] = service_token(service)
+    return body
+
+
+def _image_of(spec: dict) -> str:
+    containers = spec.get("containers") or []
+    return containers[0].get("image", "") if containers else ""
+
+
+def version_body(version: Version) -> dict:
+    return {
+        "ImageId": version.number,
+        "BuildTime": eas_time(version.created_at),
+        "ImageAvailable": "true",
+        "ServiceRunnable": "true",
+        "Message": version.message,
+        "ServiceConfig": json.dumps(version.service_file),
+        "Weight": version.weight,
+    }
+
+
+def instance_body(instance: Instance) -> dict:
+    return {
+        "InstanceName": instance.name,
+        "Status": instance.state,
+        "ReadyProcesses": 1 if instance.ready else 0,
+        "TotalProcesses": 1,
+        "RestartCount": instance.restart_count,
+        "Reason": instance.last_exit_reason,
+        "HostIP": instance.host,
+        "InnerIP": instance.host,
+        "InstanceIP": instance.host,
+        "InstancePort": instance.port or 0,
+        "StartAt": eas_time(instance.started_at),
+        "StartTime": eas_time(instance.started_at),
+        "Version": instance.version.number,
+        "ResourceType": "local",
+    }
+
+
+def event_body(event: Event) -> dict:
+    return {
+        "Time": eas_time(event.created_at),
+        "Type": event.type,
+        "Reason": event.reason,
+        "Message": event.message,
+        "InstanceName": event.instance_name,
+    }
+
+
+def group_body(row: dict, *, access_token: str = "") -> dict:
+    return {
+        "Name": row["group"],
+        "ClusterId": row["cluster__name"],
+        "InternetEndpoint": predict_url(row["group"]),
+        "IntranetEndpoint": predict_url(row["group"]),
+        "CreateTime": eas_time(row["created"]),
+        "UpdateTime": eas_time(row["updated"]),
+        "QueueService": "",
+        "TrafficMode": "weight",
+        "AccessToken": access_token,
+    }
+
+
+def resource_body(cluster: Cluster) -> dict:
+    return {
+        "ClusterId": cluster.name,
+        "ResourceId": cluster.name,
+        "ResourceName": cluster.name,
+        "ResourceType": "Dedicated",
+        "Vendor": cluster.kind,
+        "Status": "ResourceReady",
+        "Message": "",
+        "InstanceCount": 1 if cluster.kind == "local" else 0,
+        "CpuCount": 0,
+        "GpuCount": 0,
+        "CreateTime": eas_time(cluster.created_at),
+        "UpdateTime": eas_time(cluster.updated_at),
+        "ExtraData": {"Kind": cluster.kind, "Flavor": cluster.flavor, "Default": cluster.is_default,
+                      "ServiceCount": getattr(cluster, "service_count", None)},
+    }

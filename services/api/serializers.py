@@ -1,0 +1,127 @@
+"""Request shapes of the EAS-compatible API: query parameters and bodies, in EAS's PascalCase names."""
+
+import json
+
+from rest_framework import serializers
+
+EAS_TIME_FORMATS = ["iso-8601", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"]
+
+
+class JsonObjectString(serializers.Field):
+    """A query parameter that carries a JSON object, as the SDK encodes Labels."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            return data
+        try:
+            value = json.loads(data)
+        except (TypeError, ValueError):
+            raise serializers.ValidationError("must be a JSON object") from None
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise serializers.ValidationError("must be a JSON object of strings")
+        return value
+
+    def to_representation(self, value):
+        return json.dumps(value)
+
+
+class PageQuery(serializers.Serializer):
+    PageNumber = serializers.IntegerField(min_value=1, default=1)
+    PageSize = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class PageNumQuery(serializers.Serializer):
+    """Events and logs page with PageNum (not PageNumber) in EAS."""
+
+    PageNum = serializers.IntegerField(min_value=1, default=1)
+    PageSize = serializers.IntegerField(min_value=1, max_value=1000, default=100)
+
+
+class ListServicesQuery(PageQuery):
+    Filter = serializers.CharField(required=False, allow_blank=True, default="")
+    ServiceName = serializers.CharField(required=False, allow_blank=True, default="")
+    GroupName = serializers.CharField(required=False, allow_blank=True, default="")
+    ServiceStatus = serializers.CharField(required=False, allow_blank=True, default="")
+    ResourceName = serializers.CharField(required=False, allow_blank=True, default="")
+    WorkspaceId = serializers.CharField(required=False, allow_blank=True, default="")
+    Sort = serializers.CharField(required=False, allow_blank=True, default="")
+    Order = serializers.CharField(required=False, allow_blank=True, default="desc")
+    Label = JsonObjectString(required=False)
+
+
+class CreateServiceQuery(serializers.Serializer):
+    WorkspaceId = serializers.CharField(required=False, allow_blank=True, default="")
+    Labels = JsonObjectString(required=False)
+    Develop = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class UpdateServiceQuery(serializers.Serializer):
+    UpdateType = serializers.ChoiceField(choices=["merge", "replace"], required=False, default="merge")
+
+
+class UpdateServiceVersionBody(serializers.Serializer):
+    Version = serializers.IntegerField(min_value=1)
+
+
+class ReleaseServiceBody(serializers.Serializer):
+    Weight = serializers.IntegerField(min_value=0, max_value=100, required=False, allow_null=True)
+    TrafficState = serializers.ChoiceField(choices=["standalone", "grouping"], required=False, allow_null=True)
+
+
+class TrafficBody(serializers.Serializer):
+    Weights = serializers.DictField(child=serializers.IntegerField(min_value=0, max_value=100), allow_empty=False)
+
+    def validate_Weights(self, value):
+        try:
+            return {int(number): weight for number, weight in value.items()}
+        except ValueError:
+            raise serializers.ValidationError("keys must be version numbers") from None
+
+
+class MirrorBody(serializers.Serializer):
+    Target = serializers.ListField(child=serializers.CharField(), allow_empty=False)
+    Ratio = serializers.IntegerField(min_value=0, max_value=100)
+
+
+class ScaleJob(serializers.Serializer):
+    Name = serializers.RegexField(r"^[a-zA-Z][a-zA-Z0-9_-]{0,62}$", max_length=63)
+    Schedule = serializers.CharField()
+    TargetSize = serializers.IntegerField(min_value=0)
+    TimeZone = serializers.CharField(required=False, allow_blank=True, default="UTC")
+
+
+class CronScalerBody(serializers.Serializer):
+    ScaleJobs = ScaleJob(many=True)
+    ExcludeDates = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+
+
+class DeleteInstancesQuery(serializers.Serializer):
+    InstanceList = serializers.CharField()
+    SoftRestart = serializers.BooleanField(required=False, default=False)
+    Container = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ListInstancesQuery(PageQuery):
+    InstanceName = serializers.CharField(required=False, allow_blank=True, default="")
+    InstanceStatus = serializers.CharField(required=False, allow_blank=True, default="")
+    InstanceIP = serializers.CharField(required=False, allow_blank=True, default="")
+    Filter = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class EventsQuery(PageNumQuery):
+    EventType = serializers.ChoiceField(choices=["", "Normal", "Warning"], required=False, default="")
+    InstanceName = serializers.CharField(required=False, allow_blank=True, default="")
+    StartTime = serializers.DateTimeField(required=False, input_formats=EAS_TIME_FORMATS, default=None)
+    EndTime = serializers.DateTimeField(required=False, input_formats=EAS_TIME_FORMATS, default=None)
+
+
+class LogsQuery(EventsQuery):
+    Keyword = serializers.CharField(required=False, allow_blank=True, default="")
+    Ip = serializers.CharField(required=False, allow_blank=True, default="")
+    ContainerName = serializers.CharField(required=False, allow_blank=True, default="")
+    Previous = serializers.BooleanField(required=False, default=False)
+
+
+class ListGroupsQuery(PageQuery):
+    Filter = serializers.CharField(required=False, allow_blank=True, default="")
+    WorkspaceId = serializers.CharField(required=False, allow_blank=True, default="")

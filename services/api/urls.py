@@ -1,0 +1,34 @@
+"""The EAS OpenAPI (2021-07-01) paths, under /api/v2/. ClusterId is a Ferry cluster's name."""
+
+from django.urls import include, path
+
+from .views import groups, observe, scaling, traffic
+from .views import services as svc
+
+SERVICE = "services/<str:cluster_id>/<str:service_name>"
+
+urlpatterns = [
+    path("services", svc.ServicesView.as_view()),
+    path(SERVICE, svc.ServiceView.as_view()),
+    path(f"{SERVICE}/start", svc.StartServiceView.as_view()),
+    path(f"{SERVICE}/stop", svc.StopServiceView.as_view()),
+    path(f"{SERVICE}/restart", svc.RestartServiceView.as_view()),
+    path(f"{SERVICE}/versions", traffic.VersionsView.as_view()),
+    path(f"{SERVICE}/version", traffic.VersionView.as_view()),
+    path(f"{SERVICE}/release", traffic.ReleaseView.as_view()),
+    path(f"{SERVICE}/traffic", traffic.TrafficView.as_view()),
+    path(f"{SERVICE}/mirror", traffic.MirrorView.as_view()),
+    path(f"{SERVICE}/autoscaler", scaling.AutoScalerView.as_view()),
+    path(f"{SERVICE}/cronscaler", scaling.CronScalerView.as_view()),
+    path(f"{SERVICE}/instances", observe.InstancesView.as_view()),
+    path(f"{SERVICE}/events", observe.EventsView.as_view()),
+    path(f"{SERVICE}/logs", observe.LogsView.as_view()),
+    path(f"{SERVICE}/endpoints", observe.EndpointsView.as_view()),
+    path("groups", groups.GroupsView.as_view()),
+    path("groups/<str:cluster_id>/<str:group_name>", groups.GroupView.as_view()),
+    path("groups/<str:cluster_id>/<str:group_name>/endpoints", groups.GroupEndpointsView.as_view()),
+    path("resources", groups.ResourcesView.as_view()),
+    path("resources/<str:cluster_id>/<str:resource_id>", groups.ResourceView.as_view()),
+    path("resources/<str:cluster_id>/<str:resource_id>/services", groups.ResourceServicesView.as_view()),
+    path("", include("services.api.urls_credentials")),
+]

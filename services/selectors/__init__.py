@@ -1,0 +1,50 @@
+"""Every read of the domain."""
+
+from .access import (
+    project_for_write,
+    projects_of,
+    require_write,
+    role_in,
+    service_for,
+    services_visible_to,
+)
+from .catalog import (
+    Page,
+    clusters_list,
+    current_version,
+    events_of,
+    group_members,
+    groups_visible_to,
+    instance_counts,
+    instances_of,
+    latest_version_number,
+    paginate,
+    service_token,
+    services_list,
+    versions_of,
+)
+from .credentials import access_keys_of, api_tokens_of
+
+__all__ = [
+    "Page",
+    "access_keys_of",
+    "api_tokens_of",
+    "clusters_list",
+    "current_version",
+    "events_of",
+    "group_members",
+    "groups_visible_to",
+    "instance_counts",
+    "instances_of",
+    "latest_version_number",
+    "paginate",
+    "project_for_write",
+    "projects_of",
+    "require_write",
+    "role_in",
+    "service_for",
+    "service_token",
+    "services_list",
+    "services_visible_to",
+    "versions_of",
+]

@@ -1,0 +1,40 @@
+"""Every write of the domain. Views, tasks, the console and the CLI's API all call these."""
+
+from .catalog import (
+    service_create,
+    service_delete,
+    service_instances_restart,
+    service_restart,
+    service_start,
+    service_stop,
+    service_update,
+)
+from .credentials import access_key_create, access_key_revoke, api_token_create, api_token_revoke
+from .events import event_record
+from .scaling import autoscaler_delete, autoscaler_set, cron_scaler_delete, cron_scaler_set, service_scale
+from .traffic import mirror_delete, mirror_set, service_release, version_rollback, version_weights_set
+
+__all__ = [
+    "access_key_create",
+    "access_key_revoke",
+    "api_token_create",
+    "api_token_revoke",
+    "autoscaler_delete",
+    "autoscaler_set",
+    "cron_scaler_delete",
+    "cron_scaler_set",
+    "event_record",
+    "mirror_delete",
+    "mirror_set",
+    "service_create",
+    "service_delete",
+    "service_instances_restart",
+    "service_release",
+    "service_restart",
+    "service_scale",
+    "service_start",
+    "service_stop",
+    "service_update",
+    "version_rollback",
+    "version_weights_set",
+]

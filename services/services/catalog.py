@@ -1,0 +1,224 @@
+"""Writes to services: create, update, start, stop, restart, delete.
+
+Every write validates first and changes nothing when it fails; a change of desired state bumps the
+generation and asks the deployer to reconcile once the transaction has committed.
+"""
+
+import secrets
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from services.encryption import encrypt
+from services.errors import AlreadyExists, InvalidRequest, NotFound
+from services.models import Cluster, DesiredState, Instance, Phase, Project, Service, Version
+from services.servicefile import instance_spec, merge_update, validate_service_file
+
+from .events import event_record
+from .reconcile import reconcile_request
+
+UPDATE_TYPES = ("merge", "replace")
+
+
+def new_service_token() -> str:
+    return secrets.token_urlsafe(30)
+
+
+def cluster_for_file(service_file: dict) -> Cluster:
+    """`metadata.resource` names the cluster (EAS: the resource group); empty means the default cluster."""
+    name = service_file.get("metadata", {}).get("resource") or ""
+    if not name:
+        cluster = Cluster.objects.filter(is_default=True).first()
+        if cluster is None:
+            raise InvalidRequest.at("metadata.resource", "no default cluster is configured; name one")
+        return cluster
+    try:
+        return Cluster.objects.get(name=name)
+    except Cluster.DoesNotExist:
+        known = ", ".join(Cluster.objects.values_list("name", flat=True)) or "none"
+        raise InvalidRequest.at("metadata.resource", f'unknown cluster "{name}" (known: {known})') from None
+
+
+def _scaling_fields(service_file: dict) -> dict:
+    metadata = service_file.get("metadata", {})
+    return {
+        "instance_count": metadata.get("instance", 1),
+        "autoscaler": service_file.get("autoscaler"),
+        "group": metadata.get("group") or "",
+    }
+
+
+def _without_token(service_file: dict) -> tuple[dict, str | None]:
+    stored = dict(service_file)
+    token = stored.pop("token", None) or None
+    return stored, token
+
+
+@transaction.atomic
+def service_create(*, actor, project: Project, document: object, labels: dict | None = None) -> Service:
+    service_file = validate_service_file(document)
+    cluster = cluster_for_file(service_file)
+    spec, token = _without_token(service_file)
+    name = spec["name"]
+    if Service.objects.filter(cluster=cluster, name=name).exists():
+        raise AlreadyExists(f'A service named "{name}" already exists in cluster "{cluster.name}".')
+    try:
+        with transaction.atomic():
+            service = Service.objects.create(
+                uid=f"fs-{secrets.token_hex(6)}",
+                project=project,
+                cluster=cluster,
+                name=name,
+                labels=labels or {},
+                spec=spec,
+                token_encrypted=encrypt(token or new_service_token()),
+                created_by=actor if getattr(actor, "is_authenticated", False) else None,
+                phase=Phase.CREATING,
+                last_rolled_out_version=1,
+                **_scaling_fields(spec),
+            )
+    except IntegrityError:
+        # Another request created it between our check and our insert.
+        raise AlreadyExists(f'A service named "{name}" already exists in cluster "{cluster.name}".') from None
+    Version.objects.create(
+        service=service, number=1, instance_spec=instance_spec(spec), service_file=spec, weight=100,
+        message="Created with the service",
+    )
+    event_record(service=service, reason="CreatedService", message=f"Created service {name} with version 1")
+    reconcile_request(service)
+    return service
+
+
+def _merged_file(service: Service, patch: object, update_type: str) -> dict:
+    if update_type not in UPDATE_TYPES:
+        raise InvalidRequest.at("UpdateType", f'must be one of {", ".join(UPDATE_TYPES)}')
+    if update_type == "replace":
+        if isinstance(patch, dict) and patch.get("name", service.name) != service.name:
+            raise InvalidRequest.at("name", "a service cannot be renamed", code="InvalidServiceConfig")
+        replacement = dict(patch) if isinstance(patch, dict) else patch
+        if isinstance(replacement, dict):
+            replacement.setdefault("name", service.name)
+        return validate_service_file(replacement)
+    return merge_update(service.spec, patch)
+
+
+def _latest_version(service: Service) -> Version:
+    return service.versions.order_by("-number").first()
+
+
+def _create_version(service: Service, spec: dict) -> Version:
+    number = _latest_version(service).number + 1
+    version = Version.objects.create(
+        service=service, number=number, instance_spec=instance_spec(spec), service_file=spec, weight=100,
+        message="Created by an update",
+    )
+    # Rolling (the default): the new version takes all traffic; the deployer shifts it as instances get ready.
+    service.versions.exclude(pk=version.pk).update(weight=0)
+    service.last_rolled_out_version = number
+    event_record(service=service, reason="CreatedVersion", message=f"Created version {number} of {service.name}")
+    return version
+
+
+@transaction.atomic
+def service_update(*, actor, service: Service, patch: object, update_type: str = "merge") -> Service:
+    """Applies a partial (merge) or whole (replace) service file. A change to what shapes an instance
+    makes a new version; scaling and grouping changes do not."""
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    new_file = _merged_file(service, patch, update_type)
+    if cluster_for_file(new_file) != service.cluster:
+        raise InvalidRequest.at("metadata.resource", "a service cannot move to another cluster; create it there")
+    spec, token = _without_token(new_file)
+    if spec == service.spec and token is None:
+        return service
+    if instance_spec(spec) != _current_version(service).instance_spec:
+        _create_version(service, spec)
+    if token is not None:
+        service.token_encrypted = encrypt(token)
+        event_record(service=service, reason="RotatedToken", message=f"Replaced the access token of {service.name}")
+    old_scaling = _scaling_fields(service.spec)
+    for field, value in _scaling_fields(spec).items():
+        setattr(service, field, value)
+    if _scaling_fields(spec) != old_scaling:
+        event_record(service=service, reason="UpdatedScaling", message=_scaling_message(service, old_scaling))
+    service.spec = spec
+    return desired_state_changed(service)
+
+
+def _scaling_message(service: Service, old: dict) -> str:
+    changes = []
+    if old["instance_count"] != service.instance_count:
+        changes.append(f"instances {old['instance_count']} -> {service.instance_count}")
+    if old["autoscaler"] != service.autoscaler:
+        changes.append("autoscaler " + ("removed" if service.autoscaler is None else "set"))
+    if old["group"] != service.group:
+        changes.append(f"group {old['group'] or '-'} -> {service.group or '-'}")
+    return f"Changed {service.name}: " + ", ".join(changes)
+
+
+def _current_version(service: Service) -> Version:
+    """The version serving most traffic (ties: the newest), else the newest."""
+    return service.versions.order_by("-weight", "-number").first()
+
+
+def desired_state_changed(service: Service, **fields) -> Service:
+    """Records a change of desired state and asks the deployer to act on it."""
+    for name, value in fields.items():
+        setattr(service, name, value)
+    service.generation += 1
+    service.save()
+    reconcile_request(service)
+    return service
+
+
+@transaction.atomic
+def service_start(*, actor, service: Service) -> Service:
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    if service.desired_state == DesiredState.RUNNING:
+        return service
+    event_record(service=service, reason="StartRequested", message=f"Requested start of {service.name}")
+    return desired_state_changed(service, desired_state=DesiredState.RUNNING)
+
+
+@transaction.atomic
+def service_stop(*, actor, service: Service) -> Service:
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    if service.desired_state == DesiredState.STOPPED:
+        return service
+    event_record(service=service, reason="StopRequested", message=f"Requested stop of {service.name}")
+    return desired_state_changed(service, desired_state=DesiredState.STOPPED)
+
+
+@transaction.atomic
+def service_restart(*, actor, service: Service) -> Service:
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    event_record(service=service, reason="RestartRequested", message=f"Requested restart of {service.name}")
+    return desired_state_changed(service, restart_requested_at=timezone.now())
+
+
+@transaction.atomic
+def service_delete(*, actor, service: Service) -> Service:
+    """Deletion is a finalizer: mark it here; the deployer removes what runs, then the rows."""
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    if service.deletion_requested_at is not None:
+        return service
+    event_record(service=service, reason="DeletionRequested", message=f"Requested deletion of {service.name}")
+    return desired_state_changed(service, deletion_requested_at=timezone.now(), phase=Phase.DELETING)
+
+
+@transaction.atomic
+def service_instances_restart(*, actor, service: Service, instance_names: list[str]) -> list[Instance]:
+    """EAS DeleteServiceInstances: the named instances are deleted and the deployer replaces them."""
+    if not instance_names:
+        raise InvalidRequest.at("InstanceList", "name at least one instance")
+    instances = list(service.instances.filter(name__in=instance_names))
+    missing = sorted(set(instance_names) - {instance.name for instance in instances})
+    if missing:
+        raise NotFound(f"No instance named {', '.join(missing)} in service {service.name}.", code="InstanceNotFound")
+    for instance in instances:
+        instance.state = "Terminating"
+        instance.ready = False
+        instance.save(update_fields=["state", "ready", "updated_at"])
+        event_record(service=service, reason="InstanceRestartRequested",
+                     message=f"Requested restart of instance {instance.name}", instance_name=instance.name)
+    desired_state_changed(Service.objects.select_for_update().get(pk=service.pk))
+    return instances

@@ -1,0 +1,76 @@
+"""Writes to scaling: fixed instance count, autoscaler (both live in the service file) and the cron scaler."""
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from django.db import transaction
+
+from services.errors import InvalidRequest, NotFound
+from services.models import Service
+
+from .catalog import desired_state_changed, service_update
+from .events import event_record
+
+
+def service_scale(*, actor, service: Service, instances: int) -> Service:
+    if not isinstance(instances, int) or isinstance(instances, bool) or instances < 0:
+        raise InvalidRequest.at("metadata.instance", "must be an integer >= 0")
+    return service_update(actor=actor, service=service, patch={"metadata": {"instance": instances}})
+
+
+def autoscaler_set(*, actor, service: Service, autoscaler: dict) -> Service:
+    """Validated as the service file's `autoscaler` section, so errors carry the same paths."""
+    return service_update(actor=actor, service=service, patch={"autoscaler": autoscaler})
+
+
+def autoscaler_delete(*, actor, service: Service) -> Service:
+    if service.autoscaler is None:
+        raise NotFound(f"Service {service.name} has no autoscaler.", code="AutoScalerNotFound")
+    # A merge patch replaces objects member by member; null removes the whole section.
+    return service_update(actor=actor, service=service, patch={"autoscaler": None})
+
+
+def _cron_errors(jobs: list[dict], exclude_dates: list[str]) -> list[dict]:
+    errors = []
+    names = set()
+    for index, job in enumerate(jobs):
+        path = f"ScaleJobs[{index}]"
+        if not croniter.is_valid(job["Schedule"], second_at_beginning=True) or len(job["Schedule"].split()) != 6:
+            errors.append({"Path": f"{path}.Schedule", "Message": "must be a 6-field cron expression, seconds first"})
+        if job.get("TimeZone"):
+            try:
+                ZoneInfo(job["TimeZone"])
+            except (ZoneInfoNotFoundError, ValueError):
+                errors.append({"Path": f"{path}.TimeZone", "Message": f'unknown time zone "{job["TimeZone"]}"'})
+        if job["Name"] in names:
+            errors.append({"Path": f"{path}.Name", "Message": f'duplicate job name "{job["Name"]}"'})
+        names.add(job["Name"])
+    for index, expression in enumerate(exclude_dates):
+        if not croniter.is_valid(expression, second_at_beginning=len(expression.split()) == 6):
+            errors.append({"Path": f"ExcludeDates[{index}]", "Message": "must be a cron expression"})
+    return errors
+
+
+@transaction.atomic
+def cron_scaler_set(*, actor, service: Service, scale_jobs: list[dict], exclude_dates: list[str]) -> Service:
+    """EAS cron scaler: at each job's schedule, the instance floor becomes TargetSize."""
+    errors = _cron_errors(scale_jobs, exclude_dates)
+    if not scale_jobs:
+        errors.append({"Path": "ScaleJobs", "Message": "give at least one job"})
+    if errors:
+        raise InvalidRequest("; ".join(f"{e['Path']}: {e['Message']}" for e in errors), errors=errors)
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    service.cron_scaler = {"ScaleJobs": scale_jobs, "ExcludeDates": exclude_dates}
+    event_record(service=service, reason="SetCronScaler",
+                 message=f"Set {len(scale_jobs)} cron scaling job(s) on {service.name}")
+    return desired_state_changed(service)
+
+
+@transaction.atomic
+def cron_scaler_delete(*, actor, service: Service) -> Service:
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    if service.cron_scaler is None:
+        raise NotFound(f"Service {service.name} has no cron scaler.", code="CronScalerNotFound")
+    service.cron_scaler = None
+    event_record(service=service, reason="RemovedCronScaler", message=f"Removed the cron scaler of {service.name}")
+    return desired_state_changed(service)

@@ -1,0 +1,126 @@
+"""Writes to traffic: weights per version, rollback to a version, group weight (ReleaseService), mirror."""
+
+from django.db import transaction
+
+from services.errors import InvalidRequest, NotFound
+from services.models import Service, Version
+
+from .catalog import desired_state_changed
+from .events import event_record
+
+TRAFFIC_STATES = ("standalone", "grouping")
+
+
+def _locked(service: Service) -> Service:
+    return Service.objects.select_for_update().get(pk=service.pk)
+
+
+def _describe_weights(weights: dict[int, int]) -> str:
+    return ", ".join(f"v{number} {weight} %" for number, weight in sorted(weights.items()))
+
+
+@transaction.atomic
+def version_weights_set(*, actor, service: Service, weights: dict[int, int]) -> Service:
+    """Sets the share of traffic of each version (others get 0). Weights are whole percents summing to 100."""
+    service = _locked(service)
+    versions = {version.number: version for version in service.versions.all()}
+    unknown = sorted(set(weights) - set(versions))
+    if unknown:
+        raise InvalidRequest.at("Weights", f"no version {', '.join(map(str, unknown))} in {service.name}")
+    bad = [number for number, weight in weights.items() if not 0 <= weight <= 100]
+    if bad:
+        raise InvalidRequest.at("Weights", f"weights must be between 0 and 100 (version {bad[0]})")
+    if sum(weights.values()) != 100:
+        raise InvalidRequest.at("Weights", f"weights must sum to 100, not {sum(weights.values())}")
+    before = {number: version.weight for number, version in versions.items() if version.weight}
+    for number, version in versions.items():
+        version.weight = weights.get(number, 0)
+        version.save(update_fields=["weight"])
+    after = {number: weight for number, weight in weights.items() if weight}
+    if len(after) == 1:
+        service.last_rolled_out_version = next(iter(after))
+    event_record(service=service, reason="ShiftedTraffic",
+                 message=f"Shifted traffic of {service.name}: {_describe_weights(before)} -> {_describe_weights(after)}")
+    return desired_state_changed(service)
+
+
+@transaction.atomic
+def version_rollback(*, actor, service: Service, number: int) -> Service:
+    """EAS UpdateServiceVersion: serve version `number` with all traffic; its instances come back if gone."""
+    service = _locked(service)
+    try:
+        version = service.versions.get(number=number)
+    except Version.DoesNotExist:
+        raise NotFound(f"Service {service.name} has no version {number}.", code="VersionNotFound") from None
+    service.versions.exclude(pk=version.pk).update(weight=0)
+    version.weight = 100
+    version.save(update_fields=["weight"])
+    spec = dict(version.service_file)
+    # Scaling and grouping stay as they are now: a rollback changes what runs, not how many.
+    spec["metadata"] = {**spec.get("metadata", {}), "instance": service.instance_count}
+    if service.group:
+        spec["metadata"]["group"] = service.group
+    if service.autoscaler is not None:
+        spec["autoscaler"] = service.autoscaler
+    else:
+        spec.pop("autoscaler", None)
+    service.spec = spec
+    service.last_rolled_out_version = number
+    event_record(service=service, reason="RolledBack", message=f"Rolled {service.name} back to version {number}")
+    return desired_state_changed(service)
+
+
+@transaction.atomic
+def service_release(*, actor, service: Service, weight: int | None, traffic_state: str | None) -> Service:
+    """EAS ReleaseService: this service's weight inside its service group, and whether it takes group traffic."""
+    service = _locked(service)
+    if weight is None and traffic_state is None:
+        raise InvalidRequest.at("Weight", "give Weight, TrafficState or both")
+    if weight is not None and not 0 <= weight <= 100:
+        raise InvalidRequest.at("Weight", "must be an integer between 0 and 100")
+    if traffic_state is not None and traffic_state not in TRAFFIC_STATES:
+        raise InvalidRequest.at("TrafficState", f"must be one of {', '.join(TRAFFIC_STATES)}")
+    if not service.group:
+        raise InvalidRequest.at(
+            "Weight", f"service {service.name} is in no service group; set metadata.group first"
+        )
+    old = (service.group_weight, service.traffic_state)
+    service.group_weight = service.group_weight if weight is None else weight
+    service.traffic_state = traffic_state or service.traffic_state
+    event_record(service=service, reason="ReleasedService",
+                 message=f"Set {service.name} in group {service.group}: weight {old[0]} -> {service.group_weight}, "
+                         f"traffic {old[1]} -> {service.traffic_state}")
+    return desired_state_changed(service)
+
+
+@transaction.atomic
+def mirror_set(*, actor, service: Service, targets: list[str], ratio: int) -> Service:
+    """EAS ServiceMirror: copies `ratio` % of requests to each target service; their answers are discarded."""
+    service = _locked(service)
+    if not targets:
+        raise InvalidRequest.at("Target", "name at least one target service")
+    if not 0 <= ratio <= 100:
+        raise InvalidRequest.at("Ratio", "must be an integer between 0 and 100")
+    if service.name in targets:
+        raise InvalidRequest.at("Target", "a service cannot mirror to itself")
+    found = set(
+        Service.objects.filter(cluster=service.cluster, project=service.project, name__in=targets,
+                               deletion_requested_at__isnull=True).values_list("name", flat=True)
+    )
+    missing = [name for name in targets if name not in found]
+    if missing:
+        raise InvalidRequest.at("Target", f"no service named {', '.join(missing)} in this project and cluster")
+    service.mirror = {"targets": list(dict.fromkeys(targets)), "ratio": ratio}
+    event_record(service=service, reason="SetMirror",
+                 message=f"Mirrored {ratio} % of {service.name}'s requests to {', '.join(targets)}")
+    return desired_state_changed(service)
+
+
+@transaction.atomic
+def mirror_delete(*, actor, service: Service) -> Service:
+    service = _locked(service)
+    if service.mirror is None:
+        raise NotFound(f"Service {service.name} has no mirror.", code="MirrorNotFound")
+    service.mirror = None
+    event_record(service=service, reason="RemovedMirror", message=f"Stopped mirroring {service.name}")
+    return desired_state_changed(service)

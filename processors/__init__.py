@@ -1,0 +1,1 @@
+"""Model processors Ferry can run, and how EAS processor codes map onto them."""

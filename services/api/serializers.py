@@ -2,11 +2,16 @@
 
 import json
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from services.selectors.catalog import SORTABLE_FIELDS
 
 EAS_TIME_FORMATS = ["iso-8601", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d"]
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class JsonObjectString(serializers.Field):
     """A query parameter that carries a JSON object, as the SDK encodes Labels."""
 
@@ -44,8 +49,8 @@ class ListServicesQuery(PageQuery):
     ServiceStatus = serializers.CharField(required=False, allow_blank=True, default="")
     ResourceName = serializers.CharField(required=False, allow_blank=True, default="")
     WorkspaceId = serializers.CharField(required=False, allow_blank=True, default="")
-    Sort = serializers.CharField(required=False, allow_blank=True, default="")
-    Order = serializers.CharField(required=False, allow_blank=True, default="desc")
+    Sort = serializers.ChoiceField(choices=list(SORTABLE_FIELDS), allow_blank=True, required=False, default="")
+    Order = serializers.ChoiceField(choices=["asc", "desc", "ASC", "DESC"], required=False, default="desc")
     Label = JsonObjectString(required=False)
 
 
@@ -109,7 +114,7 @@ class ListInstancesQuery(PageQuery):
 
 
 class EventsQuery(PageNumQuery):
-    EventType = serializers.ChoiceField(choices=["", "Normal", "Warning"], required=False, default="")
+    EventType = serializers.ChoiceField(choices=["Normal", "Warning"], allow_blank=True, required=False, default="")
     InstanceName = serializers.CharField(required=False, allow_blank=True, default="")
     StartTime = serializers.DateTimeField(required=False, input_formats=EAS_TIME_FORMATS, default=None)
     EndTime = serializers.DateTimeField(required=False, input_formats=EAS_TIME_FORMATS, default=None)

@@ -18,8 +18,8 @@ class InstancesView(EasView):
     @extend_schema(operation_id="ListServiceInstances", tags=TAG, parameters=[s.ListInstancesQuery],
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request, cluster_id, service_name):
-        query = self.query(s.ListInstancesQuery, request)
         service = self.service(request, cluster_id, service_name)
+        query = self.query(s.ListInstancesQuery, request)
         instances = selectors.instances_of(service, name=query["InstanceName"] or query["Filter"],
                                            status=query["InstanceStatus"], ip=query["InstanceIP"])
         page = selectors.paginate(instances, query["PageNumber"], query["PageSize"])
@@ -29,8 +29,8 @@ class InstancesView(EasView):
                    responses={202: OpenApiTypes.OBJECT},
                    description="Deletes the named instances (comma-separated); the deployer replaces them.")
     def delete(self, request, cluster_id, service_name):
-        query = self.query(s.DeleteInstancesQuery, request)
         service = self.service(request, cluster_id, service_name, write=True)
+        query = self.query(s.DeleteInstancesQuery, request)
         names = [name.strip() for name in query["InstanceList"].split(",") if name.strip()]
         writes.service_instances_restart(actor=request.user, service=service, instance_names=names)
         return self.accepted(request, f"Restarting {len(names)} instance(s) of service {service.name}")
@@ -40,8 +40,8 @@ class EventsView(EasView):
     @extend_schema(operation_id="DescribeServiceEvent", tags=TAG, parameters=[s.EventsQuery],
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request, cluster_id, service_name):
-        query = self.query(s.EventsQuery, request)
         service = self.service(request, cluster_id, service_name)
+        query = self.query(s.EventsQuery, request)
         events = selectors.events_of(service, event_type=query["EventType"], instance_name=query["InstanceName"],
                                      start=query["StartTime"], end=query["EndTime"])
         page = selectors.paginate(events, query["PageNum"], query["PageSize"])
@@ -53,8 +53,8 @@ class LogsView(EasView):
     @extend_schema(operation_id="DescribeServiceLog", tags=TAG, parameters=[s.LogsQuery],
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request, cluster_id, service_name):
-        query = self.query(s.LogsQuery, request)
         service = self.service(request, cluster_id, service_name)
+        query = self.query(s.LogsQuery, request)
         lines = service_log_lines(service, instance_name=query["InstanceName"], keyword=query["Keyword"],
                                   start=query["StartTime"], end=query["EndTime"])
         page = selectors.paginate(lines, query["PageNum"], query["PageSize"])

@@ -82,8 +82,8 @@ class CronScalerView(EasView):
         return self.respond(request, {"Message": f"Removed the cron scaler of service {service.name}"})
 
     def _set(self, request, cluster_id, service_name):
-        body = self.body(s.CronScalerBody, request)
         service = self.service(request, cluster_id, service_name, write=True)
+        body = self.body(s.CronScalerBody, request)
         jobs = [dict(job) for job in body["ScaleJobs"]]
         writes.cron_scaler_set(actor=request.user, service=service, scale_jobs=jobs,
                                exclude_dates=body["ExcludeDates"])

@@ -64,8 +64,8 @@ class ServiceView(EasView):
                                "the default) or a whole one (UpdateType=replace). A change to what shapes an "
                                "instance creates a new version.")
     def put(self, request, cluster_id, service_name):
-        query = self.query(s.UpdateServiceQuery, request)
         service = self.service(request, cluster_id, service_name, write=True)
+        query = self.query(s.UpdateServiceQuery, request)
         writes.service_update(actor=request.user, service=service, patch=request.data,
                               update_type=query["UpdateType"])
         return self.accepted(request, f"Updating service {service.name}")

@@ -18,8 +18,8 @@ class VersionsView(EasView):
     @extend_schema(operation_id="ListServiceVersions", tags=TAG, parameters=[s.PageQuery],
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request, cluster_id, service_name):
-        query = self.query(s.PageQuery, request)
         service = self.service(request, cluster_id, service_name)
+        query = self.query(s.PageQuery, request)
         page = selectors.paginate(selectors.versions_of(service), query["PageNumber"], query["PageSize"])
         return self.respond(request, page_body(page, "Versions", [version_body(v) for v in page.items]))
 
@@ -29,8 +29,8 @@ class VersionView(EasView):
                    responses={202: OpenApiTypes.OBJECT},
                    description="Serves the given version with all traffic (a rollback or roll-forward).")
     def put(self, request, cluster_id, service_name):
-        body = self.body(s.UpdateServiceVersionBody, request)
         service = self.service(request, cluster_id, service_name, write=True)
+        body = self.body(s.UpdateServiceVersionBody, request)
         writes.version_rollback(actor=request.user, service=service, number=body["Version"])
         return self.accepted(request, f"Switching service {service.name} to version {body['Version']}")
 
@@ -40,8 +40,8 @@ class ReleaseView(EasView):
                    responses={202: OpenApiTypes.OBJECT},
                    description="Sets this service's weight and traffic state inside its service group.")
     def put(self, request, cluster_id, service_name):
-        body = self.body(s.ReleaseServiceBody, request)
         service = self.service(request, cluster_id, service_name, write=True)
+        body = self.body(s.ReleaseServiceBody, request)
         writes.service_release(actor=request.user, service=service, weight=body.get("Weight"),
                                traffic_state=body.get("TrafficState"))
         return self.accepted(request, f"Released service {service.name}")
@@ -60,8 +60,8 @@ class TrafficView(EasView):
                    responses={202: OpenApiTypes.OBJECT},
                    description='Ferry: sets weights per version, e.g. {"Weights": {"1": 80, "2": 20}}.')
     def put(self, request, cluster_id, service_name):
-        body = self.body(s.TrafficBody, request)
         service = self.service(request, cluster_id, service_name, write=True)
+        body = self.body(s.TrafficBody, request)
         writes.version_weights_set(actor=request.user, service=service, weights=body["Weights"])
         return self.accepted(request, f"Shifting traffic of service {service.name}")
 
@@ -92,7 +92,7 @@ class MirrorView(EasView):
         return self.respond(request, {"Message": f"Removed the mirror of service {service.name}"})
 
     def _set(self, request, cluster_id, service_name):
-        body = self.body(s.MirrorBody, request)
         service = self.service(request, cluster_id, service_name, write=True)
+        body = self.body(s.MirrorBody, request)
         writes.mirror_set(actor=request.user, service=service, targets=body["Target"], ratio=body["Ratio"])
         return self.respond(request, {"Message": f"Mirroring {body['Ratio']} % of service {service.name}"})

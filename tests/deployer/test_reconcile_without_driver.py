@@ -1,0 +1,44 @@
+"""Until a cluster kind has a driver, reconcile stores intent and says so; the sweep finds what is due."""
+
+import pytest
+
+from deployer import tasks
+from deployer.reconcile import reconcile
+from services.models import Project, Service
+from services.services import service_create, service_delete
+
+pytestmark = pytest.mark.django_db
+
+IRIS = {"name": "iris", "processor": "sklearn", "model_path": "file:///m/model.joblib"}
+
+
+@pytest.fixture
+def service():
+    return service_create(actor=None, project=Project.objects.get(name="default"), document=IRIS)
+
+
+def test_it_marks_a_service_waiting_and_observed(service):
+    reconcile(service.pk)
+    service.refresh_from_db()
+    assert (service.phase, service.status_reason) == ("Waiting", "WaitingForCluster")
+    assert service.observed_generation == service.generation
+    assert 'kind "local"' in service.status_message
+
+
+def test_it_finishes_a_deletion_with_nothing_left(service):
+    service_delete(actor=None, service=service)
+    reconcile(service.pk)
+    assert not Service.objects.filter(pk=service.pk).exists()
+
+
+def test_it_ignores_a_service_that_is_already_gone():
+    reconcile(987654)  # must not raise: a delayed task may arrive after the row is deleted
+
+
+def test_the_sweep_enqueues_exactly_what_is_due(service, monkeypatch):
+    enqueued = []
+    monkeypatch.setattr(tasks.reconcile_service, "delay", enqueued.append)
+    assert tasks.reconcile_due() == 1 and enqueued == [service.pk]
+    reconcile(service.pk)
+    enqueued.clear()
+    assert tasks.reconcile_due() == 0 and enqueued == []

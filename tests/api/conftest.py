@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from alibabacloud_eas20210701.client import Client as EasClient
 from alibabacloud_tea_openapi import models as open_api_models
+from darabonba.core import DaraCore
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
@@ -68,11 +69,21 @@ def sdk_with_access_key(live_server_url: str, key_id: str, secret: str) -> EasCl
                                             endpoint=endpoint, protocol="http"))
 
 
+def close_sdk_connections() -> None:
+    """The SDK pools HTTP connections across clients; an open one keeps a live-server thread (and its
+    database connection) alive past the test, which blocks dropping the test database."""
+    for session in DaraCore._sessions.values():
+        session.close()
+    DaraCore._sessions.clear()
+
+
 @pytest.fixture(params=["bearer", "access_key"])
 def alice_sdk(request, live_server, alice) -> EasClient:
     """The official SDK as alice, once with bearer credentials and once with an AccessKey pair."""
     if request.param == "bearer":
         _, token = api_token_create(user=alice, name="sdk")
-        return sdk_with_token(live_server.url, token)
-    key, secret = access_key_create(user=alice, description="sdk")
-    return sdk_with_access_key(live_server.url, key.access_key_id, secret)
+        yield sdk_with_token(live_server.url, token)
+    else:
+        key, secret = access_key_create(user=alice, description="sdk")
+        yield sdk_with_access_key(live_server.url, key.access_key_id, secret)
+    close_sdk_connections()

@@ -1,0 +1,181 @@
+"""Ferry extensions to the EAS API: who am I, and my AccessKeys and API tokens.
+
+Secrets (AccessKeySecret, Token) appear only in the answer to the POST that created them.
+"""
+
+from drf_spectacular.utils import extend_schema, extend_schema_field
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from services.api.errors import NotFound
+from services.selectors.credentials import access_keys_of, api_tokens_of
+from services.services.credentials import access_key_create, access_key_revoke, api_token_create, api_token_revoke
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # EAS's timestamps: ISO 8601, UTC, whole seconds
+TAGS = ["Ferry credentials"]
+
+
+def _eas_time(source: str, **kwargs) -> serializers.DateTimeField:
+    return serializers.DateTimeField(source=source, format=TIME_FORMAT, read_only=True, **kwargs)
+
+
+# No "enum": drf-spectacular would name it a generic StatusEnum that other Status fields would collide with.
+@extend_schema_field({"type": "string", "description": "Active, or Revoked.", "example": "Active"})
+class CredentialStatusField(serializers.Field):
+    """Active or Revoked, from revoked_at (read from the whole object: DRF renders a None attribute as null)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, credential):
+        return "Active" if credential.revoked_at is None else "Revoked"
+
+
+class RequestIdSerializer(serializers.Serializer):
+    RequestId = serializers.CharField()
+
+
+class FerryProjectRoleSerializer(serializers.Serializer):
+    Name = serializers.CharField(source="project.name")
+    Role = serializers.CharField(source="role")
+
+
+class FerryWhoAmISerializer(RequestIdSerializer):
+    UserName = serializers.CharField()
+    Projects = FerryProjectRoleSerializer(many=True)
+
+
+class FerryAccessKeySerializer(serializers.Serializer):
+    AccessKeyId = serializers.CharField(source="access_key_id", read_only=True)
+    Description = serializers.CharField(source="description", read_only=True)
+    CreateTime = _eas_time("created_at")
+    LastUsedTime = _eas_time("last_used_at", allow_null=True)
+    Status = CredentialStatusField()
+
+
+class FerryAccessKeyListSerializer(RequestIdSerializer):
+    AccessKeys = FerryAccessKeySerializer(many=True)
+
+
+class FerryAccessKeyCreateRequestSerializer(serializers.Serializer):
+    Description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
+
+
+class FerryAccessKeyCreatedSerializer(FerryAccessKeySerializer):
+    AccessKeySecret = serializers.CharField(help_text="Shown only in this answer; store it now.")
+    RequestId = serializers.CharField()
+
+
+class FerryApiTokenSerializer(serializers.Serializer):
+    Id = serializers.IntegerField(source="pk", read_only=True)
+    Name = serializers.CharField(source="name", read_only=True)
+    Prefix = serializers.CharField(source="prefix", read_only=True)
+    CreateTime = _eas_time("created_at")
+    LastUsedTime = _eas_time("last_used_at", allow_null=True)
+    Status = CredentialStatusField()
+
+
+class FerryApiTokenListSerializer(RequestIdSerializer):
+    Tokens = FerryApiTokenSerializer(many=True)
+
+
+class FerryApiTokenCreateRequestSerializer(serializers.Serializer):
+    Name = serializers.CharField(max_length=100)
+
+
+class FerryApiTokenCreatedSerializer(FerryApiTokenSerializer):
+    Token = serializers.CharField(help_text="Shown only in this answer; store it now.")
+    RequestId = serializers.CharField()
+
+
+class FerryRevokedSerializer(RequestIdSerializer):
+    Message = serializers.CharField()
+
+
+def _answer(request, data: dict) -> Response:
+    return Response({**data, "RequestId": getattr(request, "request_id", "")})
+
+
+class WhoAmIView(APIView):
+    @extend_schema(
+        operation_id="FerryWhoAmI", tags=TAGS, responses=FerryWhoAmISerializer,
+        summary="The calling user and their projects (a Ferry extension).",
+    )
+    def get(self, request):
+        memberships = request.user.memberships.select_related("project").order_by("project__name")
+        return _answer(
+            request,
+            {
+                "UserName": request.user.get_username(),
+                "Projects": FerryProjectRoleSerializer(memberships, many=True).data,
+            },
+        )
+
+
+class AccessKeyListView(APIView):
+    @extend_schema(
+        operation_id="FerryListAccessKeys", tags=TAGS, responses=FerryAccessKeyListSerializer,
+        summary="Lists your AccessKeys (never their secrets).",
+    )
+    def get(self, request):
+        keys = access_keys_of(request.user)
+        return _answer(request, {"AccessKeys": FerryAccessKeySerializer(keys, many=True).data})
+
+    @extend_schema(
+        operation_id="FerryCreateAccessKey", tags=TAGS,
+        request=FerryAccessKeyCreateRequestSerializer, responses=FerryAccessKeyCreatedSerializer,
+        summary="Creates an AccessKey pair; the secret is returned only this once.",
+    )
+    def post(self, request):
+        params = FerryAccessKeyCreateRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        access_key, secret = access_key_create(user=request.user, description=params.validated_data["Description"])
+        return _answer(request, {**FerryAccessKeySerializer(access_key).data, "AccessKeySecret": secret})
+
+
+class AccessKeyDetailView(APIView):
+    @extend_schema(
+        operation_id="FerryRevokeAccessKey", tags=TAGS, responses=FerryRevokedSerializer,
+        summary="Revokes one of your AccessKeys.",
+    )
+    def delete(self, request, access_key_id: str):
+        access_key = access_keys_of(request.user).filter(access_key_id=access_key_id).first()
+        if access_key is None:
+            raise NotFound(f"You have no AccessKey {access_key_id}.", code="AccessKeyNotFound")
+        access_key_revoke(access_key=access_key)
+        return _answer(request, {"Message": f"Revoked AccessKey {access_key.access_key_id}."})
+
+
+class ApiTokenListView(APIView):
+    @extend_schema(
+        operation_id="FerryListTokens", tags=TAGS, responses=FerryApiTokenListSerializer,
+        summary="Lists your API tokens (only their prefixes).",
+    )
+    def get(self, request):
+        tokens = api_tokens_of(request.user)
+        return _answer(request, {"Tokens": FerryApiTokenSerializer(tokens, many=True).data})
+
+    @extend_schema(
+        operation_id="FerryCreateToken", tags=TAGS,
+        request=FerryApiTokenCreateRequestSerializer, responses=FerryApiTokenCreatedSerializer,
+        summary="Creates a bearer token; the token is returned only this once.",
+    )
+    def post(self, request):
+        params = FerryApiTokenCreateRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        token, plaintext = api_token_create(user=request.user, name=params.validated_data["Name"])
+        return _answer(request, {**FerryApiTokenSerializer(token).data, "Token": plaintext})
+
+
+class ApiTokenDetailView(APIView):
+    @extend_schema(
+        operation_id="FerryRevokeToken", tags=TAGS, responses=FerryRevokedSerializer,
+        summary="Revokes one of your API tokens.",
+    )
+    def delete(self, request, token_id: int):
+        token = api_tokens_of(request.user).filter(pk=token_id).first()
+        if token is None:
+            raise NotFound(f"You have no API token {token_id}.", code="TokenNotFound")
+        api_token_revoke(token=token)
+        return _answer(request, {"Message": f"Revoked API token {token.name!r} ({token.prefix}…)."})

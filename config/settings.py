@@ -181,6 +181,9 @@ SPECTACULAR_SETTINGS = {
 # (twice the skew, so a replay is caught for as long as its date is acceptable).
 FERRY_SIGNATURE_MAX_SKEW_SECONDS = int(os.environ.get("FERRY_SIGNATURE_MAX_SKEW_SECONDS", "900"))
 
+# A service still progressing (starting, updating, scaling) after this long is marked Degraded (ReconcileTimeout).
+FERRY_PROGRESS_DEADLINE_SECONDS = int(os.environ.get("FERRY_PROGRESS_DEADLINE_SECONDS", "600"))
+
 # Where clients reach the gateway (the local data plane); shown as service endpoints.
 FERRY_GATEWAY_URL = os.environ.get("FERRY_GATEWAY_URL", "http://127.0.0.1:8080")
 FERRY_DEFAULT_PROJECT = os.environ.get("FERRY_DEFAULT_PROJECT", "default")

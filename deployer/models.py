@@ -52,3 +52,14 @@ class LocalInstance(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ReconcileLease(models.Model):
+    """One reconcile at a time per service on SQLite, which has no advisory locks (PostgreSQL uses those).
+
+    A lease that outlived its expiry belongs to a worker that died and may be taken over.
+    """
+
+    service_id = models.BigIntegerField(primary_key=True)
+    holder = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()

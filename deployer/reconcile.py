@@ -1,39 +1,187 @@
-"""One reconcile of one service: observe, decide, apply, write status.
+"""One reconcile of one service: lock, observe, decide (pure), apply, write status.
 
-Issue order builds this up: until a cluster kind has a driver, a service's desired state is stored and its
-status says, truthfully, that it is waiting for a cluster that can run it.
+Level-based: every run looks at the whole desired state and the whole observed state, so running it twice,
+or after a crash, converges to the same place.
 """
 
 import logging
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from services.models import Phase, Service
+from services.services import event_record
 
 from .conditions import condition_set
-from .drivers import driver_for
+from .desired import ObservedSlot, VersionState, desired_slots
+from .drivers import PermanentError, driver_for
+from .instances import FAILING_STATES, record_observed
+from .launches import limits_message, version_launch
+from .locks import reconcile_lock
+from .status import Status, StatusInput, derive_status
 
 logger = logging.getLogger("ferry.deployer")
+RECHECK_WHILE_PROGRESSING = timedelta(seconds=2)
+RECHECK_WHEN_STEADY = timedelta(seconds=30)
 
 
 def reconcile(service_id: int) -> None:
-    service = Service.objects.select_related("cluster").filter(pk=service_id).first()
-    if service is None:
+    with reconcile_lock(service_id) as held:
+        if not held:
+            return  # another worker is on it; the sweep comes back if it misses a change
+        service = Service.objects.select_related("cluster").filter(pk=service_id).first()
+        if service is None:
+            return
+        driver = driver_for(service.cluster)
+        if driver is None:
+            _without_driver(service)
+        elif service.deletion_requested_at is not None:
+            _finalize_deletion(service, driver)
+        else:
+            _converge(service, driver)
+
+
+def _converge(service: Service, driver) -> None:
+    generation = service.generation
+    observed = driver.observe(service).instances
+    record_observed(service, observed)
+    slots = desired_slots(
+        service_name=service.name, running=service.desired_state == "running", total=service.instance_count,
+        versions=[VersionState(v.number, v.weight, v.service_file) for v in service.versions.all()],
+        observed=[ObservedSlot(o.name, o.version, o.ready, o.state not in ("Terminated", "Failed")) for o in observed],
+    )
+    try:
+        desired = _launches(service, driver, slots)
+    except PermanentError as exc:
+        _write_failure(service, generation, exc)
         return
-    driver = driver_for(service.cluster)
-    if driver is None:
-        _without_driver(service)
+    created = driver.apply(service, desired)
+    if created:
+        logger.info("Asked the node agent to start %s", ", ".join(created))
+    observed = driver.observe(service).instances
+    record_observed(service, observed)
+    _write_status(service, generation, _status(service, {name for name, _, _ in desired}, observed))
+
+
+def _launches(service: Service, driver, slots) -> list[tuple[str, int, dict]]:
+    restart_token = service.restart_requested_at.isoformat() if service.restart_requested_at else ""
+    in_use = driver.launches_in_use(service)
+    by_version = {}
+    for slot in slots:
+        if slot.version not in by_version:
+            by_version[slot.version] = _launch_for(service, slot.version, in_use, restart_token)
+    return [(slot.name, slot.version, by_version[slot.version]) for slot in slots]
+
+
+def _launch_for(service: Service, number: int, in_use: dict[int, dict], restart_token: str) -> dict:
+    if number in in_use:
+        return {**in_use[number], "restart_token": restart_token}
+    version = service.versions.get(number=number)
+    launch = version_launch(service, version, restart_token=restart_token)
+    event_record(service=service, reason="AppliedLimits", message=limits_message(service, version))
+    return launch
+
+
+def _status(service: Service, desired_names: set[str], observed) -> Status:
+    wanted = [o for o in observed if o.name in desired_names]
+    serving_versions = {v.number for v in service.versions.all() if v.weight > 0}
+    live = [o for o in observed if o.state not in ("Terminated", "Failed", "Pending") or o.name in desired_names]
+    return derive_status(StatusInput(
+        running=service.desired_state == "running",
+        deleting=False,
+        expected=len(desired_names),
+        ready=sum(1 for o in wanted if o.ready),
+        live=len([o for o in live if o.state != "Terminated"]),
+        crash_looping=[f"{o.name}: {o.last_exit_reason or o.state}" for o in wanted if o.state in FAILING_STATES],
+        new_version_rolling=any(o.version not in serving_versions for o in live),
+        first_rollout=not any(c["type"] == "Ready" and c["status"] == "True" for c in service.conditions)
+        and service.phase in (Phase.CREATING, Phase.WAITING),
+    ))
+
+
+def _write_status(service: Service, generation: int, status: Status) -> None:
+    now = timezone.now()
+    conditions = service.conditions
+    conditions = condition_set(conditions, type="Ready", status=status.ready, reason=status.reason,
+                               message=status.message, generation=generation, now=now)
+    conditions = condition_set(conditions, type="Progressing", status=status.progressing, reason=status.reason,
+                               message=status.message, generation=generation, now=now)
+    degraded, reason, message = _degradation(service, status, conditions, now)
+    conditions = condition_set(conditions, type="Degraded", status=degraded, reason=reason, message=message,
+                               generation=generation, now=now)
+    recheck = RECHECK_WHILE_PROGRESSING if status.progressing else RECHECK_WHEN_STEADY
+    _save_status(service, generation, status.phase, status.reason, status.message, conditions, now + recheck)
+
+
+def _degradation(service: Service, status: Status, conditions: list[dict], now) -> tuple[bool, str, str]:
+    """Progressing for longer than the deadline is Degraded (ReconcileTimeout), as is a crash loop."""
+    if status.degraded:
+        return True, status.reason, status.message
+    progressing = next(c for c in conditions if c["type"] == "Progressing")
+    if progressing["status"] == "True":
+        since = datetime.fromisoformat(progressing["last_transition_time"])
+        if now - since > timedelta(seconds=settings.FERRY_PROGRESS_DEADLINE_SECONDS):
+            deadline = settings.FERRY_PROGRESS_DEADLINE_SECONDS
+            return True, "ReconcileTimeout", f"Still progressing after {deadline} s: {status.message}"
+    return False, status.reason, status.message
+
+
+def _save_status(service: Service, generation: int, phase: str, reason: str, message: str,
+                 conditions: list[dict], next_at) -> None:
+    if phase != service.phase:
+        event_record(service=service, reason=f"Became{phase}", warning=phase == Phase.FAILED,
+                     message=f"Service {service.name} is {phase}: {message}")
+    if _newly_degraded(service.conditions, conditions):
+        event_record(service=service, reason="ReconcileTimeout", warning=True, message=message)
+    Service.objects.filter(pk=service.pk).update(
+        phase=phase, status_reason=reason, status_message=message, conditions=conditions,
+        observed_generation=generation, next_reconcile_at=next_at, updated_at=timezone.now(),
+    )
+
+
+def _newly_degraded(before: list[dict], after: list[dict]) -> bool:
+    def degraded_by_timeout(conditions):
+        return any(c["type"] == "Degraded" and c["status"] == "True" and c["reason"] == "ReconcileTimeout"
+                   for c in conditions)
+    return degraded_by_timeout(after) and not degraded_by_timeout(before)
+
+
+def _write_failure(service: Service, generation: int, error: PermanentError) -> None:
+    """Permanent: retrying cannot help until the user changes something, so do not recheck on a timer."""
+    now = timezone.now()
+    conditions = condition_set(service.conditions, type="Ready", status=False, reason=error.reason,
+                               message=error.message, generation=generation, now=now)
+    conditions = condition_set(conditions, type="Progressing", status=False, reason=error.reason,
+                               message=error.message, generation=generation, now=now)
+    conditions = condition_set(conditions, type="Degraded", status=True, reason=error.reason,
+                               message=error.message, generation=generation, now=now)
+    if service.status_reason != error.reason:
+        event_record(service=service, reason=error.reason, warning=True, message=error.message)
+    Service.objects.filter(pk=service.pk).update(
+        phase=Phase.FAILED, status_reason=error.reason, status_message=error.message, conditions=conditions,
+        observed_generation=generation, next_reconcile_at=None, updated_at=now,
+    )
+
+
+def _finalize_deletion(service: Service, driver) -> None:
+    if driver.delete(service):
+        with transaction.atomic():
+            Service.objects.filter(pk=service.pk).delete()
+        logger.info("Deleted service %s and everything it ran", service)
         return
-    # No driver is registered yet (the local and Kubernetes drivers come next), so every kind takes the
-    # branch above; the observe -> desired -> apply loop for drivers lands with the first of them.
+    record_observed(service, driver.observe(service).instances)
+    Service.objects.filter(pk=service.pk).update(
+        phase=Phase.DELETING, observed_generation=service.generation,
+        next_reconcile_at=timezone.now() + RECHECK_WHILE_PROGRESSING,
+    )
 
 
 def _without_driver(service: Service) -> None:
     if service.deletion_requested_at is not None:
         # Nothing was ever applied to a cluster without a driver, so nothing remote needs removing.
-        with transaction.atomic():
-            Service.objects.filter(pk=service.pk).delete()
+        Service.objects.filter(pk=service.pk).delete()
         logger.info("Deleted service %s (nothing was running)", service)
         return
     message = (

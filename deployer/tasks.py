@@ -6,11 +6,14 @@ from django.utils import timezone
 
 from services.models import Service
 
+from .drivers import TransientError
 from .reconcile import reconcile
 
 
-@shared_task(name="deployer.reconcile_service", acks_late=True)
+@shared_task(name="deployer.reconcile_service", acks_late=True, autoretry_for=(TransientError,),
+             retry_backoff=2, retry_backoff_max=300, retry_jitter=True, max_retries=None)
 def reconcile_service(service_id: int) -> None:
+    """Transient errors retry with capped exponential backoff; permanent ones are written as status."""
     reconcile(service_id)
 
 

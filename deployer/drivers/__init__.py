@@ -1,8 +1,11 @@
 """Which driver acts for a cluster kind. A kind with no driver yet leaves services waiting, honestly."""
 
+
 from .base import Driver, Observed, ObservedInstance, PermanentError, TransientError
 
-DRIVERS: dict[str, type] = {}
+from .local import LocalDriver
+
+DRIVERS: dict[str, type] = {"local": LocalDriver}
 
 
 def driver_for(cluster) -> Driver | None:

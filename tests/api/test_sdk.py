@@ -39,9 +39,10 @@ def test_it_creates_lists_and_describes_every_example_file(alice_sdk):
     assert described.total_instance == 2
     assert described.current_version == described.latest_version == 1
     assert described.access_token
-    # No driver runs services yet: the status says so instead of pretending.
-    assert described.status == "Waiting"
-    assert "No driver" in described.message
+    # The example's model is a placeholder path that does not exist here: the service fails, naming it.
+    assert described.status == "Failed"
+    assert described.reason == "ModelFetchFailed"
+    assert "/srv/models/iris/model.joblib" in described.message
     assert json.loads(described.service_config)["model_path"] == "file:///srv/models/iris/model.joblib"
 
     echo = json.loads(alice_sdk.describe_service("local", "echo_app").body.service_config)

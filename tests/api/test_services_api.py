@@ -85,7 +85,7 @@ def test_it_reconciles_start_stop_restart_and_delete(alice_api, iris, django_cap
     assert iris.desired_state == "stopped"
     assert iris.observed_generation == iris.generation
     ready = next(c for c in iris.conditions if c["type"] == "Ready")
-    assert (ready["status"], ready["reason"]) == ("False", "WaitingForCluster")
+    assert (iris.phase, ready["status"], ready["reason"]) == ("Stopped", "False", "Stopped")
 
     with django_capture_on_commit_callbacks(execute=True):
         assert alice_api.put(f"{SERVICE}/start").status_code == 202
@@ -93,7 +93,11 @@ def test_it_reconciles_start_stop_restart_and_delete(alice_api, iris, django_cap
     iris.refresh_from_db()
     assert iris.desired_state == "running" and iris.restart_requested_at is not None
     reasons = [event["Reason"] for event in alice_api.get(f"{SERVICE}/events").json()["Events"]]
-    assert reasons[:3] == ["RestartRequested", "StartRequested", "StopRequested"]
+    requested = [reason for reason in reasons if reason.endswith("Requested")]
+    assert requested == ["RestartRequested", "StartRequested", "StopRequested"]
+    # Starting made the reconciler fetch the example's placeholder model, which does not exist here.
+    iris.refresh_from_db()
+    assert (iris.phase, iris.status_reason) == ("Failed", "ModelFetchFailed")
 
     with django_capture_on_commit_callbacks(execute=True):
         assert alice_api.delete(SERVICE).status_code == 202

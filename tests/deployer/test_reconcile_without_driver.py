@@ -1,19 +1,21 @@
-"""Until a cluster kind has a driver, reconcile stores intent and says so; the sweep finds what is due."""
+"""A cluster kind with no driver yet (Kubernetes, until its issue lands): intent is stored, status says so."""
 
 import pytest
 
 from deployer import tasks
 from deployer.reconcile import reconcile
-from services.models import Project, Service
+from services.models import Cluster, Project, Service
 from services.services import service_create, service_delete
 
 pytestmark = pytest.mark.django_db
 
-IRIS = {"name": "iris", "processor": "sklearn", "model_path": "file:///m/model.joblib"}
+IRIS = {"name": "iris", "processor": "sklearn", "model_path": "file:///m/model.joblib",
+        "metadata": {"resource": "remote"}}
 
 
 @pytest.fixture
 def service():
+    Cluster.objects.create(name="remote", kind="kubernetes")
     return service_create(actor=None, project=Project.objects.get(name="default"), document=IRIS)
 
 
@@ -22,7 +24,7 @@ def test_it_marks_a_service_waiting_and_observed(service):
     service.refresh_from_db()
     assert (service.phase, service.status_reason) == ("Waiting", "WaitingForCluster")
     assert service.observed_generation == service.generation
-    assert 'kind "local"' in service.status_message
+    assert 'kind "kubernetes"' in service.status_message
 
 
 def test_it_finishes_a_deletion_with_nothing_left(service):

@@ -1,0 +1,127 @@
+"""The local cluster: instances are processes on this host, run by the node agent from LocalInstance rows.
+
+The driver never starts processes itself (Celery workers must not own long-running children): it writes the
+desired rows, wakes the agent, and reads back what the agent reports.
+"""
+
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from deployer.models import LocalInstance, LocalInstanceState
+
+from .base import Observed, ObservedInstance
+
+logger = logging.getLogger("ferry.deployer")
+WAKE_CHANNEL = "ferry:agent:wake"
+
+
+class LocalDriver:
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def observe(self, service) -> Observed:
+        rows = LocalInstance.objects.filter(service=service).order_by("name")
+        return Observed(instances=[_observed(row) for row in rows])
+
+    def launches_in_use(self, service) -> dict[int, dict]:
+        """Launch specs already written per version: reused so a model is fetched once per version."""
+        rows = LocalInstance.objects.filter(service=service).order_by("-created_at")
+        launches = {}
+        for row in rows:
+            launches.setdefault(row.version_number, row.launch)
+        return launches
+
+    @transaction.atomic
+    def apply(self, service, desired: list[tuple[str, int, dict]]) -> list[str]:
+        """Makes the rows match `desired` [(name, version, launch)]. Returns the names of new instances."""
+        rows = {row.name: row for row in LocalInstance.objects.select_for_update().filter(service=service)}
+        wanted = {name: (version, launch) for name, version, launch in desired}
+        created = []
+        for name, (version, launch) in wanted.items():
+            row = rows.get(name)
+            if row is None:
+                LocalInstance.objects.create(service=service, name=name, version_number=version, launch=launch)
+                created.append(name)
+            else:
+                _keep_running(row, launch)
+        for name, row in rows.items():
+            if name not in wanted:
+                _retire(row)
+        _wake_agent()
+        return created
+
+    def delete(self, service) -> bool:
+        """Stops every instance; True once none is left (the finalizer may then delete the service)."""
+        for row in LocalInstance.objects.filter(service=service):
+            _retire(row)
+        _wake_agent()
+        return not LocalInstance.objects.filter(service=service).exists()
+
+    def restart_instance(self, service, instance_name: str) -> None:
+        row = LocalInstance.objects.get(service=service, name=instance_name)
+        row.restart_generation += 1
+        row.save(update_fields=["restart_generation"])
+        _wake_agent()
+
+    def logs(self, service, instance_name: str, since: datetime | None, follow: bool) -> Iterator[str]:
+        row = LocalInstance.objects.filter(service=service, name=instance_name).first()
+        path = Path(row.log_path) if row and row.log_path else instance_log_path(instance_name)
+        for candidate in (path.with_name(path.name + ".1"), path):
+            if candidate.exists():
+                with candidate.open(errors="replace") as handle:
+                    for line in handle:
+                        yield line.rstrip("\n")
+
+
+def instance_log_path(instance_name: str) -> Path:
+    return Path(settings.VAR_DIR) / "instances" / instance_name / "instance.log"
+
+
+def _observed(row: LocalInstance) -> ObservedInstance:
+    live = row.desired == "running" and row.state not in (LocalInstanceState.TERMINATED,)
+    return ObservedInstance(
+        name=row.name, version=row.version_number, state=row.state if live or row.state else "Pending",
+        ready=row.ready and row.desired == "running", host="127.0.0.1" if row.port else "", port=row.port,
+        restart_count=row.restart_count, last_exit_reason=row.last_exit_reason, started_at=row.started_at,
+    )
+
+
+def _keep_running(row: LocalInstance, launch: dict) -> None:
+    changed = []
+    if row.desired != "running":
+        row.desired = "running"
+        changed.append("desired")
+    if row.launch != launch:
+        # Versions are immutable, so only the restart token can differ: restart gracefully.
+        row.launch = launch
+        row.restart_generation += 1
+        changed += ["launch", "restart_generation"]
+    if changed:
+        row.save(update_fields=changed)
+
+
+def _retire(row: LocalInstance) -> None:
+    if row.state == LocalInstanceState.TERMINATED or (row.desired == "stopped" and row.pid is None
+                                                        and row.state in (LocalInstanceState.PENDING,
+                                                                          LocalInstanceState.FAILED)):
+        row.delete()
+    elif row.desired != "stopped":
+        row.desired = "stopped"
+        row.save(update_fields=["desired"])
+
+
+def _wake_agent() -> None:
+    """The agent polls anyway; this only makes it react at once."""
+    if not settings.REDIS_URL:
+        return
+    try:
+        import redis
+
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).publish(WAKE_CHANNEL, "1")
+    except Exception as exc:  # noqa: BLE001 -- a missed wake-up only costs one poll period
+        logger.warning("Could not wake the node agent: %s", exc)

@@ -1,0 +1,98 @@
+"""`python -m processors.modelserver`: run one instance of a built-in processor.
+
+The node agent starts this with the command from processors.registry.local_launch.
+Exit status 1 with a one-line reason on stderr when the model, the handler or
+the warm-up file cannot be used; 0 after SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+PROCESSORS = ("sklearn", "xgboost", "lightgbm", "onnx", "python")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m processors.modelserver",
+        description="Ferry's built-in model server (KServe V1 + V2 protocols, EAS /api/predict, /metrics).",
+        allow_abbrev=False,
+    )
+    parser.add_argument("--model-name", required=True, help="name the model is served under (the service's name)")
+    parser.add_argument("--processor", required=True, choices=PROCESSORS)
+    parser.add_argument("--model-dir", help="directory holding the model (or the model file); optional for python")
+    parser.add_argument("--model-entry", help="the model file inside --model-dir, when it holds several")
+    parser.add_argument("--handler", help="python processor: the handler module file")
+    parser.add_argument("--warmup-file", help="JSON list of V1/V2 request bodies run before the server listens")
+    parser.add_argument("--http-port", type=int, default=8080)
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
+    parser.add_argument("--worker-threads", type=int, default=5, help="threads that run predictions")
+    parser.add_argument("--grace-period", type=int, default=30, help="seconds to finish requests on SIGTERM")
+    args = parser.parse_args(argv)
+    if args.processor != "python" and not args.model_dir:
+        parser.error(f"--model-dir is required for the {args.processor} processor")
+    if args.processor == "python" and not args.handler:
+        parser.error("--handler is required for the python processor")
+    return args
+
+
+def quiet_kserve() -> None:
+    """kserve 0.21 on this FastAPI warns on every JSON response, and logs three
+    lines per request (access + timings); keep the access line only."""
+    import logging
+    import warnings
+
+    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+    logging.getLogger("kserve.trace").setLevel(logging.WARNING)
+
+
+def fail(message: str) -> None:
+    print(f"ferry-modelserver: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(1)
+
+
+def build_model(args: argparse.Namespace, executor):
+    from .handler import PythonHandlerModel
+    from .models import BUILTIN_MODELS
+
+    if args.processor == "python":
+        return PythonHandlerModel(args.model_name, handler_path=args.handler, model_dir=args.model_dir, executor=executor)
+    model_class = BUILTIN_MODELS[args.processor]
+    return model_class(args.model_name, model_dir=args.model_dir, model_entry=args.model_entry, executor=executor)
+
+
+def main(argv: list[str]) -> None:
+    started = time.monotonic()
+    args = parse_args(argv)
+    # kserve parses sys.argv when it is imported; it must not see our options.
+    del sys.argv[1:]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .handler import HandlerError
+    from .models import ModelFileError
+    from .server import FerryModelServer, WarmUpError, logger, read_warm_up_requests
+
+    # The server first: it configures kserve's logging, which our messages use.
+    server = FerryModelServer(host=args.host, http_port=args.http_port, grace_period=args.grace_period)
+    quiet_kserve()
+    executor = ThreadPoolExecutor(max_workers=args.worker_threads, thread_name_prefix="predict")
+    model = build_model(args, executor)
+    try:
+        warm_up_requests = read_warm_up_requests(args.warmup_file) if args.warmup_file else []
+        model.load()
+    except (ModelFileError, HandlerError, WarmUpError) as error:
+        fail(str(error))
+    except Exception as error:  # a framework (or a handler's load) failing: say what and why
+        source = args.handler if args.processor == "python" else args.model_dir
+        fail(f"cannot load the {args.processor} model from {source}: {type(error).__name__}: {error}")
+    logger.info("loaded %s model %s in %.3f s", args.processor, args.model_name, time.monotonic() - started)
+    try:
+        server.serve(model, warm_up_requests)
+    except WarmUpError as error:
+        fail(str(error))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

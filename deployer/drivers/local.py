@@ -71,7 +71,8 @@ class LocalDriver:
     def logs(self, service, instance_name: str, since: datetime | None, follow: bool) -> Iterator[str]:
         row = LocalInstance.objects.filter(service=service, name=instance_name).first()
         path = Path(row.log_path) if row and row.log_path else instance_log_path(instance_name)
-        for candidate in (path.with_name(path.name + ".1"), path):
+        rotated = [path.with_name(f"{path.name}.{n}") for n in (3, 2, 1)]  # the agent keeps three generations
+        for candidate in (*rotated, path):
             if candidate.exists():
                 with candidate.open(errors="replace") as handle:
                     for line in handle:

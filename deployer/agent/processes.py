@@ -1,0 +1,166 @@
+"""Instance processes: spawn, identify, signal, and tell how they ended.
+
+Each instance runs in its own session and process group (`start_new_session`), so the agent signals the
+whole group (a shell and the server it started die together) and a Ctrl-C in the agent's terminal does not
+reach instances directly: the agent stops them itself, gracefully.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from . import limited_exec
+from .launch import MARK_VAR_DIR
+
+logger = logging.getLogger("ferry.agent")
+
+LIMITED_EXEC = str(Path(limited_exec.__file__).resolve())
+# Two processes are the same if pid and start time match; start times are read back with some rounding.
+CREATE_TIME_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    code: int | None = None  # the shell's convention: 128 + signal number when killed by a signal
+    signal: int | None = None
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitStatus:
+        if returncode < 0:
+            return cls(code=128 - returncode, signal=-returncode)
+        return cls(code=returncode)
+
+    @property
+    def known(self) -> bool:
+        return self.code is not None
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            return f"killed by signal {self.signal} ({signal.Signals(self.signal).name})"
+        if self.code is not None:
+            return f"exited with code {self.code}"
+        return "exited (code unknown: the process was adopted from an earlier agent)"
+
+
+class ProcessHandle:
+    """One instance process: a child of this agent (`popen`), or adopted from an agent that died."""
+
+    def __init__(self, pid: int, create_time: float, popen: subprocess.Popen | None = None):
+        self.pid = pid
+        self.create_time = create_time
+        self.popen = popen
+
+    @classmethod
+    def adopt(cls, pid: int, create_time: float) -> ProcessHandle | None:
+        """The process if it is still the one that was started (a pid can be reused), else None."""
+        try:
+            process = psutil.Process(pid)
+            if abs(process.create_time() - create_time) > CREATE_TIME_TOLERANCE:
+                return None
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+        return cls(pid, create_time)
+
+    def poll(self) -> ExitStatus | None:
+        """How it ended, or None while it runs. Adopted processes are not our children: no exit code."""
+        if self.popen is not None:
+            returncode = self.popen.poll()
+            return None if returncode is None else ExitStatus.from_returncode(returncode)
+        if self.is_alive():
+            return None
+        return ExitStatus()
+
+    def is_alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        try:
+            process = psutil.Process(self.pid)
+            same = abs(process.create_time() - self.create_time) <= CREATE_TIME_TOLERANCE
+            return same and process.status() != psutil.STATUS_ZOMBIE
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False
+
+    def signal_group(self, sig: int) -> None:
+        signal_group(self.pid, sig)
+
+    def kill_leftovers(self) -> None:
+        """After the leader exited: whatever it started in its group goes too (it may hold the port)."""
+        signal_group(self.pid, signal.SIGKILL)
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        pass  # already gone
+    except PermissionError:
+        logger.warning("Was not allowed to send %s to process group %s", signal.Signals(sig).name, pgid)
+
+
+def resolve_executable(command: str, env: dict[str, str], cwd: str | None) -> str:
+    """The file that would run, or FileNotFoundError / PermissionError saying why nothing would."""
+    if "/" in command:
+        path = Path(cwd or ".", command) if not os.path.isabs(command) else Path(command)
+        if not path.is_file():
+            raise FileNotFoundError(f"command not found: {command}")
+        if not os.access(path, os.X_OK):
+            raise PermissionError(f"command is not executable: {command}")
+        return str(path.resolve())
+    found = shutil.which(command, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(f"command not found: {command} (searched PATH)")
+    return found
+
+
+def spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path,
+          memory_limit_mb: int | None) -> ProcessHandle:
+    """Starts the command with stdout and stderr appended to the instance log.
+
+    The log is a file opened with O_APPEND, not a pipe to the agent: instances keep running, and keep
+    logging, when the agent dies; and copy-truncate rotation works because every write goes to the end.
+    """
+    if cwd and not os.path.isdir(cwd):
+        raise FileNotFoundError(f"working directory does not exist: {cwd}")
+    executable = resolve_executable(argv[0], env, cwd)
+    command = argv
+    if memory_limit_mb:
+        command = [sys.executable, "-I", "-S", LIMITED_EXEC, str(memory_limit_mb * 1024 * 1024), executable, *argv]
+        executable = sys.executable
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        popen = subprocess.Popen(
+            command, executable=executable, env=env, cwd=cwd or None, stdin=subprocess.DEVNULL,
+            stdout=log_fd, stderr=log_fd, start_new_session=True, close_fds=True,
+        )
+    finally:
+        os.close(log_fd)
+    try:
+        create_time = psutil.Process(popen.pid).create_time()
+    except psutil.NoSuchProcess:
+        create_time = 0.0  # exited at once; poll() reports it through popen
+    return ProcessHandle(popen.pid, create_time, popen)
+
+
+def marked_processes(var_dir: str) -> list[psutil.Process]:
+    """Live processes carrying this agent's mark in their environment: instances and their children."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.pid == os.getpid() or process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if process.environ().get(MARK_VAR_DIR) == var_dir:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
+            continue
+    return found

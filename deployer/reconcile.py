@@ -59,10 +59,20 @@ def _converge(service: Service, driver) -> None:
         return
     created = driver.apply(service, desired)
     if created:
-        logger.info("Asked the node agent to start %s", ", ".join(created))
+        logger.info("Asked the cluster to start %s", ", ".join(created))
+    _restart_requested_instances(service, driver)
     observed = driver.observe(service).instances
     record_observed(service, observed)
     _write_status(service, generation, _status(service, {name for name, _, _ in desired}, observed))
+
+
+def _restart_requested_instances(service: Service, driver) -> None:
+    for instance in service.instances.filter(restart_requested_at__isnull=False):
+        driver.restart_instance(service, instance.name)
+        instance.restart_requested_at = None
+        instance.save(update_fields=["restart_requested_at", "updated_at"])
+        event_record(service=service, reason="RestartedInstance", instance_name=instance.name,
+                     message=f"Restarted instance {instance.name} on request")
 
 
 def _launches(service: Service, driver, slots) -> list[tuple[str, int, dict]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 
 from deployer.models import LocalInstance, LocalInstanceState
 
@@ -63,9 +64,9 @@ class LocalDriver:
         return not LocalInstance.objects.filter(service=service).exists()
 
     def restart_instance(self, service, instance_name: str) -> None:
-        row = LocalInstance.objects.get(service=service, name=instance_name)
-        row.restart_generation += 1
-        row.save(update_fields=["restart_generation"])
+        LocalInstance.objects.filter(service=service, name=instance_name).update(
+            restart_generation=F("restart_generation") + 1
+        )
         _wake_agent()
 
     def logs(self, service, instance_name: str, since: datetime | None, follow: bool) -> Iterator[str]:

@@ -109,6 +109,9 @@ class Instance(models.Model):
     restart_count = models.PositiveIntegerField(default=0)
     last_exit_reason = models.CharField(max_length=255, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    restart_requested_at = models.DateTimeField(
+        null=True, blank=True, help_text="Desired: restart this instance (EAS DeleteServiceInstances)."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:

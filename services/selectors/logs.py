@@ -1,12 +1,18 @@
-"""Instance logs come from the cluster's driver (process log files locally, pod logs on Kubernetes)."""
+"""Instance logs come from the cluster's driver (per-instance log files locally, pod logs on Kubernetes)."""
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 
 from services.models import Service
+
+# Both "2026-11-21T21:34:46.508Z" (the node agent) and "2026-11-21 21:34:48.291" (servers' logging) lead lines.
+LINE_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?Z?\b")
 
 
 def service_log_lines(service: Service, *, instance_name: str = "", keyword: str = "",
                       start: datetime | None = None, end: datetime | None = None) -> list[str]:
+    """Matching lines, oldest first. Without an instance name every instance's lines come, each prefixed
+    with its instance's name. A line with no timestamp (a traceback's) takes the time of the line before."""
     from deployer.drivers import driver_for  # the deployer depends on services; import at call time
 
     driver = driver_for(service.cluster)
@@ -15,13 +21,27 @@ def service_log_lines(service: Service, *, instance_name: str = "", keyword: str
     names = [instance_name] if instance_name else list(service.instances.values_list("name", flat=True))
     lines = []
     for name in names:
-        lines.extend(line for line in driver.logs(service, name, since=start, follow=False)
-                     if keyword in line and (end is None or _line_time(line) is None or _line_time(line) <= end))
+        prefix = "" if instance_name else f"{name}: "
+        lines.extend(prefix + line for line in _matching(driver.logs(service, name, since=start, follow=False),
+                                                           keyword, start, end))
     return lines
 
 
-def _line_time(line: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(line.split(" ", 1)[0])
-    except ValueError:
+def _matching(lines, keyword: str, start: datetime | None, end: datetime | None):
+    current = None
+    for line in lines:
+        current = line_time(line) or current
+        if start and (current is None or current < start):
+            continue
+        if end and current and current > end:
+            continue
+        if keyword in line:
+            yield line
+
+
+def line_time(line: str) -> datetime | None:
+    match = LINE_TIME.match(line)
+    if not match:
         return None
+    day, clock, fraction = match.groups()
+    return datetime.fromisoformat(f"{day}T{clock}{fraction or ''}").replace(tzinfo=UTC)

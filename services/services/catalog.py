@@ -215,9 +215,8 @@ def service_instances_restart(*, actor, service: Service, instance_names: list[s
     if missing:
         raise NotFound(f"No instance named {', '.join(missing)} in service {service.name}.", code="InstanceNotFound")
     for instance in instances:
-        instance.state = "Terminating"
-        instance.ready = False
-        instance.save(update_fields=["state", "ready", "updated_at"])
+        instance.restart_requested_at = timezone.now()
+        instance.save(update_fields=["restart_requested_at", "updated_at"])
         event_record(service=service, reason="InstanceRestartRequested",
                      message=f"Requested restart of instance {instance.name}", instance_name=instance.name)
     desired_state_changed(Service.objects.select_for_update().get(pk=service.pk))

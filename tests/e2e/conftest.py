@@ -46,3 +46,10 @@ def converge(service: Service, until, timeout: float = 60.0, what: str = "the se
                                                   list(service.instances.values_list("name", "state")))
             raise AssertionError(f"waited {timeout:g} s for {what}; last state: {state}")
         time.sleep(0.25)
+
+
+@pytest.fixture
+def alice_api(db):
+    from tests.api.conftest import api_client_for, make_member
+
+    return api_client_for(make_member("alice", "team_a"))

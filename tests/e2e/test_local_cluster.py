@@ -142,3 +142,31 @@ def test_it_leaves_no_orphan_or_duplicate_after_the_agent_is_killed(local_cluste
                if "processors.modelserver" in " ".join(p.info["cmdline"] or []) and "demo_iris" in (p.info["cmdline"] or [])
                and p.status() != psutil.STATUS_ZOMBIE]
     assert [p.pid for p in servers] == [pid]
+
+
+def test_it_restarts_one_instance_and_serves_its_logs_through_the_api(local_cluster, demo_models, alice_api):
+    from services.models import ProjectMembership
+    from django.contrib.auth import get_user_model
+
+    iris = converge(create(demo_file(demo_models, "demo_iris")), running)
+    ProjectMembership.objects.create(user=get_user_model().objects.get(username="alice"),
+                                     project=iris.project, role="developer")
+    api = "/api/v2/services/local/demo_iris"
+    (instance,) = alice_api.get(f"{api}/instances").json()["Instances"]
+    assert (instance["Status"], instance["ReadyProcesses"], instance["InstancePort"]) == (
+        "Running", 1, ready_ports(iris)[0])
+
+    logs = alice_api.get(f"{api}/logs", {"InstanceName": instance["InstanceName"], "Keyword": "warmed up"}).json()
+    assert logs["TotalCount"] == 1 and "warmed up with 2 requests" in logs["Logs"][0]
+    later = alice_api.get(f"{api}/logs", {"Keyword": "warmed up", "StartTime": "2999-01-01 00:00:00"}).json()
+    assert later["TotalCount"] == 0
+    every = alice_api.get(f"{api}/logs", {"PageSize": 5}).json()
+    assert every["TotalCount"] > 5 and len(every["Logs"]) == 5
+    assert every["Logs"][0].startswith(instance["InstanceName"] + ": ")
+
+    pid = iris.local_instances.get().pid
+    assert alice_api.delete(f"{api}/instances", QUERY_STRING=f"InstanceList={instance['InstanceName']}"
+                            ).status_code == 202
+    iris = converge(iris, lambda s: running(s) and s.local_instances.get().pid not in (None, pid),
+                    what="the instance to be restarted")
+    assert "RestartedInstance" in reasons(iris)

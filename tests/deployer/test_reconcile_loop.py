@@ -1,0 +1,74 @@
+"""The reconcile loop's guards: one reconcile per service at a time, and stuck work turned into Degraded."""
+
+import threading
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from deployer.locks import reconcile_lock
+from deployer.reconcile import reconcile
+from services.models import Project
+from services.services import service_create
+
+SLEEPER = {"name": "sleeper", "processor": "custom",
+           "containers": [{"image": "none", "script": "sleep 600", "port": 8000}]}
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_it_lets_only_one_reconcile_hold_a_service():
+    held_elsewhere, release = threading.Event(), threading.Event()
+    results = {}
+
+    def other_worker():
+        with reconcile_lock(42) as held:
+            results["other"] = held
+            held_elsewhere.set()
+            release.wait(10)
+        connection.close()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    assert held_elsewhere.wait(10)
+    with reconcile_lock(42) as held:
+        results["while_held"] = held
+    with reconcile_lock(43) as held:
+        results["another_service"] = held
+    release.set()
+    thread.join(10)
+    with reconcile_lock(42) as held:
+        results["after_release"] = held
+    assert results == {"other": True, "while_held": False, "another_service": True, "after_release": True}
+
+
+@pytest.mark.django_db
+def test_it_marks_work_stuck_past_its_deadline_degraded_once():
+    # No node agent runs in this test, so the instance never starts: the service stays Creating.
+    service = service_create(actor=None, project=Project.objects.get(name="default"), document=SLEEPER)
+    with override_settings(FERRY_PROGRESS_DEADLINE_SECONDS=0):
+        reconcile(service.pk)
+        reconcile(service.pk)
+        reconcile(service.pk)
+    service.refresh_from_db()
+    degraded = next(c for c in service.conditions if c["type"] == "Degraded")
+    assert (service.phase, degraded["status"], degraded["reason"]) == ("Creating", "True", "ReconcileTimeout")
+    assert service.events.filter(reason="ReconcileTimeout", type="Warning").count() == 1
+    assert service.next_reconcile_at is not None  # still progressing: the sweep keeps looking
+
+
+@pytest.mark.django_db
+def test_the_sqlite_lease_excludes_a_second_holder_and_expires():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from deployer.locks import _lease
+    from deployer.models import ReconcileLease
+
+    with _lease(7) as first:
+        with _lease(7) as second:
+            assert (first, second) == (True, False)
+        ReconcileLease.objects.filter(service_id=7).update(expires_at=timezone.now() - timedelta(seconds=1))
+        with _lease(7) as after_expiry:
+            assert after_expiry  # a worker that died holding it does not block the service forever
+    assert not ReconcileLease.objects.filter(service_id=7).exists()

@@ -170,22 +170,22 @@ def desired_state_changed(service: Service, **fields) -> Service:
     return service
 
 
+def _desired_state_set(service: Service, state: str, reason: str, verb: str) -> Service:
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    if service.desired_state == state:
+        return service
+    event_record(service=service, reason=reason, message=f"Requested {verb} of {service.name}")
+    return desired_state_changed(service, desired_state=state)
+
+
 @transaction.atomic
 def service_start(*, actor, service: Service) -> Service:
-    service = Service.objects.select_for_update().get(pk=service.pk)
-    if service.desired_state == DesiredState.RUNNING:
-        return service
-    event_record(service=service, reason="StartRequested", message=f"Requested start of {service.name}")
-    return desired_state_changed(service, desired_state=DesiredState.RUNNING)
+    return _desired_state_set(service, DesiredState.RUNNING, "StartRequested", "start")
 
 
 @transaction.atomic
 def service_stop(*, actor, service: Service) -> Service:
-    service = Service.objects.select_for_update().get(pk=service.pk)
-    if service.desired_state == DesiredState.STOPPED:
-        return service
-    event_record(service=service, reason="StopRequested", message=f"Requested stop of {service.name}")
-    return desired_state_changed(service, desired_state=DesiredState.STOPPED)
+    return _desired_state_set(service, DesiredState.STOPPED, "StopRequested", "stop")
 
 
 @transaction.atomic

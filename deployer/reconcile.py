@@ -20,6 +20,8 @@ from .drivers import PermanentError, driver_for
 from .instances import FAILING_STATES, record_observed
 from .launches import limits_message, version_launch
 from .locks import reconcile_lock
+from .routing import publish_route, unpublish_route
+from .scale import effective_instance_count
 from .status import Status, StatusInput, derive_status
 
 logger = logging.getLogger("ferry.deployer")
@@ -47,8 +49,10 @@ def _converge(service: Service, driver) -> None:
     generation = service.generation
     observed = driver.observe(service).instances
     record_observed(service, observed)
+    total = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
+                                     autoscaled=service.autoscaled_instances)
     slots = desired_slots(
-        service_name=service.name, running=service.desired_state == "running", total=service.instance_count,
+        service_name=service.name, running=service.desired_state == "running", total=total,
         versions=[VersionState(v.number, v.weight, v.service_file) for v in service.versions.all()],
         observed=[ObservedSlot(o.name, o.version, o.ready, o.state not in ("Terminated", "Failed")) for o in observed],
     )
@@ -64,6 +68,7 @@ def _converge(service: Service, driver) -> None:
     observed = driver.observe(service).instances
     record_observed(service, observed)
     _write_status(service, generation, _status(service, {name for name, _, _ in desired}, observed))
+    publish_route(service.pk)
 
 
 def _restart_requested_instances(service: Service, driver) -> None:
@@ -173,9 +178,11 @@ def _write_failure(service: Service, generation: int, error: PermanentError) -> 
         phase=Phase.FAILED, status_reason=error.reason, status_message=error.message, conditions=conditions,
         observed_generation=generation, next_reconcile_at=None, updated_at=now,
     )
+    publish_route(service.pk)  # instances of an older version may still serve
 
 
 def _finalize_deletion(service: Service, driver) -> None:
+    unpublish_route(service.name)  # the gateway stops routing first, then instances drain
     if driver.delete(service):
         with transaction.atomic():
             Service.objects.filter(pk=service.pk).delete()

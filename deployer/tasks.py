@@ -7,6 +7,7 @@ from django.utils import timezone
 from services.models import Service
 
 from .drivers import TransientError
+from .activation import activate
 from .reconcile import reconcile
 
 
@@ -29,3 +30,9 @@ def reconcile_due() -> int:
     for service_id in service_ids:
         reconcile_service.delay(service_id)
     return len(service_ids)
+
+
+@shared_task(name="deployer.activate_service", acks_late=True)
+def activate_service(service_name: str, cluster_name: str) -> bool:
+    """The gateway's activator holds a request for a service at zero and asks for instances at once."""
+    return activate(service_name, cluster_name)

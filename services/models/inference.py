@@ -47,6 +47,9 @@ class Service(models.Model):
     instance_count = models.PositiveIntegerField(default=1)
     autoscaler = models.JSONField(null=True, blank=True)
     cron_scaler = models.JSONField(null=True, blank=True)
+    # Observed scaling decision: the instances the autoscaler (or the activator, waking a service from zero)
+    # last asked for. Not desired state written by users, so changing it does not bump the generation.
+    autoscaled_instances = models.PositiveIntegerField(null=True, blank=True)
     # Traffic beyond per-version weights: a copy of requests to other services, and this service's weight
     # inside its EAS service group (ReleaseService).
     mirror = models.JSONField(null=True, blank=True)

@@ -1,0 +1,21 @@
+"""How many instances a service should have right now. Pure."""
+
+
+def effective_instance_count(*, instance_count: int, autoscaler: dict | None, autoscaled: int | None) -> int:
+    """A fixed count, or, with an autoscaler, its last decision kept within [min, max].
+
+    Before the autoscaler has decided anything, a service starts with its fixed count clamped into the range
+    (Knative's initial scale), so a new autoscaled service comes up instead of waiting at zero.
+    """
+    if autoscaler is None:
+        return instance_count
+    low = int(autoscaler.get("min", 1))
+    high = int(autoscaler.get("max", max(low, instance_count)))
+    wanted = instance_count if autoscaled is None else autoscaled
+    return max(low, min(high, wanted))
+
+
+def activation_count(autoscaler: dict | None) -> int:
+    """Instances to start when a request arrives for a service at zero (EAS onZero.scaleUpActivationReplicas)."""
+    on_zero = ((autoscaler or {}).get("behavior") or {}).get("onZero") or {}
+    return max(1, int(on_zero.get("scaleUpActivationReplicas") or 1))

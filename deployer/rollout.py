@@ -1,0 +1,141 @@
+"""Rollout plans: from a rollout's intent and what is ready, the replicas and traffic weight of each version.
+
+Pure. The reconciler feeds it and writes what it returns; user actions (promote, rollback, switch, finish,
+pause, canary weight) only change the rollout record, then the next plan follows.
+
+A rollout record: {"strategy": "rolling" | "canary" | "blue-green", "from_version": int | None,
+"to_version": int, "state": see STATES, "canary_weight": int, "started_at": iso, "retain_until": iso | None,
+"message": str}. A finished rollout is removed and the target becomes the last rolled-out version.
+"""
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+STATES = ("Progressing", "Paused", "AwaitingSwitch", "Switched", "Failed")
+
+
+@dataclass(frozen=True)
+class Plan:
+    replicas: dict[int, int]  # instances wanted per version (versions not named get none)
+    weights: dict[int, int]  # traffic per version, summing to 100 when anything serves
+    rollout: dict | None  # the rollout record after this step; None when finished
+    rolled_out: int | None = None  # set when the target became the last rolled-out version
+    events: list[tuple[str, str, bool]] = field(default_factory=list)  # (reason, message, warning)
+
+
+def steady_plan(*, weights: dict[int, int], total: int) -> Plan:
+    """No rollout: each version with traffic gets its share of the instances (at least one)."""
+    serving = {number: weight for number, weight in weights.items() if weight > 0}
+    replicas = {number: max(1, math.ceil(total * weight / 100)) for number, weight in serving.items()} if total else {}
+    return Plan(replicas=replicas, weights=weights, rollout=None)
+
+
+def rollout_plan(rollout: dict, *, total: int, ready: dict[int, int], weights: dict[int, int], now: datetime,
+                 deadline: timedelta, service: str) -> Plan:
+    strategy = rollout["strategy"]
+    if rollout["state"] == "Failed":
+        return _failed_plan(rollout, total)
+    if rollout["state"] in ("Progressing", "AwaitingSwitch") and _past_deadline(rollout, ready, total, now, deadline):
+        return _abort(rollout, total, ready, service, deadline)
+    if strategy == "canary":
+        return _canary(rollout, total, ready, weights, service)
+    if strategy == "blue-green":
+        return _blue_green(rollout, total, ready, now, service)
+    return _rolling(rollout, total, ready, weights, service)
+
+
+def _rolling(rollout, total, ready, weights, service) -> Plan:
+    old, new = rollout["from_version"], rollout["to_version"]
+    ready_new = min(ready.get(new, 0), total)
+    if old is None or total == 0 or ready_new >= total:
+        return _done(rollout, {new: total}, service)
+    replicas = {new: total, old: max(total - ready_new, 0)}
+    if rollout["state"] == "Paused":
+        return Plan(replicas=replicas, weights=weights, rollout=rollout)
+    share = _rolling_share(ready.get(old, 0), ready_new, total, weights.get(new, 0))
+    new_weights = {old: 100 - share, new: share}
+    return Plan(replicas=replicas, weights=new_weights, rollout=rollout,
+                events=_shift_events(weights, new_weights, service))
+
+
+def _rolling_share(old_ready: int, new_ready: int, total: int, current: int) -> int:
+    """The new version's traffic follows its share of ready instances; nothing old serving: all of it."""
+    if new_ready == 0:
+        return 0 if old_ready else current
+    if old_ready == 0:
+        return 100
+    return round(100 * new_ready / total)
+
+
+def _canary(rollout, total, ready, weights, service) -> Plan:
+    old, new, share = rollout["from_version"], rollout["to_version"], rollout["canary_weight"]
+    replicas = {new: max(1, math.ceil(total * share / 100)) if total else 0}
+    if old is not None:
+        replicas[old] = total
+    if old is None:
+        return Plan(replicas=replicas, weights={new: 100}, rollout=rollout)
+    # The canary takes its share only once it can answer: a version that is not ready gets no traffic.
+    new_weights = {old: 100 - share, new: share} if ready.get(new, 0) else {old: 100, new: 0}
+    if rollout["state"] == "Paused":
+        new_weights = {old: weights.get(old, 100), new: weights.get(new, 0)}
+    return Plan(replicas=replicas, weights=new_weights, rollout=rollout,
+                events=_shift_events(weights, new_weights, service))
+
+
+def _blue_green(rollout, total, ready, now, service) -> Plan:
+    old, new = rollout["from_version"], rollout["to_version"]
+    state = rollout["state"]
+    if state == "Switched":
+        retain_until = rollout.get("retain_until")
+        if retain_until and now >= datetime.fromisoformat(retain_until):
+            return _done(rollout, {new: total}, service, message="retention passed")
+        return Plan(replicas={new: total, old: total}, weights={new: 100, old: 0}, rollout=rollout)
+    replicas = {new: total} if old is None else {new: total, old: total}
+    weights = {new: 100} if old is None else {old: 100, new: 0}
+    events = []
+    if state == "Progressing" and ready.get(new, 0) >= total:
+        rollout = {**rollout, "state": "AwaitingSwitch", "message": f"version {new} is ready; switch when you are"}
+        events.append(("GreenReady", f"Version {new} of {service} is ready at 0 % and awaits the switch", False))
+    return Plan(replicas=replicas, weights=weights, rollout=rollout, events=events)
+
+
+def _done(rollout, replicas, service, message: str = "") -> Plan:
+    new = rollout["to_version"]
+    note = f" ({message})" if message else ""
+    return Plan(replicas=replicas, weights={new: 100}, rollout=None, rolled_out=new,
+                events=[("RolledOut", f"Rolled out version {new} of {service}{note}", False)])
+
+
+def _past_deadline(rollout, ready, total, now, deadline) -> bool:
+    if rollout["state"] == "AwaitingSwitch" or ready.get(rollout["to_version"], 0) >= max(total, 1):
+        return False
+    return now - datetime.fromisoformat(rollout["started_at"]) > deadline
+
+
+def _abort(rollout, total, ready, service, deadline) -> Plan:
+    old, new = rollout["from_version"], rollout["to_version"]
+    reason = f"version {new} was not ready within {int(deadline.total_seconds())} s"
+    failed = {**rollout, "state": "Failed", "message": reason}
+    plan = _failed_plan(failed, total)
+    event = ("RolloutFailed", f"Aborted the rollout of version {new} of {service}: {reason}; "
+                              f"traffic stays on version {old}", True)
+    return Plan(replicas=plan.replicas, weights=plan.weights, rollout=failed, events=[event])
+
+
+def _failed_plan(rollout, total) -> Plan:
+    """Traffic stays where it was before the rollout; the failed version keeps no instances."""
+    old = rollout["from_version"]
+    if old is None:
+        return Plan(replicas={}, weights={rollout["to_version"]: 100}, rollout=rollout)
+    return Plan(replicas={old: total}, weights={old: 100, rollout["to_version"]: 0}, rollout=rollout)
+
+
+def _shift_events(before: dict[int, int], after: dict[int, int], service: str) -> list[tuple[str, str, bool]]:
+    def describe(weights):
+        return ", ".join(f"v{n} {w} %" for n, w in sorted(weights.items()) if w)
+
+    changed = {n: w for n, w in after.items() if before.get(n, 0) != w}
+    if not changed:
+        return []
+    return [("ShiftedTraffic", f"Shifted traffic of {service}: {describe(before)} -> {describe(after)}", False)]

@@ -184,6 +184,11 @@ FERRY_SIGNATURE_MAX_SKEW_SECONDS = int(os.environ.get("FERRY_SIGNATURE_MAX_SKEW_
 # A service still progressing (starting, updating, scaling) after this long is marked Degraded (ReconcileTimeout).
 FERRY_PROGRESS_DEADLINE_SECONDS = int(os.environ.get("FERRY_PROGRESS_DEADLINE_SECONDS", "600"))
 
+# Blue-green: how long the old version stays warm after a switch unless the rollout is finished earlier.
+FERRY_BLUE_GREEN_RETENTION_SECONDS = int(os.environ.get("FERRY_BLUE_GREEN_RETENTION_SECONDS", "3600"))
+# Versions kept per service; older ones with no traffic and no instances are pruned.
+FERRY_VERSIONS_KEPT = int(os.environ.get("FERRY_VERSIONS_KEPT", "10"))
+
 # Where clients reach the gateway (the local data plane); shown as service endpoints.
 FERRY_GATEWAY_URL = os.environ.get("FERRY_GATEWAY_URL", "http://127.0.0.1:8080")
 FERRY_DEFAULT_PROJECT = os.environ.get("FERRY_DEFAULT_PROJECT", "default")

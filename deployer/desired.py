@@ -1,21 +1,14 @@
-"""What should run: a pure function from a service's desired state and what is observed to instance slots.
+"""What should run: a pure function from the replicas each version should have (deployer/rollout.py decides
+those) and what is observed, to named instance slots.
 
-Rolling update (the default): a version with traffic gets its share of the instances; a version that lost
-its traffic keeps enough of its *ready* instances that the service never has fewer ready instances than asked
-for (max_unavailable 0), and gives them up one by one as the new version's instances become ready.
+A version that is no longer wanted keeps enough of its *ready* instances that the service never has fewer
+ready instances than asked for (max_unavailable 0), and gives them up one by one as the versions that replace
+it become ready.
 """
 
-import math
 from dataclasses import dataclass
 
 from services.servicefile import dns_name
-
-
-@dataclass(frozen=True)
-class VersionState:
-    number: int
-    weight: int
-    service_file: dict
 
 
 @dataclass(frozen=True)
@@ -36,22 +29,16 @@ def instance_name(service_name: str, version: int, index: int) -> str:
     return f"{dns_name(service_name)}-v{version}-{index}"
 
 
-def replicas_by_version(versions: list[VersionState], total: int) -> dict[int, int]:
-    """Splits `total` instances over the versions with traffic, by weight; each such version gets at least one."""
-    serving = [v for v in versions if v.weight > 0]
-    if total <= 0 or not serving:
-        return {}
-    return {v.number: max(1, math.ceil(total * v.weight / 100)) for v in serving}
-
-
-def desired_slots(*, service_name: str, running: bool, total: int, versions: list[VersionState],
+def desired_slots(*, service_name: str, running: bool, replicas: dict[int, int],
                   observed: list[ObservedSlot]) -> list[DesiredSlot]:
+    """Slots for the replicas each version should have (from the rollout plan), plus old ready instances
+    kept while the versions that replace them have too few ready ones."""
     if not running:
         return []
-    wanted = replicas_by_version(versions, total)
+    wanted = {number: count for number, count in replicas.items() if count > 0}
     slots = [DesiredSlot(instance_name(service_name, number, index), number)
              for number, count in sorted(wanted.items()) for index in range(count)]
-    return slots + _draining_slots(wanted, total, observed)
+    return slots + _draining_slots(wanted, sum(wanted.values()), observed)
 
 
 def _draining_slots(wanted: dict[int, int], total: int, observed: list[ObservedSlot]) -> list[DesiredSlot]:

@@ -5,6 +5,7 @@ or after a crash, converges to the same place.
 """
 
 import logging
+from collections import Counter
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -15,11 +16,13 @@ from services.models import Phase, Service
 from services.services import event_record
 
 from .conditions import condition_set
-from .desired import ObservedSlot, VersionState, desired_slots
+from .desired import ObservedSlot, desired_slots
 from .drivers import PermanentError, driver_for
 from .instances import FAILING_STATES, record_observed
 from .launches import limits_message, version_launch
 from .locks import reconcile_lock
+from .pruning import prune_versions
+from .rollout import Plan, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
 from .scale import effective_instance_count
 from .status import Status, StatusInput, derive_status
@@ -49,17 +52,14 @@ def _converge(service: Service, driver) -> None:
     generation = service.generation
     observed = driver.observe(service).instances
     record_observed(service, observed)
-    total = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
-                                     autoscaled=service.autoscaled_instances)
-    slots = desired_slots(
-        service_name=service.name, running=service.desired_state == "running", total=total,
-        versions=[VersionState(v.number, v.weight, v.service_file) for v in service.versions.all()],
-        observed=[ObservedSlot(o.name, o.version, o.ready, o.state not in ("Terminated", "Failed")) for o in observed],
-    )
-    try:
-        desired = _launches(service, driver, slots)
-    except PermanentError as exc:
-        _write_failure(service, generation, exc)
+    plan = _follow_plan(service, generation, _plan(service, observed))
+    desired, failures = _launches(service, driver, _slots(service, plan, observed))
+    if service.rollout and service.rollout["to_version"] in failures:
+        failed = _fail_rollout(service, failures[service.rollout["to_version"]], observed)
+        plan = _follow_plan(service, generation, failed)
+        desired, failures = _launches(service, driver, _slots(service, plan, observed))
+    if failures:
+        _write_failure(service, generation, next(iter(failures.values())))
         return
     created = driver.apply(service, desired)
     if created:
@@ -67,8 +67,59 @@ def _converge(service: Service, driver) -> None:
     _restart_requested_instances(service, driver)
     observed = driver.observe(service).instances
     record_observed(service, observed)
+    prune_versions(service)
     _write_status(service, generation, _status(service, {name for name, _, _ in desired}, observed))
     publish_route(service.pk)
+
+
+def _plan(service: Service, observed) -> Plan:
+    total = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
+                                     autoscaled=service.autoscaled_instances)
+    weights = {v.number: v.weight for v in service.versions.all()}
+    if not service.rollout:
+        return steady_plan(weights=weights, total=total)
+    ready = Counter(o.version for o in observed if o.ready)
+    return rollout_plan(service.rollout, total=total, ready=ready, weights=weights, now=timezone.now(),
+                        deadline=timedelta(seconds=settings.FERRY_PROGRESS_DEADLINE_SECONDS), service=service.name)
+
+
+def _fail_rollout(service: Service, error: PermanentError, observed) -> Plan:
+    """The new version cannot even start (its model is missing, say): it never gets traffic."""
+    service.rollout = {**service.rollout, "state": "Failed", "message": error.message}
+    event_record(service=service, reason="RolloutFailed", warning=True,
+                 message=f"Aborted the rollout of version {service.rollout['to_version']} of {service.name}: "
+                         f"{error.message}")
+    return _plan(service, observed)
+
+
+def _follow_plan(service: Service, generation: int, plan: Plan) -> Plan:
+    """Writes the plan's weights and rollout record, unless the user changed the service meanwhile (then the
+    reconcile their change queued plans again)."""
+    with transaction.atomic():
+        current = Service.objects.select_for_update().get(pk=service.pk)
+        if current.generation != generation:
+            return plan
+        for version in service.versions.all():
+            weight = plan.weights.get(version.number, 0)
+            if version.weight != weight:
+                version.weight = weight
+                version.save(update_fields=["weight"])
+        fields = {"rollout": plan.rollout}
+        if plan.rolled_out is not None:
+            fields["last_rolled_out_version"] = plan.rolled_out
+        Service.objects.filter(pk=service.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(service, name, value)
+        for reason, message, warning in plan.events:
+            event_record(service=service, reason=reason, message=message, warning=warning)
+    return plan
+
+
+def _slots(service: Service, plan: Plan, observed):
+    return desired_slots(
+        service_name=service.name, running=service.desired_state == "running", replicas=plan.replicas,
+        observed=[ObservedSlot(o.name, o.version, o.ready, o.state not in ("Terminated", "Failed")) for o in observed],
+    )
 
 
 def _restart_requested_instances(service: Service, driver) -> None:
@@ -80,14 +131,19 @@ def _restart_requested_instances(service: Service, driver) -> None:
                      message=f"Restarted instance {instance.name} on request")
 
 
-def _launches(service: Service, driver, slots) -> list[tuple[str, int, dict]]:
+def _launches(service: Service, driver, slots) -> tuple[list[tuple[str, int, dict]], dict[int, PermanentError]]:
+    """Launch specs per slot, and the versions that cannot be launched, with why."""
     restart_token = service.restart_requested_at.isoformat() if service.restart_requested_at else ""
     in_use = driver.launches_in_use(service)
-    by_version = {}
+    by_version, failures = {}, {}
     for slot in slots:
-        if slot.version not in by_version:
+        if slot.version in by_version or slot.version in failures:
+            continue
+        try:
             by_version[slot.version] = _launch_for(service, slot.version, in_use, restart_token)
-    return [(slot.name, slot.version, by_version[slot.version]) for slot in slots]
+        except PermanentError as exc:
+            failures[slot.version] = exc
+    return [(s.name, s.version, by_version[s.version]) for s in slots if s.version in by_version], failures
 
 
 def _launch_for(service: Service, number: int, in_use: dict[int, dict], restart_token: str) -> dict:
@@ -134,6 +190,8 @@ def _degradation(service: Service, status: Status, conditions: list[dict], now) 
     """Progressing for longer than the deadline is Degraded (ReconcileTimeout), as is a crash loop."""
     if status.degraded:
         return True, status.reason, status.message
+    if service.rollout and service.rollout["state"] == "Failed":
+        return True, "RolloutFailed", service.rollout["message"]
     progressing = next(c for c in conditions if c["type"] == "Progressing")
     if progressing["status"] == "True":
         since = datetime.fromisoformat(progressing["last_transition_time"])

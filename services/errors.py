@@ -39,3 +39,10 @@ class NotFound(FerryError):
 class AlreadyExists(FerryError):
     status = 409
     code = "AlreadyExists"
+
+
+class Conflict(FerryError):
+    """The request is valid but the object is not in a state that allows it (e.g. no rollout to promote)."""
+
+    status = 409
+    code = "Conflict"

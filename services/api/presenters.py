@@ -79,10 +79,20 @@ def service_body(service: Service, *, with_token: bool = False) -> dict:
         "DesiredState": service.desired_state,
         "Traffic": [{"Version": v.number, "Weight": v.weight} for v in versions if v.weight],
         "LastRolledOutVersion": service.last_rolled_out_version,
+        "Rollout": rollout_body(service.rollout),
     }
     if with_token:
         body["AccessToken"] = service_token(service)
     return body
+
+
+def rollout_body(rollout: dict | None) -> dict | None:
+    if rollout is None:
+        return None
+    return {"Strategy": rollout["strategy"], "State": rollout["state"], "FromVersion": rollout["from_version"],
+            "ToVersion": rollout["to_version"], "CanaryWeight": rollout["canary_weight"],
+            "StartTime": rollout["started_at"], "RetainUntil": rollout.get("retain_until"),
+            "Message": rollout.get("message", "")}
 
 
 def _image_of(spec: dict) -> str:

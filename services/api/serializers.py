@@ -62,6 +62,14 @@ class CreateServiceQuery(serializers.Serializer):
 
 class UpdateServiceQuery(serializers.Serializer):
     UpdateType = serializers.ChoiceField(choices=["merge", "replace"], required=False, default="merge")
+    Strategy = serializers.ChoiceField(choices=["rolling", "canary", "blue-green"], required=False, default=None,
+                                       help_text="Ferry: how a new version rolls out (else the file's rollout).")
+    CanaryWeight = serializers.IntegerField(min_value=0, max_value=100, required=False, default=None,
+                                            help_text="Ferry: the canary's share of traffic, in percent.")
+
+
+class CanaryWeightBody(serializers.Serializer):
+    CanaryWeight = serializers.IntegerField(min_value=0, max_value=100)
 
 
 class UpdateServiceVersionBody(serializers.Serializer):

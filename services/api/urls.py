@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from .views import groups, observe, scaling, traffic
+from .views import groups, observe, rollouts, scaling, traffic
 from .views import services as svc
 
 SERVICE = "services/<str:cluster_id>/<str:service_name>"
@@ -18,6 +18,8 @@ urlpatterns = [
     path(f"{SERVICE}/release", traffic.ReleaseView.as_view()),
     path(f"{SERVICE}/traffic", traffic.TrafficView.as_view()),
     path(f"{SERVICE}/mirror", traffic.MirrorView.as_view()),
+    path(f"{SERVICE}/rollout", rollouts.RolloutView.as_view()),
+    path(f"{SERVICE}/rollout/<str:action>", rollouts.RolloutActionView.as_view()),
     path(f"{SERVICE}/autoscaler", scaling.AutoScalerView.as_view()),
     path(f"{SERVICE}/cronscaler", scaling.CronScalerView.as_view()),
     path(f"{SERVICE}/instances", observe.InstancesView.as_view()),

@@ -56,6 +56,9 @@ class Service(models.Model):
     group_weight = models.PositiveSmallIntegerField(default=100)
     traffic_state = models.CharField(max_length=16, default="standalone")
     last_rolled_out_version = models.PositiveIntegerField(null=True, blank=True)
+    # The rollout in progress (see deployer/rollout.py): strategy, from/to versions, state. Version weights are
+    # the traffic the reconciler gives each version while it follows this record.
+    rollout = models.JSONField(null=True, blank=True)
     restart_requested_at = models.DateTimeField(null=True, blank=True)
 
     generation = models.PositiveBigIntegerField(default=1)

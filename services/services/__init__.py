@@ -11,6 +11,15 @@ from .catalog import (
 )
 from .credentials import access_key_create, access_key_revoke, api_token_create, api_token_revoke
 from .events import event_record
+from .rollouts import (
+    rollout_finish,
+    rollout_pause,
+    rollout_promote,
+    rollout_resume,
+    rollout_rollback,
+    rollout_set_canary_weight,
+    rollout_switch,
+)
 from .scaling import autoscaler_delete, autoscaler_set, cron_scaler_delete, cron_scaler_set, service_scale
 from .traffic import mirror_delete, mirror_set, service_release, version_rollback, version_weights_set
 
@@ -26,6 +35,13 @@ __all__ = [
     "event_record",
     "mirror_delete",
     "mirror_set",
+    "rollout_finish",
+    "rollout_pause",
+    "rollout_promote",
+    "rollout_resume",
+    "rollout_rollback",
+    "rollout_set_canary_weight",
+    "rollout_switch",
     "service_create",
     "service_delete",
     "service_instances_restart",

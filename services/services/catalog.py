@@ -106,23 +106,27 @@ def _latest_version(service: Service) -> Version:
     return service.versions.order_by("-number").first()
 
 
-def _create_version(service: Service, spec: dict) -> Version:
+def _create_version(service: Service, spec: dict, *, strategy: str | None, canary_weight: int | None) -> Version:
+    from .rollouts import rollout_begin  # rollouts builds on this module
+
     number = _latest_version(service).number + 1
     version = Version.objects.create(
-        service=service, number=number, instance_spec=instance_spec(spec), service_file=spec, weight=100,
+        service=service, number=number, instance_spec=instance_spec(spec), service_file=spec, weight=0,
         message="Created by an update",
     )
-    # Rolling (the default): the new version takes all traffic; the deployer shifts it as instances get ready.
-    service.versions.exclude(pk=version.pk).update(weight=0)
-    service.last_rolled_out_version = number
     event_record(service=service, reason="CreatedVersion", message=f"Created version {number} of {service.name}")
+    rollout = spec.get("rollout") or {}
+    rollout_begin(service, version, strategy=strategy or rollout.get("strategy", "rolling"),
+                  canary_weight=canary_weight if canary_weight is not None else rollout.get("canary_weight"))
     return version
 
 
 @transaction.atomic
-def service_update(*, actor, service: Service, patch: object, update_type: str = "merge") -> Service:
+def service_update(*, actor, service: Service, patch: object, update_type: str = "merge",
+                   strategy: str | None = None, canary_weight: int | None = None) -> Service:
     """Applies a partial (merge) or whole (replace) service file. A change to what shapes an instance
-    makes a new version; scaling and grouping changes do not."""
+    makes a new version, rolled out by `strategy` (else the file's `rollout`, else rolling); scaling and
+    grouping changes do not make versions."""
     service = Service.objects.select_for_update().get(pk=service.pk)
     new_file = _merged_file(service, patch, update_type)
     if cluster_for_file(new_file) != service.cluster:
@@ -131,7 +135,7 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
     if spec == service.spec and token is None:
         return service
     if instance_spec(spec) != _current_version(service).instance_spec:
-        _create_version(service, spec)
+        _create_version(service, spec, strategy=strategy, canary_weight=canary_weight)
     if token is not None:
         service.token_encrypted = encrypt(token)
         event_record(service=service, reason="RotatedToken", message=f"Replaced the access token of {service.name}")

@@ -19,6 +19,13 @@ def _describe_weights(weights: dict[int, int]) -> str:
     return ", ".join(f"v{number} {weight} %" for number, weight in sorted(weights.items()))
 
 
+def _cancel_rollout(service: Service, why: str) -> None:
+    if service.rollout and service.rollout["state"] != "Failed":
+        event_record(service=service, reason="CancelledRollout",
+                     message=f"Cancelled the rollout of version {service.rollout['to_version']} of {service.name}: {why}")
+    service.rollout = None
+
+
 @transaction.atomic
 def version_weights_set(*, actor, service: Service, weights: dict[int, int]) -> Service:
     """Sets the share of traffic of each version (others get 0). Weights are whole percents summing to 100."""
@@ -39,6 +46,7 @@ def version_weights_set(*, actor, service: Service, weights: dict[int, int]) -> 
     after = {number: weight for number, weight in weights.items() if weight}
     if len(after) == 1:
         service.last_rolled_out_version = next(iter(after))
+    _cancel_rollout(service, "weights were set by hand")
     event_record(service=service, reason="ShiftedTraffic",
                  message=f"Shifted traffic of {service.name}: {_describe_weights(before)} -> {_describe_weights(after)}")
     return desired_state_changed(service)
@@ -66,6 +74,7 @@ def version_rollback(*, actor, service: Service, number: int) -> Service:
         spec.pop("autoscaler", None)
     service.spec = spec
     service.last_rolled_out_version = number
+    _cancel_rollout(service, f"version {number} was chosen")
     event_record(service=service, reason="RolledBack", message=f"Rolled {service.name} back to version {number}")
     return desired_state_changed(service)
 

@@ -67,7 +67,8 @@ class ServiceView(EasView):
         service = self.service(request, cluster_id, service_name, write=True)
         query = self.query(s.UpdateServiceQuery, request)
         writes.service_update(actor=request.user, service=service, patch=request.data,
-                              update_type=query["UpdateType"])
+                              update_type=query["UpdateType"], strategy=query["Strategy"],
+                              canary_weight=query["CanaryWeight"])
         return self.accepted(request, f"Updating service {service.name}")
 
     @extend_schema(operation_id="DeleteService", tags=TAG, responses={202: OpenApiTypes.OBJECT})

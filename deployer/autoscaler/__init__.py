@@ -1,0 +1,34 @@
+"""Autoscaling decisions as pure functions: Knative's KPA, the EAS metric scaler, the EAS cron scaler.
+
+No Django, no I/O, no clock: every time is an argument. A decision loop keeps one state per service version,
+feeds it per-second samples (`kpa_observe` / `eas_observe`), calls `kpa_decide` / `eas_decide` every 2 s and
+merges the result with `cron_floor` through `combine`. See docs/autoscaling.md.
+"""
+
+from .combine import combine
+from .cron import cron_floor
+from .decision import Decision
+from .eas import EasScalerSettings, EasState, ScaleStrategy, eas_decide, eas_new_state, eas_observe
+from .knative import kpa_annotations, kpa_settings_from_annotations, parse_duration
+from .kpa import KpaSettings, KpaState, kpa_decide, kpa_new_state, kpa_observe, kpa_restart_state
+
+__all__ = [
+    "Decision",
+    "EasScalerSettings",
+    "EasState",
+    "KpaSettings",
+    "KpaState",
+    "ScaleStrategy",
+    "combine",
+    "cron_floor",
+    "eas_decide",
+    "eas_new_state",
+    "eas_observe",
+    "kpa_annotations",
+    "kpa_decide",
+    "kpa_new_state",
+    "kpa_observe",
+    "kpa_restart_state",
+    "kpa_settings_from_annotations",
+    "parse_duration",
+]

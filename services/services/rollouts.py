@@ -1,0 +1,143 @@
+"""Writes to rollouts: how a new version takes traffic, and the user's actions on a rollout in progress.
+
+These only record intent in `Service.rollout`; the reconciler follows it (deployer/rollout.py) and moves the
+weights as instances become ready, so a version that is not ready never receives traffic.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from services.errors import Conflict, InvalidRequest
+from services.models import Service, Version
+
+from .catalog import desired_state_changed
+from .events import event_record
+
+STRATEGIES = ("rolling", "canary", "blue-green")
+
+
+def rollout_begin(service: Service, version: Version, *, strategy: str, canary_weight: int | None) -> None:
+    """Called inside an update that created `version`: it starts at 0 % and the strategy decides the rest."""
+    if strategy not in STRATEGIES:
+        raise InvalidRequest.at("rollout.strategy", f"must be one of {', '.join(STRATEGIES)}")
+    if service.rollout and service.rollout.get("state") != "Failed":
+        event_record(service=service, reason="SupersededRollout",
+                     message=f"Version {version.number} of {service.name} replaced the rollout of version "
+                             f"{service.rollout['to_version']}")
+    service.rollout = {
+        "strategy": strategy,
+        "from_version": service.last_rolled_out_version,
+        "to_version": version.number,
+        "state": "Progressing",
+        "canary_weight": _canary_weight(strategy, canary_weight),
+        "started_at": timezone.now().isoformat(),
+        "retain_until": None,
+        "message": "",
+    }
+    event_record(service=service, reason="StartedRollout",
+                 message=f"Started a {strategy} rollout of {service.name}: version "
+                         f"{service.last_rolled_out_version} -> {version.number}")
+
+
+def _canary_weight(strategy: str, weight: int | None) -> int:
+    if strategy != "canary":
+        return 0
+    weight = 10 if weight is None else weight
+    if not 0 <= weight <= 100:
+        raise InvalidRequest.at("rollout.canary_weight", "must be an integer between 0 and 100")
+    return weight
+
+
+def _in_progress(service: Service, *, strategies=STRATEGIES, states=("Progressing", "Paused", "AwaitingSwitch",
+                                                                     "Switched")) -> dict:
+    rollout = service.rollout
+    if not rollout or rollout["state"] not in states or rollout["strategy"] not in strategies:
+        wanted = " or ".join(strategies)
+        raise Conflict(f"Service {service.name} has no {wanted} rollout in a state that allows this.",
+                       code="NoRolloutInProgress")
+    return rollout
+
+
+def _changed(service: Service, rollout: dict | None, reason: str, message: str) -> Service:
+    service.rollout = rollout
+    event_record(service=service, reason=reason, message=message)
+    return desired_state_changed(service)
+
+
+def _locked(service: Service) -> Service:
+    return Service.objects.select_for_update().get(pk=service.pk)
+
+
+@transaction.atomic
+def rollout_set_canary_weight(*, actor, service: Service, weight: int) -> Service:
+    service = _locked(service)
+    rollout = _in_progress(service, strategies=("canary",), states=("Progressing", "Paused"))
+    return _changed(service, {**rollout, "canary_weight": _canary_weight("canary", weight)}, "SetCanaryWeight",
+                    f"Set the canary of {service.name} (version {rollout['to_version']}) to {weight} %")
+
+
+@transaction.atomic
+def rollout_promote(*, actor, service: Service) -> Service:
+    """The new version takes all traffic as fast as its instances are ready (a rolling finish)."""
+    service = _locked(service)
+    rollout = _in_progress(service)
+    promoted = {**rollout, "strategy": "rolling", "state": "Progressing", "message": "promoted"}
+    return _changed(service, promoted, "Promoted", f"Promoted version {rollout['to_version']} of {service.name}")
+
+
+@transaction.atomic
+def rollout_rollback(*, actor, service: Service) -> Service:
+    """Back to the last rolled-out version at once; the new version's instances stop."""
+    service = _locked(service)
+    rollout = _in_progress(service, states=("Progressing", "Paused", "AwaitingSwitch", "Switched", "Failed"))
+    back_to = rollout["from_version"]
+    if back_to is None:
+        raise Conflict(f"Service {service.name} has no earlier version to roll back to.", code="NothingToRollBackTo")
+    service.versions.update(weight=0)
+    service.versions.filter(number=back_to).update(weight=100)
+    service.last_rolled_out_version = back_to
+    return _changed(service, None, "RolledBack",
+                    f"Rolled {service.name} back from version {rollout['to_version']} to version {back_to}")
+
+
+@transaction.atomic
+def rollout_pause(*, actor, service: Service) -> Service:
+    service = _locked(service)
+    rollout = _in_progress(service, strategies=("rolling", "canary"), states=("Progressing",))
+    return _changed(service, {**rollout, "state": "Paused"}, "PausedRollout",
+                    f"Paused the rollout of version {rollout['to_version']} of {service.name}")
+
+
+@transaction.atomic
+def rollout_resume(*, actor, service: Service) -> Service:
+    service = _locked(service)
+    rollout = _in_progress(service, strategies=("rolling", "canary"), states=("Paused",))
+    return _changed(service, {**rollout, "state": "Progressing"}, "ResumedRollout",
+                    f"Resumed the rollout of version {rollout['to_version']} of {service.name}")
+
+
+@transaction.atomic
+def rollout_switch(*, actor, service: Service) -> Service:
+    """Blue-green: all traffic moves to green in one routing update; blue stays warm until finish or retention."""
+    service = _locked(service)
+    rollout = _in_progress(service, strategies=("blue-green",), states=("AwaitingSwitch",))
+    old, new = rollout["from_version"], rollout["to_version"]
+    service.versions.update(weight=0)
+    service.versions.filter(number=new).update(weight=100)
+    service.last_rolled_out_version = new
+    retain_until = timezone.now() + timedelta(seconds=settings.FERRY_BLUE_GREEN_RETENTION_SECONDS)
+    switched = {**rollout, "state": "Switched", "retain_until": retain_until.isoformat()}
+    return _changed(service, switched, "SwitchedTraffic",
+                    f"Switched {service.name} from version {old} to version {new}; version {old} stays warm "
+                    f"until finish or {retain_until:%Y-%m-%d %H:%M} UTC")
+
+
+@transaction.atomic
+def rollout_finish(*, actor, service: Service) -> Service:
+    service = _locked(service)
+    rollout = _in_progress(service, strategies=("blue-green",), states=("Switched",))
+    return _changed(service, None, "FinishedRollout",
+                    f"Finished the blue-green rollout of {service.name}; version {rollout['from_version']} stops")

@@ -158,13 +158,14 @@ def _launch_for(service: Service, number: int, in_use: dict[int, dict], restart_
 def _status(service: Service, desired_names: set[str], observed) -> Status:
     wanted = [o for o in observed if o.name in desired_names]
     serving_versions = {v.number for v in service.versions.all() if v.weight > 0}
-    live = [o for o in observed if o.state not in ("Terminated", "Failed", "Pending") or o.name in desired_names]
+    # Pending counts: a process may be starting for it, and "Stopped" must mean that nothing runs.
+    live = [o for o in observed if o.state not in ("Terminated", "Failed")]
     return derive_status(StatusInput(
         running=service.desired_state == "running",
         deleting=False,
         expected=len(desired_names),
         ready=sum(1 for o in wanted if o.ready),
-        live=len([o for o in live if o.state != "Terminated"]),
+        live=len(live),
         crash_looping=[f"{o.name}: {o.last_exit_reason or o.state}" for o in wanted if o.state in FAILING_STATES],
         new_version_rolling=any(o.version not in serving_versions for o in live),
         first_rollout=not any(c["type"] == "Ready" and c["status"] == "True" for c in service.conditions)

@@ -90,8 +90,11 @@ def rollout_promote(*, actor, service: Service) -> Service:
 
 @transaction.atomic
 def rollout_rollback(*, actor, service: Service) -> Service:
-    """Back to the last rolled-out version at once; the new version's instances stop."""
+    """Back to the last rolled-out version at once; the new version's instances stop. With no rollout in
+    progress, back to the version before the last rolled-out one."""
     service = _locked(service)
+    if not service.rollout:
+        return _rollback_to_previous(actor, service)
     rollout = _in_progress(service, states=("Progressing", "Paused", "AwaitingSwitch", "Switched", "Failed"))
     back_to = rollout["from_version"]
     if back_to is None:
@@ -101,6 +104,16 @@ def rollout_rollback(*, actor, service: Service) -> Service:
     service.last_rolled_out_version = back_to
     return _changed(service, None, "RolledBack",
                     f"Rolled {service.name} back from version {rollout['to_version']} to version {back_to}")
+
+
+def _rollback_to_previous(actor, service: Service) -> Service:
+    from .traffic import version_rollback
+
+    previous = (service.versions.filter(number__lt=service.last_rolled_out_version or 0)
+                .order_by("-number").values_list("number", flat=True).first())
+    if previous is None:
+        raise Conflict(f"Service {service.name} has no earlier version to roll back to.", code="NothingToRollBackTo")
+    return version_rollback(actor=actor, service=service, number=previous)
 
 
 @transaction.atomic

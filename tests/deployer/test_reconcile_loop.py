@@ -72,3 +72,20 @@ def test_the_sqlite_lease_excludes_a_second_holder_and_expires():
         with _lease(7) as after_expiry:
             assert after_expiry  # a worker that died holding it does not block the service forever
     assert not ReconcileLease.objects.filter(service_id=7).exists()
+
+
+@pytest.mark.django_db
+def test_it_keeps_a_bounded_number_of_versions():
+    from deployer.pruning import prune_versions
+    from services.services import service_update
+
+    service = service_create(actor=None, project=Project.objects.get(name="default"), document=SLEEPER)
+    for n in range(2, 6):
+        service_update(actor=None, service=service,
+                       patch={"containers": [{"image": "none", "script": f"sleep {600 + n}", "port": 8000}]})
+    service.refresh_from_db()
+    service.rollout = None  # as if the last rollout had finished
+    with override_settings(FERRY_VERSIONS_KEPT=2):
+        assert prune_versions(service) == 2
+    # The newest two are kept, and so is the last rolled-out one (version 1: nothing finished rolling out).
+    assert sorted(service.versions.values_list("number", flat=True)) == [1, 4, 5]

@@ -1,0 +1,88 @@
+"""Rollouts with real instances: weights follow readiness, actions take effect, a broken version gets nothing."""
+
+import pytest
+
+from services.models import Project, Service
+from services.services import (
+    rollout_finish,
+    rollout_promote,
+    rollout_rollback,
+    rollout_set_canary_weight,
+    rollout_switch,
+    service_create,
+    service_update,
+)
+
+from .conftest import converge
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+
+
+def weights(service: Service) -> dict[int, int]:
+    return {v.number: v.weight for v in service.versions.all() if v.weight}
+
+
+def ready_versions(service: Service) -> set[int]:
+    return set(service.instances.filter(ready=True).values_list("version__number", flat=True))
+
+
+@pytest.fixture
+def iris(local_cluster, demo_models):
+    from processors.demo import demo_service_files
+
+    document = next(f for f in demo_service_files(demo_models) if f["name"] == "demo_iris")
+    service = service_create(actor=None, project=Project.objects.get(name="default"), document=document)
+    return converge(service, lambda s: s.phase == "Running")
+
+
+def new_version(service: Service, **strategy) -> Service:
+    # Dropping the warm-up changes the instance shape: a new version of the same model.
+    return service_update(actor=None, service=service, patch={"warm_up_data_path": None}, **strategy)
+
+
+def test_a_canary_takes_its_share_then_is_promoted_and_rolled_back(iris):
+    iris = new_version(iris, strategy="canary", canary_weight=20)
+    assert weights(Service.objects.get(pk=iris.pk)) == {1: 100}  # not ready yet: no traffic
+    iris = converge(iris, lambda s: weights(s) == {1: 80, 2: 20}, what="a 20 % canary")
+    assert ready_versions(iris) == {1, 2}
+
+    rollout_set_canary_weight(actor=None, service=iris, weight=50)
+    iris = converge(iris, lambda s: weights(s) == {1: 50, 2: 50}, what="a 50 % canary")
+
+    rollout_promote(actor=None, service=iris)
+    iris = converge(iris, lambda s: weights(s) == {2: 100} and s.rollout is None and ready_versions(s) == {2},
+                    what="the promotion")
+    assert iris.last_rolled_out_version == 2
+
+    rollout_rollback(actor=None, service=iris)
+    iris = converge(iris, lambda s: weights(s) == {1: 100} and ready_versions(s) == {1}, what="the rollback")
+    reasons = set(iris.events.values_list("reason", flat=True))
+    assert {"StartedRollout", "ShiftedTraffic", "SetCanaryWeight", "Promoted", "RolledOut", "RolledBack"} <= reasons
+
+
+def test_blue_green_waits_warm_then_switches_in_one_step_and_finishes(iris):
+    iris = new_version(iris, strategy="blue-green")
+    iris = converge(iris, lambda s: s.rollout and s.rollout["state"] == "AwaitingSwitch", what="green ready")
+    assert weights(iris) == {1: 100} and ready_versions(iris) == {1, 2}  # green is up at 0 %
+
+    rollout_switch(actor=None, service=iris)
+    iris = Service.objects.get(pk=iris.pk)
+    assert weights(iris) == {2: 100}  # written by the switch itself: one routing update
+    iris = converge(iris, lambda s: s.rollout["state"] == "Switched" and ready_versions(s) == {1, 2},
+                    what="blue to stay warm")
+
+    rollout_finish(actor=None, service=iris)
+    iris = converge(iris, lambda s: s.rollout is None and ready_versions(s) == {2} and
+                    not s.instances.filter(version__number=1).exists(), what="blue to stop")
+    assert iris.last_rolled_out_version == 2
+
+
+def test_a_version_whose_model_is_missing_never_gets_traffic(iris):
+    iris = service_update(actor=None, service=iris, patch={"model_path": "file:///nowhere/model/"})
+    iris = converge(iris, lambda s: s.rollout and s.rollout["state"] == "Failed", what="the rollout to fail")
+    assert weights(iris) == {1: 100} and ready_versions(iris) == {1}
+    assert iris.phase == "Running"
+    degraded = next(c for c in iris.conditions if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RolloutFailed")
+    assert "/nowhere/model/" in degraded["message"]
+    assert iris.events.filter(reason="RolloutFailed", type="Warning").exists()

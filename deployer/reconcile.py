@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from services.models import Phase, Service
+from services.models import Phase, Service, Version
 from services.services import event_record
 
 from .conditions import condition_set
@@ -143,6 +143,8 @@ def _launches(service: Service, driver, slots) -> tuple[list[tuple[str, int, dic
             by_version[slot.version] = _launch_for(service, slot.version, in_use, restart_token)
         except PermanentError as exc:
             failures[slot.version] = exc
+        except Version.DoesNotExist:
+            logger.info("Version %s of %s is gone (pruned); not launching it", slot.version, service)
     return [(s.name, s.version, by_version[s.version]) for s in slots if s.version in by_version], failures
 
 

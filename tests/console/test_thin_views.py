@@ -30,7 +30,7 @@ WRITES = {
     "delete": ({}, "service_delete"),
     "weights": ({"weight_1": "70", "weight_2": "30"}, "version_weights_set"),
     "canary": ({"percent": "30"}, "version_weights_set"),
-    "promote": ({}, "version_weights_set"),
+    "promote": ({}, "rollout_promote"),  # the fixture has a rolling update in progress
     "rollback": ({"number": "1"}, "version_rollback"),
     "switch": ({}, "rollout_switch"),
     "finish": ({}, "rollout_finish"),

@@ -83,6 +83,10 @@ def canary(request, service):
         if base is None:
             raise InvalidRequest.at("percent", "a canary needs two versions: update the service first")
         percent = form.cleaned_data["percent"]
+        if _rollout_is(service, "canary"):
+            # A canary rollout in progress: its weight moves, and traffic still waits for readiness.
+            writes.rollout_set_canary_weight(actor=request.user, service=service, weight=percent)
+            return
         shares = {base.number: 100 - percent, newest.number: percent}
         writes.version_weights_set(actor=request.user, service=service, weights={k: v for k, v in shares.items() if v})
 
@@ -92,27 +96,34 @@ def canary(request, service):
                       f"Canary set: v{newest.number if newest else '?'} gets {percent} %.")
 
 
+def _rollout_is(service, *strategies) -> bool:
+    rollout = service.rollout
+    return bool(rollout) and rollout["state"] != "Failed" and (not strategies or rollout["strategy"] in strategies)
+
+
 def promote(request, service):
     _, newest, _ = traffic_versions(service)
+    if _rollout_is(service):
+        writes.rollout_promote(actor=request.user, service=service)
+        return _done(request, service, "versions", f"Promoted v{newest.number}: it takes all traffic as it is ready.")
     writes.version_weights_set(actor=request.user, service=service, weights={newest.number: 100})
     return _done(request, service, "versions", f"Promoted v{newest.number}: it takes all traffic.")
 
 
 def rollback(request, service):
-    _, _, base = traffic_versions(service)
-    number = request.POST.get("number") or (base.number if base else "")
-    if not str(number).isdigit():
-        raise InvalidRequest.at("number", "there is no earlier version to roll back to")
-    writes.version_rollback(actor=request.user, service=service, number=int(number))
-    return _done(request, service, "versions", f"Rolled back to v{number}.")
+    number = request.POST.get("number")
+    if number:
+        if not str(number).isdigit():
+            raise InvalidRequest.at("number", "must be a version number")
+        writes.version_rollback(actor=request.user, service=service, number=int(number))
+        return _done(request, service, "versions", f"Rolled back to v{number}.")
+    writes.rollout_rollback(actor=request.user, service=service)
+    return _done(request, service, "versions", "Rolled back to the last rolled-out version.")
 
 
 def blue_green(name: str, message: str):
     def action(request, service):
-        write = getattr(writes, name, None)
-        if write is None:
-            raise Http404("Blue-green rollouts arrive with the rollout work.")
-        write(actor=request.user, service=service)
+        getattr(writes, name)(actor=request.user, service=service)
         return _done(request, service, "versions", message)
 
     action.__name__ = name

@@ -2,13 +2,15 @@
 
 
 def effective_instance_count(*, instance_count: int, autoscaler: dict | None, autoscaled: int | None) -> int:
-    """A fixed count, or, with an autoscaler, its last decision kept within [min, max].
+    """A fixed count (raised to a cron scaler's floor), or, with an autoscaler, its last decision kept within
+    [min, max].
 
     Before the autoscaler has decided anything, a service starts with its fixed count clamped into the range
     (Knative's initial scale), so a new autoscaled service comes up instead of waiting at zero.
     """
     if autoscaler is None:
-        return instance_count
+        # Only a cron scaler decides for a fixed-size service, and it sets a floor.
+        return max(instance_count, autoscaled or 0)
     low = int(autoscaler.get("min", 1))
     high = int(autoscaler.get("max", max(low, instance_count)))
     wanted = instance_count if autoscaled is None else autoscaled

@@ -199,6 +199,11 @@ def check_autoscaler(doc: dict) -> Iterator[FieldError]:
     low, high = scaler.get("min"), scaler.get("max")
     if _is_integer(low) and _is_integer(high) and low > high:
         yield FieldError("autoscaler.min", f"must not be greater than max ({high})")
+    if scaler and "scaleStrategies" not in scaler and "kpa" not in scaler:
+        yield FieldError("autoscaler", "give scaleStrategies (the EAS metric scaler) or kpa (Knative's KPA)")
+    if "scaleStrategies" in scaler and "kpa" in scaler:
+        yield FieldError("autoscaler.kpa", "use either scaleStrategies or kpa, not both")
+    yield from _kpa_problems(scaler.get("kpa"))
     metrics_seen = set()
     for index, strategy in _objects(scaler, "scaleStrategies"):
         here = ["autoscaler", "scaleStrategies", index]
@@ -210,6 +215,17 @@ def check_autoscaler(doc: dict) -> Iterator[FieldError]:
         if isinstance(metric, str) and metric in metrics_seen:
             yield FieldError(format_path(here + ["metricName"]), f'"{metric}" is given twice')
         metrics_seen.add(metric)
+
+
+def _kpa_problems(kpa: object) -> Iterator[FieldError]:
+    if not isinstance(kpa, dict):
+        return
+    from deployer.autoscaler import kpa_settings_from_annotations  # pure; the same reading the scaler uses
+
+    try:
+        kpa_settings_from_annotations({key: str(value) for key, value in kpa.items()})
+    except ValueError as exc:
+        yield FieldError("autoscaler.kpa", str(exc))
 
 
 def check_rollout(doc: dict) -> Iterator[FieldError]:

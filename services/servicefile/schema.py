@@ -229,6 +229,12 @@ STORAGE = closed_object(
 )
 
 SCALING_METRICS = ("qps", "cpu", "gpu[util]", "queue[backlog]")
+KPA_ANNOTATION_NAMES = (
+    "metric", "target", "target-utilization-percentage", "window", "panic-window-percentage",
+    "panic-threshold-percentage", "max-scale-up-rate", "max-scale-down-rate", "scale-to-zero-grace-period",
+    "scale-down-delay", "initial-scale", "activation-scale", "scale-to-zero-pod-retention-period",
+    "target-burst-capacity",
+)
 
 AUTOSCALER = closed_object(
     {
@@ -245,6 +251,9 @@ AUTOSCALER = closed_object(
             ),
             minItems=1,
         ),
+        # Ferry: Knative's KPA instead of the EAS metric scaler, set with Knative's annotation names.
+        "kpa": closed_object({f"autoscaling.knative.dev/{name}": {"type": ["string", "number"]}
+                              for name in KPA_ANNOTATION_NAMES}),
         "behavior": closed_object(
             {
                 "scaleUp": closed_object({"stabilizationWindowSeconds": integer(0)}),
@@ -258,7 +267,7 @@ AUTOSCALER = closed_object(
             }
         ),
     },
-    required=["min", "max", "scaleStrategies"],
+    required=["min", "max"],
 )
 
 CLOUD = closed_object(

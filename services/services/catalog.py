@@ -142,6 +142,8 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
     old_scaling = _scaling_fields(service.spec)
     for field, value in _scaling_fields(spec).items():
         setattr(service, field, value)
+    if old_scaling["autoscaler"] is not None and service.autoscaler is None:
+        service.autoscaled_instances = None  # the autoscaler's last decision goes with it
     if _scaling_fields(spec) != old_scaling:
         event_record(service=service, reason="UpdatedScaling", message=_scaling_message(service, old_scaling))
     service.spec = spec

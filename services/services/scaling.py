@@ -72,5 +72,7 @@ def cron_scaler_delete(*, actor, service: Service) -> Service:
     if service.cron_scaler is None:
         raise NotFound(f"Service {service.name} has no cron scaler.", code="CronScalerNotFound")
     service.cron_scaler = None
+    if service.autoscaler is None:
+        service.autoscaled_instances = None  # the floor it set goes with it
     event_record(service=service, reason="RemovedCronScaler", message=f"Removed the cron scaler of {service.name}")
     return desired_state_changed(service)

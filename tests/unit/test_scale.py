@@ -1,8 +1,10 @@
 from deployer.scale import activation_count, effective_instance_count
 
 
-def test_it_uses_the_fixed_count_without_an_autoscaler():
-    assert effective_instance_count(instance_count=3, autoscaler=None, autoscaled=7) == 3
+def test_it_uses_the_fixed_count_without_an_autoscaler_raised_to_a_cron_floor():
+    assert effective_instance_count(instance_count=3, autoscaler=None, autoscaled=None) == 3
+    assert effective_instance_count(instance_count=3, autoscaler=None, autoscaled=5) == 5
+    assert effective_instance_count(instance_count=3, autoscaler=None, autoscaled=1) == 3
 
 
 def test_it_starts_an_autoscaled_service_at_its_fixed_count_within_the_range():

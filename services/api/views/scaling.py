@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema
 
 from services import services as writes
 from services.errors import NotFound
+from services.selectors.scaling import autoscaler_decision
 
 from .. import serializers as s
 from ..presenters import eas_time
@@ -23,13 +24,17 @@ class AutoScalerView(EasView):
         if service.autoscaler is None:
             raise NotFound(f"Service {service.name} has no autoscaler.", code="AutoScalerNotFound")
         config = service.autoscaler
+        decision = autoscaler_decision(service)
         return self.respond(request, {
             "ServiceName": service.name,
             "MinReplica": config.get("min"),
             "MaxReplica": config.get("max"),
             "ScaleStrategies": config.get("scaleStrategies", []),
             "Behavior": config.get("behavior", {}),
-            "CurrentMetrics": [],
+            "CurrentMetrics": _current_metrics(service, decision),
+            # Ferry: the loop's latest decision and why (the KPA's settings are under Kpa).
+            "Kpa": config.get("kpa"),
+            "Decision": decision,
         })
 
     @extend_schema(operation_id="CreateServiceAutoScaler", tags=TAG, request=OpenApiTypes.OBJECT,
@@ -52,6 +57,13 @@ class AutoScalerView(EasView):
         service = self.service(request, cluster_id, service_name, write=True)
         writes.autoscaler_set(actor=request.user, service=service, autoscaler=request.data)
         return self.respond(request, {"Message": f"Set the autoscaler of service {service.name}"})
+
+
+def _current_metrics(service, decision: dict | None) -> list[dict]:
+    if not decision or decision.get("stable") is None:
+        return []
+    return [{"metricName": "stable", "value": decision["stable"], "service": service.name},
+            {"metricName": "panic", "value": decision.get("panic"), "service": service.name}]
 
 
 class CronScalerView(EasView):

@@ -1,0 +1,190 @@
+"""The autoscaler loop (`manage.py runautoscaler`): every 2 s, for each service with an autoscaler or a cron
+scaler, feed the gateway's last seconds of metrics to the pure scalers (deployer/autoscaler), combine with the
+cron floor, and when the count changes write it, record why, and ask the reconciler to act.
+
+It holds each service's scaler state in memory; a restarted loop starts KPA services in panic when they have
+more than one ready instance (no accidental scale-down after a restart).
+"""
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.db.models import Count, Q
+
+from services.models import Service
+from services.services import event_record
+
+from . import autoscaler as scalers
+from .metrics import read_seconds
+from .scale import effective_instance_count
+
+logger = logging.getLogger("ferry.autoscaler")
+TICK_SECONDS = 2.0
+DECISION_KEY = "ferry:autoscaler:decision:{service}"
+SERIES_KEY = "ferry:autoscaler:series:{service}"
+SERIES_LENGTH = 1800  # one hour of 2-second decisions, for the console's charts
+
+
+@dataclass
+class Tracked:
+    """What the loop remembers about one service between ticks."""
+
+    kind: str  # "kpa" | "eas" | "cron"
+    config: str  # the autoscaler section it was built from: rebuilt when it changes
+    state: object = None
+    observed_until: int = 0
+    cpu_processes: dict = field(default_factory=dict)
+
+
+class AutoscalerLoop:
+    def __init__(self, redis_client):
+        self.redis = redis_client
+        self.tracked: dict[int, Tracked] = {}
+
+    def tick(self, now: float | None = None) -> list[str]:
+        """One pass over every scaled service; returns the changes it made, as sentences."""
+        now = time.time() if now is None else now
+        changes = []
+        services = list(_scaled_services())
+        for service in services:
+            change = self._decide(service, now)
+            if change:
+                changes.append(change)
+        for gone in set(self.tracked) - {service.pk for service in services}:
+            del self.tracked[gone]
+        return changes
+
+    def _decide(self, service: Service, now: float) -> str | None:
+        tracked = self._tracked(service, now)
+        current = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
+                                           autoscaled=service.autoscaled_instances)
+        self._observe(service, tracked, now)
+        metric_desired, decision = self._metric_decision(service, tracked, now, current)
+        floor, cron_reason = scalers.cron_floor(service.cron_scaler, datetime.fromtimestamp(now, UTC))
+        scaler = service.autoscaler or {}
+        desired, why = scalers.combine(metric_desired=metric_desired, cron_floor=floor,
+                                       min_scale=int(scaler.get("min", 0)), max_scale=scaler.get("max"))
+        reason = decision.reason if decision and desired == metric_desired else f"{why}; {cron_reason}"
+        self._record(service, now, current, desired, reason, decision)
+        if desired == current:
+            return None
+        return _apply(service, current, desired, reason)
+
+    def _tracked(self, service: Service, now: float) -> Tracked:
+        config = json.dumps(service.autoscaler, sort_keys=True)
+        tracked = self.tracked.get(service.pk)
+        if tracked is None or tracked.config != config:
+            tracked = Tracked(kind=_kind(service), config=config, state=_new_state(service, now),
+                              observed_until=int(now) - 60)
+            self.tracked[service.pk] = tracked
+        return tracked
+
+    def _observe(self, service: Service, tracked: Tracked, now: float) -> None:
+        """Feeds every complete second since the last tick (the current second is still being counted)."""
+        if tracked.kind == "cron":
+            return
+        seconds = list(range(tracked.observed_until + 1, int(now)))
+        if not seconds:
+            return
+        versions = list(service.versions.values_list("number", flat=True))
+        samples = read_seconds(self.redis, service.name, versions, seconds)
+        for second in seconds:
+            sample = samples[second]
+            if tracked.kind == "kpa":
+                value = sample.requests if _kpa_settings(service).metric == "rps" else sample.concurrency
+                tracked.state = scalers.kpa_observe(tracked.state, second, value)
+            else:
+                tracked.state = scalers.eas_observe(tracked.state, second, {"qps": sample.requests})
+        tracked.observed_until = seconds[-1]
+
+    def _metric_decision(self, service: Service, tracked: Tracked, now: float, current: int):
+        if tracked.kind == "cron":
+            return service.instance_count, None
+        ready = service.ready_count
+        if tracked.kind == "kpa":
+            tracked.state, decision = scalers.kpa_decide(_kpa_settings(service), tracked.state, now=now,
+                                                         ready_pods=ready)
+        else:
+            settings = scalers.EasScalerSettings.from_autoscaler(service.autoscaler)
+            extra = {"cpu": _cpu_percent(service, tracked)} if _uses_cpu(service) else {}
+            tracked.state, decision = scalers.eas_decide(settings, tracked.state, now=now, current_replicas=current,
+                                                         metrics=extra)
+        return decision.desired, decision
+
+    def _record(self, service, now, current, desired, reason, decision) -> None:
+        """The latest decision and its inputs, for DescribeServiceAutoScaler and the console's charts."""
+        record = {"time": now, "current": current, "desired": desired, "reason": reason,
+                  "panicking": bool(decision and decision.panicking),
+                  "stable": decision.stable_average if decision else None,
+                  "panic": decision.panic_average if decision else None}
+        payload = json.dumps(record)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(DECISION_KEY.format(service=service.name), payload, ex=3600)
+        pipe.lpush(SERIES_KEY.format(service=service.name), payload)
+        pipe.ltrim(SERIES_KEY.format(service=service.name), 0, SERIES_LENGTH - 1)
+        pipe.expire(SERIES_KEY.format(service=service.name), 3600)
+        pipe.execute()
+
+
+def _scaled_services():
+    return (Service.objects.filter(Q(autoscaler__isnull=False) | Q(cron_scaler__isnull=False),
+                                   desired_state="running", deletion_requested_at__isnull=True)
+            .annotate(ready_count=Count("instances", filter=Q(instances__ready=True))))
+
+
+def _kind(service: Service) -> str:
+    if not service.autoscaler:
+        return "cron"
+    return "kpa" if "kpa" in service.autoscaler else "eas"
+
+
+def _kpa_settings(service: Service) -> scalers.KpaSettings:
+    from dataclasses import replace
+
+    settings = scalers.kpa_settings_from_annotations({k: str(v) for k, v in service.autoscaler["kpa"].items()})
+    return replace(settings, min_scale=int(service.autoscaler.get("min", 0)),
+                   max_scale=int(service.autoscaler.get("max", 0)))
+
+
+def _new_state(service: Service, now: float):
+    kind = _kind(service)
+    if kind == "kpa":
+        return scalers.kpa_restart_state(service.ready_count, now)
+    if kind == "eas":
+        return scalers.eas_new_state(now)
+    return None
+
+
+def _uses_cpu(service: Service) -> bool:
+    return any(s.get("metricName") == "cpu" for s in (service.autoscaler or {}).get("scaleStrategies", []))
+
+
+def _cpu_percent(service: Service, tracked: Tracked) -> float:
+    """Average CPU % of the service's local instance processes since the last tick."""
+    import psutil
+
+    readings = []
+    for pid in service.local_instances.filter(ready=True, pid__isnull=False).values_list("pid", flat=True):
+        process = tracked.cpu_processes.get(pid)
+        try:
+            if process is None:
+                process = tracked.cpu_processes[pid] = psutil.Process(pid)
+                process.cpu_percent(None)  # the first call only starts the measurement
+                continue
+            readings.append(process.cpu_percent(None))
+        except psutil.Error:
+            tracked.cpu_processes.pop(pid, None)
+    return sum(readings) / len(readings) if readings else 0.0
+
+
+def _apply(service: Service, current: int, desired: int, reason: str) -> str:
+    from .tasks import reconcile_service
+
+    Service.objects.filter(pk=service.pk).update(autoscaled_instances=desired)
+    message = f"Scaled {service.name} {current} -> {desired}: {reason}"
+    event_record(service=service, reason="Scaled", message=message)
+    reconcile_service.delay(service.pk)
+    return message

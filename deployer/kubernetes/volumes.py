@@ -1,0 +1,156 @@
+"""Where a pod's model and files come from: volumes, mounts and the init container that fetches URLs. Pure.
+
+- `model_path` (and `processor_path`, `warm_up_data_path`, `storage[].oss`) given as a URL (http(s), s3, oss)
+  is fetched before the server starts by an init container running Ferry's fetcher
+  (`python -m deployer.kubernetes.fetchmodel`) into an emptyDir; with the cluster setting `model_cache_pvc`
+  the fetcher keeps its content-addressed cache on that PVC, so a model is downloaded once per cluster
+  rather than once per pod (the seeds' "load in seconds", e.g. a Fluid dataset's PVC).
+- A local path or file:// names a path on the node: a read-only hostPath.
+- `storage[].nfs` is an NFS volume (Knative allows no `nfs` volume: there it is the NFS CSI driver's inline
+  volume); `storage[].empty_dir` and `metadata.shm_size` are emptyDirs (medium Memory for /dev/shm).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from urllib.parse import unquote, urlparse
+
+from processors.registry import FERRY_RUNTIME_IMAGE, KUBERNETES_MODEL_DIR
+
+from .desired import ClusterSettings
+
+PROCESSOR_DIR = "/mnt/processor"
+WARMUP_DIR = "/mnt/warmup"
+CACHE_DIR = "/mnt/model-cache"
+FETCH_SECRET = "ferry-model-credentials"  # optional Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+NFS_CSI_DRIVER = "nfs.csi.k8s.io"
+REMOTE_SCHEMES = ("http", "https", "s3", "oss")
+
+
+class RenderError(ValueError):
+    """The service file cannot be expressed on Kubernetes; `path` names its field."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass
+class Mounts:
+    """What the volumes of one pod add up to; filled by `pod_mounts`."""
+
+    volumes: list[dict] = field(default_factory=list)
+    mounts: list[dict] = field(default_factory=list)  # of the serving container
+    fetches: list[tuple[str, str]] = field(default_factory=list)  # (url, directory in the fetcher)
+    fetch_mounts: list[dict] = field(default_factory=list)  # of the fetcher
+    s3_endpoint: str = ""
+
+
+def pod_mounts(service_file: dict, cluster: ClusterSettings, *, knative: bool) -> Mounts:
+    result = Mounts(s3_endpoint=_endpoint(service_file.get("oss_endpoint", "")))
+    for field_name, volume, directory in (("model_path", "model", KUBERNETES_MODEL_DIR),
+                                         ("processor_path", "processor", PROCESSOR_DIR),
+                                         ("warm_up_data_path", "warmup", WARMUP_DIR)):
+        if service_file.get(field_name):
+            _location(result, field_name, service_file[field_name], volume, directory)
+    for index, storage in enumerate(service_file.get("storage") or []):
+        _storage(result, index, storage, knative=knative)
+    shm = (service_file.get("metadata") or {}).get("shm_size")
+    if shm and not any(m["mountPath"] == "/dev/shm" for m in result.mounts):
+        _add(result, {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm}Gi"}}, "/dev/shm")
+    if result.fetches:
+        cache = ({"persistentVolumeClaim": {"claimName": cluster.model_cache_pvc}} if cluster.model_cache_pvc
+                 else {"emptyDir": {}})
+        result.volumes.append({"name": "model-cache", **cache})
+        result.fetch_mounts.append({"name": "model-cache", "mountPath": CACHE_DIR})
+    return result
+
+
+def fetch_container(mounts: Mounts, cluster: ClusterSettings) -> dict | None:
+    """The init container that fetches every URL, or None when nothing is remote."""
+    if not mounts.fetches:
+        return None
+    args = ["--cache", CACHE_DIR]
+    if mounts.s3_endpoint:
+        args += ["--s3-endpoint", mounts.s3_endpoint]
+    for url, directory in mounts.fetches:
+        args += ["--fetch", url, directory]
+    return {
+        "name": "fetch-model",
+        "image": cluster.runtime_image or FERRY_RUNTIME_IMAGE,
+        "command": ["python", "-m", "deployer.kubernetes.fetchmodel"],
+        "args": args,
+        "envFrom": [{"secretRef": {"name": FETCH_SECRET, "optional": True}}],
+        "volumeMounts": mounts.fetch_mounts,
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+    }
+
+
+def file_name(url: str) -> str:
+    """The name a fetched URL keeps in its directory (the fetcher stores a file under its own name)."""
+    return PurePosixPath(unquote(urlparse(url).path) or url).name
+
+
+def _location(result: Mounts, field_name: str, url: str, volume: str, directory: str) -> None:
+    scheme = urlparse(url).scheme.lower()
+    if scheme in REMOTE_SCHEMES:
+        _add(result, {"name": volume, "emptyDir": {}}, directory, read_only=True)
+        result.fetch_mounts.append({"name": volume, "mountPath": directory})
+        result.fetches.append((url, directory))
+    elif scheme in ("", "file"):
+        path = unquote(urlparse(url).path) if scheme == "file" else url
+        if not path.startswith("/"):
+            raise RenderError(field_name, "a local path must be absolute (it names a path on the node)")
+        # A file is mounted under its own name, so the server finds it in the directory as when fetched.
+        is_file = not path.endswith("/") and PurePosixPath(path).suffix != ""
+        mount_path = f"{directory}/{PurePosixPath(path).name}" if is_file else directory
+        _add(result, {"name": volume, "hostPath": {"path": path.rstrip("/") or "/"}}, mount_path, read_only=True)
+    else:
+        raise RenderError(field_name, f'scheme "{scheme}://" cannot be fetched on Kubernetes')
+
+
+def _storage(result: Mounts, index: int, storage: dict, *, knative: bool) -> None:
+    name, path = f"storage-{index}", storage["mount_path"]
+    if "nfs" in storage:
+        nfs = storage["nfs"]
+        read_only = bool(nfs.get("readOnly"))
+        if knative:
+            volume = {"csi": {"driver": NFS_CSI_DRIVER, "readOnly": read_only,
+                              "volumeAttributes": {"server": nfs["server"], "share": nfs["path"] or "/"}}}
+        else:
+            volume = {"nfs": {"server": nfs["server"], "path": nfs["path"] or "/", "readOnly": read_only}}
+        _add(result, {"name": name, **volume}, path, read_only=read_only)
+    elif "empty_dir" in storage:
+        spec = storage["empty_dir"]
+        empty_dir = {"medium": "Memory"} if spec.get("medium") == "memory" else {}
+        if spec.get("size_limit"):
+            empty_dir["sizeLimit"] = f"{spec['size_limit']}Gi"
+        _add(result, {"name": name, "emptyDir": empty_dir}, path)
+    elif "oss" in storage:
+        oss = storage["oss"]
+        _add(result, {"name": name, "emptyDir": {}}, path, read_only=bool(oss.get("readOnly")))
+        fetch_dir = f"/mnt/{name}"
+        result.fetch_mounts.append({"name": name, "mountPath": fetch_dir})
+        result.fetches.append((oss["path"], fetch_dir))
+        result.s3_endpoint = result.s3_endpoint or _endpoint(oss.get("endpoint", ""))
+    else:
+        kinds = sorted(set(storage) - {"mount_path", "properties"}) or ["(none)"]
+        raise RenderError(f"storage[{index}]", f'mounts of kind {", ".join(kinds)} are not supported on '
+                                               "Kubernetes yet; use nfs, oss or empty_dir")
+
+
+def _add(result: Mounts, volume: dict, mount_path: str, *, read_only: bool = False) -> None:
+    result.volumes.append(volume)
+    mount = {"name": volume["name"], "mountPath": mount_path}
+    if read_only:
+        mount["readOnly"] = True
+    result.mounts.append(mount)
+
+
+def _endpoint(endpoint: str) -> str:
+    """EAS writes OSS endpoints as bare host names; the S3 client wants a URL."""
+    if not endpoint:
+        return ""
+    return endpoint if "://" in endpoint else f"https://{endpoint}"

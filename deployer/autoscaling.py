@@ -130,8 +130,10 @@ class AutoscalerLoop:
 
 
 def _scaled_services():
+    # On Kubernetes the HPA or Knative scales (the rendered manifests carry the policy): only local services here.
     return (Service.objects.filter(Q(autoscaler__isnull=False) | Q(cron_scaler__isnull=False),
-                                   desired_state="running", deletion_requested_at__isnull=True)
+                                   desired_state="running", deletion_requested_at__isnull=True,
+                                   cluster__kind="local")
             .annotate(ready_count=Count("instances", filter=Q(instances__ready=True))))
 
 

@@ -53,6 +53,9 @@ def _converge(service: Service, driver) -> None:
     observed = driver.observe(service).instances
     record_observed(service, observed)
     plan = _follow_plan(service, generation, _plan(service, observed))
+    if getattr(driver, "renders_manifests", False):
+        _converge_rendered(service, driver, generation, plan, observed)
+        return
     desired, failures = _launches(service, driver, _slots(service, plan, observed))
     if service.rollout and service.rollout["to_version"] in failures:
         failed = _fail_rollout(service, failures[service.rollout["to_version"]], observed)
@@ -70,6 +73,31 @@ def _converge(service: Service, driver) -> None:
     prune_versions(service)
     _write_status(service, generation, _status(service, {name for name, _, _ in desired}, observed))
     publish_route(service.pk)
+
+
+def _converge_rendered(service: Service, driver, generation: int, plan: Plan, observed) -> None:
+    """Clusters that run instances themselves (Kubernetes): the driver gets versions with their weights and
+    replica counts, renders and applies them; the cluster names the pods."""
+    failures = driver.version_failures(service, plan)
+    if service.rollout and service.rollout["to_version"] in failures:
+        failed = _fail_rollout(service, failures[service.rollout["to_version"]], observed)
+        plan = _follow_plan(service, generation, failed)
+        failures = driver.version_failures(service, plan)
+    try:
+        if failures:
+            raise next(iter(failures.values()))
+        desired = driver.desired(service, plan)
+        driver.apply(service, desired)
+    except PermanentError as error:
+        _write_failure(service, generation, error)
+        return
+    _restart_requested_instances(service, driver)
+    observed = driver.observe(service).instances
+    record_observed(service, observed)
+    prune_versions(service)
+    expected = driver.expected_instances(desired)
+    wanted = [o for o in observed if o.version in expected]
+    _write_status(service, generation, _derived_status(service, sum(expected.values()), wanted, observed))
 
 
 def _plan(service: Service, observed) -> Plan:
@@ -159,13 +187,17 @@ def _launch_for(service: Service, number: int, in_use: dict[int, dict], restart_
 
 def _status(service: Service, desired_names: set[str], observed) -> Status:
     wanted = [o for o in observed if o.name in desired_names]
+    return _derived_status(service, len(desired_names), wanted, observed)
+
+
+def _derived_status(service: Service, expected: int, wanted, observed) -> Status:
     serving_versions = {v.number for v in service.versions.all() if v.weight > 0}
     # Pending counts: a process may be starting for it, and "Stopped" must mean that nothing runs.
     live = [o for o in observed if o.state not in ("Terminated", "Failed")]
     return derive_status(StatusInput(
         running=service.desired_state == "running",
         deleting=False,
-        expected=len(desired_names),
+        expected=expected,
         ready=sum(1 for o in wanted if o.ready),
         live=len(live),
         crash_looping=[f"{o.name}: {o.last_exit_reason or o.state}" for o in wanted if o.state in FAILING_STATES],
@@ -263,8 +295,8 @@ def _without_driver(service: Service) -> None:
         logger.info("Deleted service %s (nothing was running)", service)
         return
     message = (
-        f'No driver for clusters of kind "{service.cluster.kind}" is installed yet; '
-        "the desired state is stored and will be applied when one is."
+        f'Cluster "{service.cluster.name}" ({service.cluster.kind}) has no usable driver or connection; '
+        "the desired state is stored and will be applied when it has one."
     )
     now = timezone.now()
     conditions = condition_set(service.conditions, type="Ready", status=False, reason="WaitingForCluster",

@@ -3,9 +3,10 @@
 
 from .base import Driver, Observed, ObservedInstance, PermanentError, TransientError
 
+from .kubernetes import KubernetesDriver
 from .local import LocalDriver
 
-DRIVERS: dict[str, type] = {"local": LocalDriver}
+DRIVERS: dict[str, type] = {"local": LocalDriver, "kubernetes": KubernetesDriver.connected}
 
 
 def driver_for(cluster) -> Driver | None:

@@ -38,6 +38,8 @@ DEFAULT_METRICS = {
     # The seeds' prometheus-adapter rule over dcgm-exporter's DCGM_FI_DEV_GPU_UTIL (0..1 per pod).
     "gpu[util]": MetricSpec("Pods", "container_gpu_usage", scale=0.01),
     "queue[backlog]": MetricSpec("External", "ferry_service_queue_backlog"),
+    # Requests in flight per instance: the KPA's concurrency, for services scaled by `autoscaler.kpa`.
+    "concurrency": MetricSpec("External", "ferry_service_concurrency"),
 }
 
 
@@ -78,7 +80,7 @@ class VersionDesired:
 
 @dataclass(frozen=True)
 class MirrorDesired:
-    targets: tuple[str, ...]  # EAS service names in the same cluster and namespace
+    targets: tuple[str, ...]  # EAS service names; "namespace/name" when in another project's namespace
     ratio: int  # percent of requests copied
 
 

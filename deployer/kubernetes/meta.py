@@ -94,3 +94,8 @@ def is_label_key(key: str) -> bool:
 def is_annotation_key(key: str) -> bool:
     """Annotation keys have the same syntax as label keys."""
     return is_label_key(key)
+
+
+def service_selector(service_name: str) -> str:
+    """The prune / observe selector of a service, from its EAS name alone."""
+    return f"{MANAGED_BY}={FIELD_MANAGER},{SERVICE_LABEL}={dns_name(service_name)}"

@@ -175,13 +175,15 @@ def probes(desired: ServiceDesired, doc: dict, *, knative: bool) -> dict:
         # An arbitrary image: an open port is the only readiness signal we can assume.
         return {"readinessProbe": {"tcpSocket": _port_ref(port, knative), "periodSeconds": 5}}
     path = PROCESSORS[processor].health_path.replace("{service}", desired.name)
-    check = {"httpGet": {"path": path, **_port_ref(port, knative)}}
+    def check() -> dict:  # a fresh dict per probe: the manifests are data others may change
+        return {"httpGet": {"path": path, **_port_ref(port, knative)}}
+
     timeout = BUILTIN_READY_TIMEOUT_SECONDS if processor in BUILTIN_PROCESSORS else EXTERNAL_READY_TIMEOUT_SECONDS
     return {
-        "readinessProbe": {**check, "periodSeconds": 5, "failureThreshold": 3},
-        "livenessProbe": {**check, "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 5},
+        "readinessProbe": {**check(), "periodSeconds": 5, "failureThreshold": 3},
+        "livenessProbe": {**check(), "periodSeconds": 10, "failureThreshold": 3, "timeoutSeconds": 5},
         # Large models load slowly: the startup probe holds liveness off for the processor's load timeout.
-        "startupProbe": {**check, "periodSeconds": 5, "failureThreshold": math.ceil(timeout / 5)},
+        "startupProbe": {**check(), "periodSeconds": 5, "failureThreshold": math.ceil(timeout / 5)},
     }
 
 

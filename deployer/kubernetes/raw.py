@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from .desired import ServiceDesired, VersionDesired
 from .hpa import has_hpa
-from .meta import metadata, selector_labels, version_labels, version_name
+from .meta import dns_name, metadata, selector_labels, version_labels, version_name
 from .pod import metrics_endpoint, pod_annotations, pod_spec
 
 SERVICE_PORT = 80
@@ -15,7 +15,14 @@ SERVICE_PORT = 80
 def deployment(desired: ServiceDesired, version: VersionDesired) -> dict:
     name = version_name(desired, version.number)
     labels = version_labels(desired, version.number)
-    spec: dict = {
+    spec: dict = {}
+    if not desired.running:
+        spec["replicas"] = 0
+    elif not has_hpa(desired):
+        spec["replicas"] = version.replicas
+    # With an HPA, replicas is left out of the applied configuration: server-side apply then leaves the field
+    # to the HPA (its manager), instead of Ferry and the HPA fighting over it on every reconcile.
+    spec.update({
         "selector": {"matchLabels": {**selector_labels(desired), "ferry.dev/version": str(version.number)}},
         "strategy": _strategy(version.service_file),
         # Versions are immutable: a Deployment only rolls its pods on a restart request.
@@ -24,13 +31,7 @@ def deployment(desired: ServiceDesired, version: VersionDesired) -> dict:
             "metadata": _template_metadata(labels, pod_annotations(desired, version, knative=False)),
             "spec": pod_spec(desired, version, knative=False),
         },
-    }
-    if not desired.running:
-        spec["replicas"] = 0
-    elif not has_hpa(desired):
-        spec["replicas"] = version.replicas
-    # With an HPA, replicas is left out of the applied configuration: server-side apply then leaves the field
-    # to the HPA (its manager), instead of Ferry and the HPA fighting over it on every reconcile.
+    })
     return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": metadata(desired, name, number=version.number),
             "spec": spec}
 
@@ -45,8 +46,6 @@ def version_service(desired: ServiceDesired, version: VersionDesired) -> dict:
 def stable_service(desired: ServiceDesired) -> dict:
     """`<service>`: selects every version's pods. The mesh splits its traffic by weight (VirtualService
     subsets, or an HTTPRoute whose parent is this Service); without a mesh it spreads over all pods."""
-    from .meta import dns_name
-
     return _service(desired, dns_name(desired.name), selector_labels(desired), desired.newest.service_file)
 
 

@@ -34,3 +34,13 @@ urlpatterns = [
     path("resources/<str:cluster_id>/<str:resource_id>/services", groups.ResourceServicesView.as_view()),
     path("", include("services.api.urls_credentials")),
 ]
+
+from .views import clusters  # noqa: E402 -- Kubernetes clusters and rendered manifests (docs/kubernetes.md)
+
+urlpatterns += [
+    path("clusters", clusters.ClustersView.as_view()),
+    path("clusters/<str:cluster_name>", clusters.ClusterView.as_view()),
+    path("clusters/<str:cluster_name>/health", clusters.ClusterHealthView.as_view()),
+    path(f"{SERVICE}/manifests", clusters.ServiceManifestsView.as_view()),
+    path("manifests", clusters.ManifestsPreviewView.as_view()),
+]

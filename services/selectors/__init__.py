@@ -23,12 +23,16 @@ from .catalog import (
     services_list,
     versions_of,
 )
+from .clusters import cluster_describe, cluster_get, cluster_health, service_file_manifests, service_manifests
 from .credentials import access_keys_of, api_tokens_of
 
 __all__ = [
     "Page",
     "access_keys_of",
     "api_tokens_of",
+    "cluster_describe",
+    "cluster_get",
+    "cluster_health",
     "clusters_list",
     "current_version",
     "events_of",
@@ -45,6 +49,8 @@ __all__ = [
     "service_for",
     "service_token",
     "services_list",
+    "service_file_manifests",
+    "service_manifests",
     "services_visible_to",
     "versions_of",
 ]

@@ -9,6 +9,7 @@ from .catalog import (
     service_stop,
     service_update,
 )
+from .clusters import cluster_delete, cluster_register, cluster_update
 from .credentials import access_key_create, access_key_revoke, api_token_create, api_token_revoke
 from .events import event_record
 from .rollouts import (
@@ -30,6 +31,9 @@ __all__ = [
     "api_token_revoke",
     "autoscaler_delete",
     "autoscaler_set",
+    "cluster_delete",
+    "cluster_register",
+    "cluster_update",
     "cron_scaler_delete",
     "cron_scaler_set",
     "event_record",

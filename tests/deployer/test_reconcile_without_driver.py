@@ -24,7 +24,7 @@ def test_it_marks_a_service_waiting_and_observed(service):
     service.refresh_from_db()
     assert (service.phase, service.status_reason) == ("Waiting", "WaitingForCluster")
     assert service.observed_generation == service.generation
-    assert 'kind "kubernetes"' in service.status_message
+    assert 'Cluster "remote" (kubernetes) has no usable driver' in service.status_message
 
 
 def test_it_finishes_a_deletion_with_nothing_left(service):

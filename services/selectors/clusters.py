@@ -1,0 +1,100 @@
+"""Reads of clusters: what a cluster is (never its kubeconfig), its health, and what a service renders to
+on it (the manifests behind `--dry-run`)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from services.errors import InvalidRequest, NotFound
+from services.models import Cluster, ClusterKind, Project
+from services.servicefile import merge_update, validate_service_file
+
+HIDDEN_SETTINGS = {"in_cluster"}
+
+
+def cluster_get(*, name: str) -> Cluster:
+    cluster = Cluster.objects.filter(name=name).first()
+    if cluster is None:
+        raise NotFound(f"Cluster {name} not found.", code="ClusterNotFound")
+    return cluster
+
+
+def cluster_describe(cluster: Cluster) -> dict:
+    """The cluster as the API shows it. The kubeconfig is write-only: never returned, not even in part."""
+    if cluster.kind == ClusterKind.LOCAL:
+        connection = "local"
+    else:
+        connection = "in-cluster" if (cluster.settings or {}).get("in_cluster") else (
+            "kubeconfig" if cluster.kubeconfig_encrypted else "none")
+    return {
+        "ClusterName": cluster.name, "Kind": cluster.kind, "Flavor": cluster.flavor, "TrafficApi": cluster.traffic_api,
+        "Connection": connection, "IsDefault": cluster.is_default,
+        "Settings": {k: v for k, v in (cluster.settings or {}).items() if k not in HIDDEN_SETTINGS},
+        "ServiceCount": cluster.services.filter(deletion_requested_at__isnull=True).count(),
+        "CreateTime": cluster.created_at.isoformat(), "UpdateTime": cluster.updated_at.isoformat(),
+    }
+
+
+def cluster_health(cluster: Cluster) -> dict:
+    """Reads the server version and node capacity now (one attempt, no retries: a health check reports)."""
+    if cluster.kind == ClusterKind.LOCAL:
+        return {"Healthy": True, "Message": "the local cluster runs on this host", "ServerVersion": "",
+                "Nodes": 1, "ReadyNodes": 1, "Capacity": {}, "Allocatable": {}, "MissingApis": []}
+    from deployer.drivers.base import PermanentError
+    from deployer.kubernetes.client import KubeApi
+    from deployer.kubernetes.connect import api_client_for
+    from deployer.kubernetes.health import cluster_health as read_health
+
+    try:
+        api = KubeApi(api_client_for(cluster), attempts=1)
+    except PermanentError as exc:
+        return {"Healthy": False, "Message": exc.message, "ServerVersion": "", "Nodes": 0, "ReadyNodes": 0,
+                "Capacity": {}, "Allocatable": {}, "MissingApis": []}
+    return read_health(api, flavor=cluster.flavor, traffic_api=cluster.traffic_api)
+
+
+def service_manifests(service) -> tuple[str, list[dict]]:
+    """(namespace, manifests) the service renders to on its Kubernetes cluster, as the reconciler would
+    apply them now (steady state of the current weights)."""
+    from deployer.kubernetes.build import service_desired
+
+    _require_kubernetes(service.cluster)
+    desired = service_desired(service)
+    return desired.namespace, _rendered(desired)
+
+
+def service_file_manifests(*, cluster: Cluster, project: Project, document: object,
+                           current=None) -> tuple[str, list[dict]]:
+    """What a service file would render to, before it is created (`create --dry-run`), or what an update
+    of `current` would once rolled out (`modify --dry-run`): the new file as the only version, at 100 %."""
+    from deployer.kubernetes.build import service_desired
+
+    _require_kubernetes(cluster)
+    service_file = merge_update(current.spec, document) if current is not None else validate_service_file(document)
+    number = (max((v.number for v in current.versions.all()), default=0) + 1) if current is not None else 1
+    version = SimpleNamespace(number=number, weight=100, service_file=service_file)
+    draft = SimpleNamespace(
+        name=service_file["name"], cluster=cluster, project=project, desired_state="running",
+        instance_count=service_file["metadata"]["instance"], autoscaler=service_file.get("autoscaler"),
+        autoscaled_instances=None, mirror=current.mirror if current is not None else None,
+        labels=service_file.get("labels") or {}, group=service_file["metadata"].get("group", ""),
+        restart_requested_at=None, versions=SimpleNamespace(all=lambda: [version]),
+    )
+    desired = service_desired(draft)
+    return desired.namespace, _rendered(desired)
+
+
+def _rendered(desired) -> list[dict]:
+    from deployer.kubernetes.render import render
+    from deployer.kubernetes.volumes import RenderError
+
+    try:
+        return render(desired)
+    except RenderError as exc:
+        raise InvalidRequest.at(exc.path, exc.message, code="InvalidForKubernetes") from None
+
+
+def _require_kubernetes(cluster: Cluster) -> None:
+    if cluster.kind != ClusterKind.KUBERNETES:
+        raise InvalidRequest(f"Cluster {cluster.name} is {cluster.kind}: only Kubernetes clusters render "
+                             "manifests.", code="NotKubernetes")

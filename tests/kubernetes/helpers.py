@@ -1,0 +1,46 @@
+"""Plain desired states for the renderer tests, from the example service files in ../shared/examples/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from deployer.kubernetes.desired import ClusterSettings, GatewayRef, ServiceDesired, VersionDesired
+from services.servicefile import validate_service_file
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "shared" / "examples"
+GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+EXAMPLE_NAMES = ("bert_tfserving", "custom_container", "digits_onnx", "iris_sklearn", "triton_test")
+# (flavor, traffic API) pairs every example is rendered in.
+CLUSTER_KINDS = (("raw", "gateway-api"), ("raw", "istio"), ("knative", "gateway-api"))
+
+
+def example(name: str) -> dict:
+    path = EXAMPLES_DIR / f"{name}.json"
+    if not path.exists():
+        pytest.skip(f"the example service files are not here ({EXAMPLES_DIR} is missing)")
+    return validate_service_file(json.loads(path.read_text()))
+
+
+def cluster(flavor: str = "raw", traffic_api: str = "gateway-api", **extra) -> ClusterSettings:
+    return ClusterSettings(flavor=flavor, traffic_api=traffic_api, gateway=GatewayRef("ferry", "ingress"),
+                           domain="models.example.test", **extra)
+
+
+def desired_for(doc: dict, *, flavor: str = "raw", traffic_api: str = "gateway-api", versions=None,
+                **extra) -> ServiceDesired:
+    """One version at 100 % unless `versions` [(number, weight, replicas, doc)] says otherwise."""
+    chosen = tuple(VersionDesired(*v) for v in versions) if versions else (
+        VersionDesired(1, 100, doc["metadata"]["instance"], doc),)
+    settings = extra.pop("cluster", None) or cluster(flavor, traffic_api)
+    extra.setdefault("autoscaler", doc.get("autoscaler"))
+    return ServiceDesired(name=doc["name"], namespace="ferry-team-a", versions=chosen, cluster=settings,
+                          project="team_a", group=doc["metadata"].get("group", ""), **extra)
+
+
+def by_kind(manifests: list[dict], kind: str, name: str | None = None) -> dict:
+    found = [m for m in manifests if m["kind"] == kind and (name is None or m["metadata"]["name"] == name)]
+    assert found, f"no {kind} {name or ''} among {[(m['kind'], m['metadata']['name']) for m in manifests]}"
+    return found[0]

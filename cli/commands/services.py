@@ -27,11 +27,12 @@ def _labels(pairs: tuple[str, ...]) -> str | None:
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("-w", "--workspace", metavar="PROJECT", help="Project (EAS workspace) to create it in.")
 @click.option("--label", "labels", multiple=True, metavar="KEY=VALUE", help="A label; repeatable.")
+@click.option("--dry-run", is_flag=True, help="Print the Kubernetes manifests it would render; create nothing.")
 @wait_options
 @output_option("table", "json", "yaml")
 @pass_state
 @click.pass_context
-def create(ctx, state: State, file, workspace, labels, wait, timeout, fmt):
+def create(ctx, state: State, file, workspace, labels, dry_run, wait, timeout, fmt):
     """Create a service from a file; wait until it runs.
 
     FILE is a service file in either EAS style (JSON; `-` reads stdin).
@@ -44,6 +45,9 @@ def create(ctx, state: State, file, workspace, labels, wait, timeout, fmt):
       ferry create iris.json --no-wait -o json
     """
     document = read_json_file(file, "FILE")
+    if dry_run:
+        _print_manifests(state.client.post("/manifests", document, WorkspaceId=workspace).body, fmt)
+        return
     response = state.client.post("/services", document, WorkspaceId=workspace, Labels=_labels(labels))
     body = response.body
     ref = state.client.resolve(f"{body.get('Region', '')}/{body.get('ServiceName', '')}")
@@ -97,11 +101,12 @@ def _apply_define(patch: dict, path: list[str], value: object) -> None:
               help="How a new version rolls out (default: the file's `rollout`, else rolling).")
 @click.option("--canary-weight", type=click.IntRange(0, 100), metavar="PERCENT",
               help="With --strategy canary: the new version's share of traffic (default 10).")
+@click.option("--dry-run", is_flag=True, help="Print the Kubernetes manifests the change would render; change nothing.")
 @wait_options
 @output_option("table", "json", "yaml")
 @pass_state
 @click.pass_context
-def modify(ctx, state: State, name, file, defines, replace, strategy, canary_weight, wait, timeout, fmt):
+def modify(ctx, state: State, name, file, defines, replace, strategy, canary_weight, dry_run, wait, timeout, fmt):
     """Update a service from a file and/or -D fields.
 
     The partial service file and the -D fields are merged into the service's file.
@@ -123,10 +128,22 @@ def modify(ctx, state: State, name, file, defines, replace, strategy, canary_wei
     for text in defines:
         _apply_define(patch, *parse_define(text))
     ref = state.ref(name)
+    if dry_run:
+        path = state.client.service_path(ref, "/manifests")
+        _print_manifests(state.client.post(path, patch, UpdateType="replace" if replace else None).body, fmt)
+        return
     before = state.client.describe(ref)
     response = state.client.put(state.client.service_path(ref), patch, UpdateType="replace" if replace else None,
                                 Strategy=strategy, CanaryWeight=canary_weight)
     finish_write(ctx, state, ref, response, fmt=fmt, wait=wait, timeout=timeout, before=before)
+
+
+def _print_manifests(body: dict, fmt: str) -> None:
+    """--dry-run: the rendered objects as YAML (or the whole answer with -o json / yaml)."""
+    if output.machine(fmt):
+        output.dump(body, fmt)
+    else:
+        click.echo(body.get("Yaml", ""), nl=False)
 
 
 def _traffic(body: dict) -> str:

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand
 
 from processors.demo import demo_service_files, train_demo_models
 from services.models import Project, Service
+from services.selectors import service_token
 from services.services import service_create
 
 IRIS_REQUEST = {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
@@ -63,8 +64,9 @@ class Command(BaseCommand):
             "demo_iris": ("v1/models/demo_iris:predict", IRIS_REQUEST),
             "demo_digits": ("v2/models/demo_digits/infer", digits_request),
         }
-        self.stdout.write("The demo services are Running. Call an instance:")
+        gateway = settings.FERRY_GATEWAY_URL.rstrip("/")
+        self.stdout.write(f"The demo services are Running. Call them through the gateway ({gateway}):")
         for name, (path, body) in calls.items():
-            instance = Service.objects.get(name=name).instances.filter(ready=True).first()
-            self.stdout.write(f"  curl -s -H 'Content-Type: application/json' http://127.0.0.1:{instance.port}/{path}"
-                              f" -d '{json.dumps(body)}'")
+            token = service_token(Service.objects.get(name=name))
+            self.stdout.write(f"  curl -s -H 'Authorization: {token}' -H 'Content-Type: application/json' "
+                              f"{gateway}/{path} -d '{json.dumps(body)}'")

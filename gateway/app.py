@@ -1,0 +1,345 @@
+"""The gateway's request path, shared by its own HTTP server (`serve`, callbacks only) and ASGI (`__call__`):
+
+  prepare: parse the path (paths.py) -> route from the in-memory table (table.py; a group name picks a member
+    by weight) -> credentials (auth.py)
+  admit: a version by weight, the least-outstanding instance (balancer.py)
+  send: one write on a pooled keep-alive connection (upstream.py); the answer comes back to a callback
+  finish: release the slot, count (metrics.py), mirror copies (proxy.py), answer
+The common case (a free instance with an idle connection) runs without a coroutine, future or task, inside
+the callbacks that read the request and the answer. Waiting for a slot or an instance, connecting, and
+retrying a failed connection run in a task (`forward`). Nothing on the path touches Redis or a database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import random
+import time
+
+from . import auth, balancer, local, paths
+from .activator import Activator
+from .config import Settings
+from .local import error
+from .metrics import Collector, Counters, flush_forever, stats_for
+from .proxy import Mirror, build_head, send as send_upstream
+from .table import RouteTable
+from .upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, response_headers
+
+logger = logging.getLogger("ferry.gateway")
+MAX_BODY = 256 * 1024 * 1024
+_perf = time.perf_counter
+_random = random.random
+_same = hmac.compare_digest
+
+
+class Request:
+    """A request that passed `prepare`: its service, target and credentials are known."""
+
+    __slots__ = ("route", "parsed", "pinned", "method", "query", "headers", "body", "client", "began")
+
+    def __init__(self, route, parsed, pinned, method, query, headers, body, client, began):
+        self.route = route
+        self.parsed = parsed
+        self.pinned = pinned
+        self.method = method
+        self.query = query
+        self.headers = headers
+        self.body = body
+        self.client = client
+        self.began = began
+
+
+class Gateway:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.table = RouteTable(pool_options={"max_idle_age": settings.upstream_max_idle})
+        self.counters = Counters()
+        self.mirror = Mirror(self.table, self.counters)
+        self.redis = None
+        self.activator: Activator | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.forwarding: set[asyncio.Task] = set()
+        self.registry = None
+
+    # -- entry points -------------------------------------------------------------------------------------
+    def serve(self, method: str, path: str, query: bytes, headers, body: bytes, client: bytes, reply) -> None:
+        """For gateway/server.py: calls `reply(status, headers, body)` once, now or from a later callback."""
+        prepared = self.prepare(method, path, query, headers, body, client)
+        if prepared.__class__ is tuple:
+            return reply(*prepared)
+        try:
+            admission = balancer.try_admit(prepared.route, prepared.pinned)
+        except balancer.Unavailable as refusal:
+            return reply(*self.refuse(prepared, refusal))
+        if admission is not None:
+            connection = admission.instance.pool.take()
+            if connection is not None:
+                return self.send(prepared, admission, connection, reply)
+        task = asyncio.get_running_loop().create_task(self._forward_then(prepared, admission, reply))
+        self.forwarding.add(task)
+        task.add_done_callback(self.forwarding.discard)
+
+    async def handle(self, method: str, path: str, query: bytes, headers, body: bytes, client: bytes):
+        """For coroutines (ASGI): (status, headers without Content-Length, body)."""
+        prepared = self.prepare(method, path, query, headers, body, client)
+        if prepared.__class__ is tuple:
+            return prepared
+        return await self.forward(prepared, None)
+
+    async def __call__(self, scope, receive, send):
+        """ASGI: `uvicorn --factory gateway.app:create_app` (`python -m gateway` uses gateway/server.py)."""
+        if scope["type"] == "http":
+            body = await read_body(receive)
+            if body is None:
+                status, headers, answer = error(413, f"the body is larger than {MAX_BODY} bytes")
+            else:
+                client = (scope.get("client") or ("",))[0].encode()
+                path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+                status, headers, answer = await self.handle(scope["method"], path, scope.get("query_string") or b"",
+                                                            scope["headers"], body, client)
+            headers = [*headers, (b"content-length", str(len(answer)).encode())]
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else answer})
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+
+    # -- the request path ---------------------------------------------------------------------------------
+    def prepare(self, method, path, query, headers, body, client):
+        """A Request, or the (status, headers, body) to answer at once (local endpoints, 4xx, table not loaded)."""
+        began = _perf()
+        authorization = content_type = date = content_md5 = model = pinned_header = None
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"date":
+                date = value
+            elif name == b"content-md5":
+                content_md5 = value
+            elif name == b"model":
+                model = value.decode("latin-1")
+            elif name == b"ferry-version":
+                pinned_header = value
+        try:
+            parsed = paths.parse(path, model)
+        except paths.BadPath as problem:
+            return error(400, str(problem))
+        if parsed is None:
+            return local.answer(self, method, path)
+        route, tokens = self.resolve(parsed.name)
+        if route is None:
+            if not self.table.loaded:
+                return error(503, "routing table not loaded yet", ((b"retry-after", b"1"),))
+            return error(404, f"no service named {parsed.name}")
+        # The plain token (the common case) is compared here; signatures and groups go through auth.check.
+        if authorization is None or len(tokens) != 1 or not _same(authorization, tokens[0]):
+            problem = auth.check(tokens, authorization, method=method, body=body, content_type=content_type or b"",
+                                 date=date, content_md5=content_md5, resources=parsed.signed,
+                                 max_skew=self.settings.signature_max_skew)
+        else:
+            problem = None
+        if problem:
+            stats_for(route.state, 0).finished(401, _perf() - began, started=False)
+            return error(401, problem, ((b"www-authenticate", b'EAS realm="ferry"'),))
+        pinned = parsed.pinned
+        if pinned_header is not None and pinned is None:
+            try:
+                pinned = int(pinned_header)
+            except ValueError:
+                return error(400, "the Ferry-Version header must be a version number")
+        query = "?" + query.decode("latin-1") if query else ""
+        return Request(route, parsed, pinned, method, query, headers, body, client, began)
+
+    def send(self, request: Request, admission, connection, reply) -> None:
+        """The hot path's exchange: `reply` is called from the callback that reads the instance's answer, and
+        the bookkeeping (slot, metrics, mirror) is done after the answer left."""
+        route = admission.route
+        head = build_head("GET" if request.method == "HEAD" else request.method,
+                          request.parsed.upstream_path(route.name, route.strip_prefix) + request.query,
+                          admission.instance, request.headers, len(request.body), route.token_bytes, request.client)
+        stats = stats_for(route.state, admission.version.number)
+
+        def done(status, headers, body, failure):
+            try:
+                status, headers, body = self.response(admission, status, headers, body, failure)
+            except Exception:  # noqa: BLE001 -- this runs inside the instance connection's parser
+                logger.exception("failed to answer a request for %s", route.name)
+                status, headers, body = error(500, "internal gateway error")
+            reply(status, headers, body)
+            self.settle(request, admission, stats, status)
+
+        connection.send(head, request.body, route.timeout, done)
+        stats.started()
+
+    async def _forward_then(self, request: Request, admission, reply) -> None:
+        try:
+            answer = await self.forward(request, admission)
+        except Exception:  # noqa: BLE001
+            logger.exception("failed to answer a request for %s", request.route.name)
+            answer = error(500, "internal gateway error")
+        reply(*answer)
+
+    async def forward(self, request: Request, admission):
+        """The general path: wait for a slot or an instance if needed, connect (retrying another instance
+        when connecting fails), exchange, finish."""
+        route, state = request.route, request.route.state
+        if admission is None:
+            try:
+                admission = balancer.try_admit(route, request.pinned) or await balancer.admit(
+                    state, route, request.pinned, on_wait=self._on_wait,
+                    activation_timeout=self.settings.activation_timeout,
+                    stats_for=lambda number: stats_for(state, number))
+            except balancer.Unavailable as refusal:
+                return self.refuse(request, refusal)
+        route = admission.route
+        stats = stats_for(state, admission.version.number)
+        stats.started()
+        target = request.parsed.upstream_path(route.name, route.strip_prefix) + request.query
+        try:
+            status, headers, body = await send_upstream(
+                admission, "GET" if request.method == "HEAD" else request.method, target, request.headers,
+                request.body, request.client, self.counters)
+            status, headers, body = self.response(admission, status, headers, body, None)
+        except UpstreamError as failure:
+            status, headers, body = self.response(admission, 0, None, None, failure)
+        self.settle(request, admission, stats, status)
+        return status, headers, body
+
+    def response(self, admission, status, headers, body, failure):
+        """What the client gets: the instance's answer minus hop-by-hop headers, or the failure's error."""
+        if failure is None:
+            headers = response_headers(headers)
+        else:
+            status, headers, body = self._failure(admission.route, failure)
+        headers.append(admission.version.header)
+        return status, headers, body
+
+    def settle(self, request: Request, admission, stats, status: int) -> None:
+        """After the answer: the slot back, the request counted, copies to mirror targets."""
+        route = admission.route
+        balancer.release(route.state, admission.instance)
+        stats.finished(status, _perf() - request.began)
+        if route.mirror_targets and _random() < route.mirror_ratio:
+            self.mirror.copy(route.name, route.mirror_targets, request.parsed, request.method, request.query,
+                             request.headers, request.body, request.client)
+
+    @staticmethod
+    def _failure(route, failure):
+        if isinstance(failure, UpstreamConnectError):
+            return error(502, f"no instance of {route.name} reachable: {failure}")
+        if isinstance(failure, UpstreamTimeout):
+            return error(504, f"{route.name} did not answer within {route.timeout * 1000:g} ms "
+                              "(metadata.rpc.keepalive)")
+        return error(502, f"{route.name}: {failure}")
+
+    def refuse(self, request: Request, refusal: balancer.Unavailable):
+        route = request.route
+        stats_for(route.state, refusal.version or 0).finished(refusal.status, _perf() - request.began,
+                                                             started=False)
+        if route.mirror_targets and _random() < route.mirror_ratio:
+            self.mirror.copy(route.name, route.mirror_targets, request.parsed, request.method, request.query,
+                             request.headers, request.body, request.client)
+        extra = ((b"retry-after", str(refusal.retry_after).encode()),) if refusal.retry_after else ()
+        return error(refusal.status, str(refusal), extra)
+
+    def resolve(self, name: str):
+        """(route, accepted tokens): a service, or a member of the service group of that name by weight."""
+        route = self.table.get(name)
+        if route is not None:
+            return route, (route.token_bytes,)
+        members = self.table.groups.get(name)
+        if not members:
+            return None, ()
+        # Group traffic goes to members released to it (TrafficState grouping); a group none of whose members
+        # was released yet serves all of them, so a new group works before anyone calls ReleaseService.
+        serving = [m for m in members if m.traffic_state == "grouping" and m.group_weight > 0] or \
+                  [m for m in members if m.group_weight > 0]
+        if not serving:
+            return None, ()
+        point = _random() * sum(m.group_weight for m in serving)
+        for member in serving:
+            point -= member.group_weight
+            if point < 0:
+                break
+        return member, tuple(m.token_bytes for m in members)
+
+    def _on_wait(self, route, version, cold: bool) -> None:
+        if cold:
+            stats_for(route.state, version.number).cold_start()
+            if self.activator is not None:
+                self.activator.signal(route.state, route)
+
+    # -- lifespan -----------------------------------------------------------------------------------------
+    async def lifespan(self, receive, send):
+        await receive()
+        try:
+            await self.start()
+        except Exception as failure:  # noqa: BLE001
+            await send({"type": "lifespan.startup.failed", "message": str(failure)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await self.stop()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def start(self) -> None:
+        import redis.asyncio
+        from prometheus_client import CollectorRegistry, ProcessCollector
+
+        from .sync import follow_forever
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(Collector(self.table, self.counters))
+        ProcessCollector(registry=self.registry)
+        self.redis = redis.asyncio.from_url(self.settings.redis_url, socket_connect_timeout=3,
+                                            socket_keepalive=True, health_check_interval=15)
+        self.activator = Activator(self.redis, self.settings.celery_queue, self.counters)
+        loaded = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        self.tasks = [
+            loop.create_task(follow_forever(self.redis, self.table, self.settings.resync_interval, loaded)),
+            loop.create_task(flush_forever(self.redis, self.table)),
+        ]
+        try:
+            await asyncio.wait_for(loaded.wait(), 5)
+        except asyncio.TimeoutError:
+            logger.warning("Redis at REDIS_URL did not answer in 5 s: serving nothing until it does")
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        _, pending = await asyncio.wait(self.tasks, timeout=2)
+        if pending:
+            logger.warning("background tasks still running at exit: %s", [t.get_coro() for t in pending])
+        for state in self.table.services.values():
+            for instance in state.instances.values():
+                instance.pool.close()
+        if self.redis is not None:
+            try:
+                await asyncio.wait_for(self.redis.aclose(), 2)
+            except Exception:  # noqa: BLE001 -- stopping anyway
+                pass
+
+
+def create_app() -> Gateway:
+    """For ASGI servers: `uvicorn --factory gateway.app:create_app --loop uvloop --http httptools`."""
+    return Gateway(Settings.from_env())
+
+
+async def read_body(receive) -> bytes | None:
+    message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body
+    chunks, size = [body], len(body)
+    while message.get("more_body"):
+        message = await receive()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

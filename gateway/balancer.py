@@ -1,0 +1,209 @@
+"""Choosing where a request goes, and making it wait when nothing can take it yet.
+
+- Version: a weighted random choice among versions with weight > 0 (or the pinned one). If that version has
+  no ready instance but another version has (a rolling update hands traffic to a version before its instances
+  are ready; the old ones keep serving until then), the request goes to a ready version instead of waiting.
+- Instance: least outstanding requests among the version's ready instances, under the per-instance
+  concurrency limit; ties go to the instance after the last one chosen, so idle instances share the load.
+- Waiting: when every instance is at its limit, or there is no ready instance at all (scaled to zero, or still
+  starting: the activator case), the request joins the service's bounded FIFO queue until a slot is handed
+  to it (a finishing request gives its slot to the first waiter, so newcomers cannot overtake the queue) or
+  the table changes, with a deadline. A full queue or a passed deadline is `Unavailable` (503, Retry-After).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from bisect import bisect_right
+
+from .table import Instance, Route, ServiceState, Version
+
+_random = random.random
+
+
+class Unavailable(Exception):
+    """No instance could take the request: the caller answers `status` with Retry-After."""
+
+    def __init__(self, message: str, status: int = 503, retry_after: int = 1, version: int | None = None):
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.version = version  # the version the request was counted on, if one was chosen
+
+
+def weighted_version(route: Route) -> Version | None:
+    """The version a request belongs to, by weight; without weights, the newest version."""
+    if route.total_weight:
+        weighted = route.weighted
+        if len(weighted) == 1:
+            return weighted[0][1]
+        index = bisect_right(route.cumulative, _random() * route.total_weight)
+        return weighted[min(index, len(weighted) - 1)][1]
+    return route.versions[-1] if route.versions else None
+
+
+def least_outstanding(version: Version, limit: int) -> Instance | None:
+    instances = version.instances
+    count = len(instances)
+    if count == 1:
+        instance = instances[0]
+        return instance if not limit or instance.outstanding < limit else None
+    start = version.cursor = (version.cursor + 1) % count if count else 0
+    best = None
+    for offset in range(count):
+        instance = instances[(start + offset) % count]
+        load = instance.outstanding
+        if (not limit or load < limit) and (best is None or load < best.outstanding):
+            best = instance
+    return best
+
+
+def pick(route: Route, version: Version) -> tuple[Version, Instance] | None:
+    """An instance with room in `version`, else in another weighted version that has one (or, when no weighted
+    version has a ready instance, in any ready version): weights bend only while the chosen one cannot serve."""
+    limit = route.concurrency
+    instance = least_outstanding(version, limit)
+    if instance is not None:
+        return version, instance
+    any_version = not any(v.instances for _, v in route.weighted)
+    for other in route.versions:
+        if other is not version and other.instances and (other.weight or any_version):
+            instance = least_outstanding(other, limit)
+            if instance is not None:
+                return other, instance
+    return None
+
+
+class Admission:
+    """The outcome of `admit`: where to send the request, and whether it had to wait for an instance."""
+
+    __slots__ = ("route", "version", "instance", "cold")
+
+    def __init__(self, route: Route, version: Version, instance: Instance, cold: bool):
+        self.route = route
+        self.version = version
+        self.instance = instance
+        self.cold = cold
+
+
+def try_admit(route: Route, pinned: int | None) -> Admission | None:
+    """The fast path: a slot right now, or None (then `admit` waits). Raises Unavailable for a bad version."""
+    version = _version_for(route, pinned)
+    choice = pick_for(route, version, pinned)
+    return _reserve(route, *choice, cold=False) if choice is not None else None
+
+
+async def admit(state: ServiceState, route: Route, pinned: int | None, *, on_wait, activation_timeout: float,
+                stats_for) -> Admission:
+    """Reserves a slot on an instance (its `outstanding` is incremented); `release()` gives it back.
+
+    `on_wait(route, version, cold)` is called once when the request starts waiting (the activator signals a
+    scale-up there). `stats_for(version_number)` gives the metrics object the queue length is counted on.
+    """
+    version = _version_for(route, pinned)
+    loop = asyncio.get_running_loop()
+    deadline = None
+    cold = False
+    while True:
+        if not route.running:
+            raise Unavailable(f"service {route.name} is stopped", version=version.number)
+        if len(state.waiters) >= route.max_queue:
+            raise Unavailable(f"the queue of service {route.name} is full ({route.max_queue} requests waiting)",
+                              version=version.number)
+        if deadline is None:
+            cold = not any(v.instances for v in route.versions) or (pinned is not None and not version.instances)
+            on_wait(route, version, cold)
+            deadline = loop.time() + (max(activation_timeout, route.timeout) if cold else route.timeout)
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise _deadline_passed(route, version, cold)
+        handed = await _wait(state, loop, remaining, stats_for(version.number))
+        route = state.route
+        if route is None:
+            if handed is not None:
+                handed.outstanding -= 1
+            raise Unavailable("the service was removed while the request waited", status=404, retry_after=0)
+        if handed is not None:
+            owner = _version_of(route, handed)
+            if owner is not None and (pinned is None or owner.number == pinned):
+                return Admission(route, owner, handed, cold)
+            release(state, handed)  # not usable here: pass it on
+        version = route.by_number.get(version.number) or _version_for(route, pinned)
+        choice = pick_for(route, version, pinned)
+        if choice is not None:
+            return _reserve(route, *choice, cold=cold)
+        if loop.time() >= deadline:
+            raise _deadline_passed(route, version, cold)
+
+
+def _version_of(route: Route, instance: Instance) -> Version | None:
+    for version in route.versions:
+        if instance in version.instances:
+            return version
+    return None
+
+
+def _version_for(route: Route, pinned: int | None) -> Version:
+    if pinned is not None:
+        version = route.by_number.get(pinned)
+        if version is None:
+            raise Unavailable(f"service {route.name} has no version {pinned}", status=404, retry_after=0)
+        return version
+    version = weighted_version(route)
+    if version is None:
+        raise Unavailable(f"service {route.name} has no version yet")
+    return version
+
+
+def pick_for(route: Route, version: Version, pinned: int | None):
+    if pinned is not None:  # a per-version request never goes to another version
+        instance = least_outstanding(version, route.concurrency)
+        return (version, instance) if instance is not None else None
+    return pick(route, version)
+
+
+def _reserve(route: Route, version: Version, instance: Instance, cold: bool) -> Admission:
+    instance.outstanding += 1
+    return Admission(route, version, instance, cold)
+
+
+def release(state: ServiceState, instance: Instance) -> None:
+    """Gives a slot back: to the first waiting request if any (still listed instances only), else free."""
+    if state.waiters and state.instances.get(instance.address) is instance and state.hand_off(instance):
+        return
+    instance.outstanding -= 1
+
+
+async def _wait(state: ServiceState, loop, timeout: float, stats) -> Instance | None:
+    """Until a slot is handed over (the instance), the table changes or the timeout passes (None)."""
+    waiter = loop.create_future()
+    state.waiters.append(waiter)
+    stats.queued += 1
+    if stats.queued > stats.sec_queue_max:
+        stats.sec_queue_max = stats.queued
+    timer = loop.call_later(timeout, _expire, waiter)
+    try:
+        return await waiter
+    finally:
+        stats.queued -= 1
+        timer.cancel()
+        if not waiter.done():
+            waiter.cancel()
+        try:
+            state.waiters.remove(waiter)
+        except ValueError:
+            pass
+
+
+def _expire(waiter) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _deadline_passed(route: Route, version: Version, cold: bool) -> Unavailable:
+    if cold:
+        return Unavailable(f"service {route.name} version {version.number} has no ready instance yet "
+                           "(starting from zero); retry shortly", retry_after=2, version=version.number)
+    return Unavailable(f"service {route.name} is at capacity: every instance is busy", retry_after=1,
+                       version=version.number)

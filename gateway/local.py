@@ -1,0 +1,52 @@
+"""What the gateway answers itself, from memory: discovery for EAS direct connections, /metrics, health."""
+
+from __future__ import annotations
+
+import json
+
+from . import paths
+
+JSON = (b"content-type", b"application/json")
+TEXT = (b"content-type", b"text/plain")
+_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 413: "TooLarge", 502: "BadGateway",
+          503: "ServiceUnavailable", 504: "GatewayTimeout"}
+
+
+def error(status: int, message: str, extra=()):
+    """A response of the gateway's own: (status, headers, JSON {"code", "message"})."""
+    body = json.dumps({"code": _CODES.get(status, "Error"), "message": message}).encode()
+    return status, [JSON, *extra], body
+
+
+def answer(gateway, method: str, path: str):
+    if path.startswith(paths.DISCOVERY_PREFIX):
+        return discovery(gateway.table, path[len(paths.DISCOVERY_PREFIX):])
+    if path == "/metrics":
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest(gateway.registry)
+    if path in ("/v2/health/live", "/healthz", "/livez"):
+        return 200, [TEXT], b""
+    if path in ("/v2/health/ready", "/readyz"):
+        return (200 if gateway.table.loaded else 503), [TEXT], b""
+    if path == "/v2" and method == "GET":
+        return 200, [JSON], json.dumps({"name": "ferry-gateway", "version": "1", "extensions": []}).encode()
+    return error(404, f"no route for {method} {path}: use /api/predict/<service>, /v1/models/<model>:predict "
+                      "or /v2/models/<model>/infer")
+
+
+def discovery(table, name: str):
+    """EAS direct connection: the ready instances with their share of traffic (the SDK balances itself):
+    instances of weighted versions, each `version weight x 100 / its instances`; while no weighted version has
+    one, every ready instance alike."""
+    route = table.get(name.strip("/"))
+    if route is None:
+        return error(404, f"no service named {name}")
+    versions = [v for _, v in route.weighted if v.instances] or route.ready_versions()
+    items = []
+    for version in versions:
+        share = (version.weight or 100) * 100 // len(version.instances)
+        items += [{"ip": i.host, "port": i.port, "weight": max(share, 1)} for i in version.instances]
+    # "generation" is Ferry's: which route entry this is (EAS clients read only "endpoints").
+    body = {"endpoints": {"items": items}, "generation": route.generation}
+    return 200, [JSON], json.dumps(body).encode()

@@ -1,0 +1,105 @@
+"""Sending an admitted request to its instance, retrying only what was never sent, and mirroring copies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from . import balancer
+from .metrics import stats_for
+from .upstream import HOP_BY_HOP, UpstreamConnectError, UpstreamTimeout, request_head
+
+logger = logging.getLogger("ferry.gateway")
+# Headers the gateway replaces: the instance gets its own service's token, whatever the client sent (a group
+# member, a mirror target and a signed request all authenticate differently at the gateway).
+REPLACED = HOP_BY_HOP | {b"authorization", b"x-forwarded-for"}
+MAX_TRIES = 3
+
+
+def build_head(method: str, target: str, instance, headers, body_len: int, token: bytes, client: bytes) -> bytes:
+    extra = b"authorization: " + token + b"\r\nx-forwarded-for: " + client + b"\r\n"
+    return request_head(method, target, instance.host_header, headers, body_len, extra, REPLACED)
+
+
+async def send(admission, method: str, target: str, headers, body: bytes, client: bytes, counters):
+    """(status, headers, body) from the instance. A failed connection is retried on another ready instance of
+    the same version (or any ready one), up to MAX_TRIES; the slot moves with it."""
+    route = admission.route
+    instance = admission.instance
+    head = build_head(method, target, instance, headers, len(body), route.token_bytes, client)
+    failed = []
+    while True:
+        try:
+            connection = instance.pool.take() or await instance.pool.connect()
+        except UpstreamConnectError:
+            failed.append(instance)
+            replacement = _another(route.state, admission, failed)
+            if replacement is None or len(failed) >= MAX_TRIES:
+                raise
+            counters.retries[route.name] = counters.retries.get(route.name, 0) + 1
+            balancer.release(route.state, instance)
+            replacement.outstanding += 1
+            admission.instance = instance = replacement
+            head = build_head(method, target, instance, headers, len(body), route.token_bytes, client)
+            continue
+        return await connection.exchange(head, body, route.timeout)
+
+
+def _another(state, admission, failed):
+    """Another instance of the request's version in the current table (it may have changed), else any."""
+    route = state.route or admission.route
+    versions = [route.by_number.get(admission.version.number)] + route.versions
+    for version in versions:
+        if version is None:
+            continue
+        candidates = [i for i in version.instances if i not in failed and
+                      (not route.concurrency or i.outstanding < route.concurrency)]
+        if candidates:
+            return min(candidates, key=lambda i: i.outstanding)
+    return None
+
+
+class Mirror:
+    """Copies of requests to other services: sent after the primary answer, never awaited, answers dropped.
+    A target without a free instance right now drops the copy: a mirror must never queue or slow anything."""
+
+    def __init__(self, table, counters):
+        self.table = table
+        self.counters = counters
+        self.tasks: set[asyncio.Task] = set()
+
+    def copy(self, source: str, targets, parsed, method: str, query: str, headers, body: bytes, client: bytes):
+        loop = asyncio.get_running_loop()
+        for name in targets:
+            task = loop.create_task(self._send(source, name, parsed, method, query, headers, body, client))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, source, name, parsed, method, query, headers, body, client) -> None:
+        key = (source, name)
+        route = self.table.get(name)
+        version = balancer.weighted_version(route) if route is not None and route.running else None
+        choice = balancer.pick(route, version) if version is not None else None
+        if choice is None:
+            self.counters.mirror_dropped[key] = self.counters.mirror_dropped.get(key, 0) + 1
+            return
+        version, instance = choice
+        instance.outstanding += 1
+        stats = stats_for(route.state, version.number)
+        stats.started()
+        self.counters.mirrored[key] = self.counters.mirrored.get(key, 0) + 1
+        began = time.perf_counter()
+        status = 502
+        try:
+            path = parsed.upstream_path(name, route.strip_prefix) + query
+            head = build_head(method, path, instance, headers, len(body), route.token_bytes, client)
+            connection = await instance.pool.acquire()
+            status, _, _ = await connection.exchange(head, body, route.timeout)
+        except UpstreamTimeout:
+            status = 504
+        except Exception:  # noqa: BLE001 -- a copy's failure concerns nobody but its metrics
+            status = 502
+        finally:
+            balancer.release(route.state, instance)
+            stats.finished(status, time.perf_counter() - began)

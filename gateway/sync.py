@@ -1,0 +1,73 @@
+"""Keeping the in-memory routing table equal to Redis (the contract is in deployer/routing.py).
+
+Subscribe to `ferry:routes:changed` first, then load the whole hash `ferry:routes`, so no change published in
+between is missed. A message names one service (reload that field) or is "*" (reload everything). The whole
+hash is also reloaded every `resync_interval` seconds, in case a message was lost. If Redis goes away, the
+gateway keeps serving the table it has and reconnects with a capped backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+logger = logging.getLogger("ferry.gateway")
+ROUTES_KEY = "ferry:routes"
+CHANGED_CHANNEL = "ferry:routes:changed"
+
+
+async def load_all(redis, table) -> None:
+    table.replace_all(await redis.hgetall(ROUTES_KEY))
+
+
+async def reload_one(redis, table, name: str) -> None:
+    if name == "*":
+        await load_all(redis, table)
+    else:
+        table.apply(name, await redis.hget(ROUTES_KEY, name))
+
+
+async def follow_forever(redis, table, resync_interval: float, ready: asyncio.Event | None = None) -> None:
+    backoff = 0.1
+    while True:
+        pubsub = redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(CHANGED_CHANNEL)
+            await load_all(redis, table)
+            if ready is not None:
+                ready.set()
+            backoff = 0.1
+            logger.info("routing table loaded: %d services", sum(1 for s in table.services.values() if s.route))
+            await _listen(redis, pubsub, table, resync_interval)
+        except asyncio.CancelledError:
+            # Stopping: no goodbye to Redis (closing a subscription mid-read can wait on its lock forever).
+            raise
+        except Exception as error:  # noqa: BLE001 -- keep serving the table we have; reconnect
+            logger.warning("routing table updates interrupted (%s); retrying in %.1f s", error, backoff)
+            await _close_quietly(pubsub)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+async def _close_quietly(pubsub) -> None:
+    try:
+        await asyncio.wait_for(pubsub.aclose(), 1)
+    except Exception:  # noqa: BLE001 -- the connection is being replaced anyway
+        pass
+
+
+async def _listen(redis, pubsub, table, resync_interval: float) -> None:
+    loop = asyncio.get_running_loop()
+    next_resync = loop.time() + resync_interval
+    task = asyncio.current_task()
+    while True:
+        timeout = min(max(next_resync - loop.time(), 0.0), 1.0)
+        message = await pubsub.get_message(timeout=timeout)
+        if task.cancelling():  # redis-py may swallow a cancellation that lands inside get_message
+            raise asyncio.CancelledError
+        if message is not None and message.get("type") == "message":
+            data = message["data"]
+            await reload_one(redis, table, data.decode() if isinstance(data, bytes) else data)
+        if loop.time() >= next_resync:
+            await load_all(redis, table)
+            next_resync = loop.time() + resync_interval

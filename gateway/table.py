@@ -1,0 +1,197 @@
+"""The routing table in memory: what `deployer.routing.route_entry` publishes, parsed once per change.
+
+A `Route` is an immutable snapshot of one service's entry; requests read `state.route` once and keep using
+the snapshot they got, so a change never affects a request in flight. What must outlive a change lives in
+`ServiceState`: the queue of waiting requests, per-version metrics, and the `Instance` objects (kept by
+address, so their outstanding-request counts and connection pools survive a weight change).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+
+from .upstream import Pool
+
+logger = logging.getLogger("ferry.gateway")
+
+
+class Instance:
+    __slots__ = ("name", "address", "host", "port", "host_header", "outstanding", "pool")
+
+    def __init__(self, name: str, address: str, pool_options: dict):
+        self.name = name
+        self.address = address
+        host, _, port = address.rpartition(":")
+        self.host = host.strip("[]") or "127.0.0.1"
+        self.port = int(port)
+        self.host_header = address.encode()
+        self.outstanding = 0
+        self.pool = Pool(self.host, self.port, **pool_options)
+
+
+class Version:
+    __slots__ = ("number", "weight", "instances", "label", "header", "cursor")
+
+    def __init__(self, number: int, weight: int, instances: list[Instance]):
+        self.number = number
+        self.weight = weight
+        self.instances = instances
+        self.label = str(number)
+        self.header = (b"ferry-version", self.label.encode())
+        self.cursor = 0  # where the next least-outstanding scan starts: ties rotate over instances
+
+
+class Route:
+    """One service's entry, parsed. Field names follow route_entry; times are in seconds here."""
+
+    __slots__ = (
+        "name", "cluster", "token", "running", "timeout", "max_queue", "concurrency", "scale_to_zero",
+        "versions", "by_number", "weighted", "cumulative", "total_weight", "mirror_targets", "mirror_ratio", "group",
+        "group_weight", "traffic_state", "generation", "strip_prefix", "state", "token_bytes",
+    )
+
+    def __init__(self, entry: dict, state: ServiceState, instances: dict[str, Instance]):
+        self.name = entry["service"]
+        self.cluster = entry.get("cluster") or "local"
+        self.token = entry.get("token") or ""
+        self.token_bytes = self.token.encode()
+        self.running = bool(entry.get("running", True))
+        self.timeout = max(int(entry.get("timeout_ms") or 5000), 1) / 1000.0
+        self.max_queue = max(int(entry.get("max_queue_size") or 0), 0)
+        self.concurrency = max(int(entry.get("instance_concurrency") or 0), 0)
+        self.scale_to_zero = bool(entry.get("scale_to_zero"))
+        self.versions = [
+            Version(int(v["number"]), max(int(v.get("weight") or 0), 0),
+                    [instances[i["address"]] for i in v.get("instances") or ()])
+            for v in entry.get("versions") or ()
+        ]
+        self.by_number = {v.number: v for v in self.versions}
+        # Cumulative weights for the weighted choice (bisect over a short list).
+        self.weighted: list[tuple[int, Version]] = []
+        total = 0
+        for version in self.versions:
+            if version.weight > 0:
+                total += version.weight
+                self.weighted.append((total, version))
+        self.total_weight = total
+        self.cumulative = [running_total for running_total, _ in self.weighted]
+        mirror = entry.get("mirror") or {}
+        self.mirror_targets = [t for t in mirror.get("targets") or () if t != self.name]
+        self.mirror_ratio = min(max(float(mirror.get("ratio") or 0), 0.0), 100.0) / 100.0
+        self.group = entry.get("group") or ""
+        self.group_weight = int(entry.get("group_weight") if entry.get("group_weight") is not None else 100)
+        self.traffic_state = entry.get("traffic_state") or "standalone"
+        self.generation = entry.get("generation")
+        # Custom containers serve their own paths: /api/predict/<svc>/x reaches them as /x (EAS's behaviour).
+        self.strip_prefix = bool(entry.get("strip_prefix"))
+        self.state = state
+
+    def ready_versions(self) -> list[Version]:
+        return [v for v in self.versions if v.instances]
+
+
+class ServiceState:
+    """What outlives changes of one service's route."""
+
+    __slots__ = ("name", "route", "instances", "waiters", "stats", "last_activation")
+
+    def __init__(self, name: str):
+        self.name = name
+        self.route: Route | None = None
+        self.instances: dict[str, Instance] = {}
+        self.waiters: deque = deque()
+        self.stats: dict = {}  # version number -> metrics.VersionStats
+        self.last_activation = 0.0
+
+    def wake_all(self) -> None:
+        """Let every waiting request look at the table again (an instance may have become ready)."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def hand_off(self, instance) -> bool:
+        """Gives a freed slot on `instance` straight to the first waiting request (its `outstanding` stays
+        counted for that request), so a request arriving meanwhile cannot take it: the queue stays FIFO."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(instance)
+                return True
+        return False
+
+
+class RouteTable:
+    def __init__(self, pool_options: dict | None = None):
+        self.services: dict[str, ServiceState] = {}
+        self.groups: dict[str, list[Route]] = {}
+        self.loaded = False
+        self.updates = 0
+        self.pool_options = pool_options or {}
+
+    def get(self, name: str) -> Route | None:
+        state = self.services.get(name)
+        return state.route if state is not None else None
+
+    def state(self, name: str) -> ServiceState:
+        state = self.services.get(name)
+        if state is None:
+            state = self.services[name] = ServiceState(name)
+        return state
+
+    def apply(self, name: str, raw: bytes | str | None) -> None:
+        """Set (or, with None, remove) one service's route from its JSON entry."""
+        state = self.state(name)
+        try:
+            entry = json.loads(raw) if raw is not None else None
+            route = self._parse(state, entry) if entry is not None else None
+        except (ValueError, KeyError, TypeError) as error:
+            # Keep serving the last good route rather than failing the service on a bad entry.
+            logger.error("ignored an unreadable route entry for %s: %s", name, error)
+            return
+        old = state.route
+        state.route = route
+        self.updates += 1
+        same_group = old is not None and route is not None and (old.group, old.traffic_state) == (
+            route.group, route.traffic_state)
+        if same_group:
+            self._replace_in_group(old, route)
+        else:
+            self._rebuild_groups()
+        state.wake_all()
+
+    def replace_all(self, entries: dict) -> None:
+        """The whole table (at start, on reconnect, on the periodic resync)."""
+        names = {k.decode() if isinstance(k, bytes) else k for k in entries}
+        for name, raw in entries.items():
+            self.apply(name.decode() if isinstance(name, bytes) else name, raw)
+        for name in [n for n, s in self.services.items() if n not in names and s.route is not None]:
+            self.apply(name, None)
+        self.loaded = True
+
+    def _parse(self, state: ServiceState, entry: dict) -> Route:
+        wanted = {i["address"]: i.get("name") or i["address"]
+                  for v in entry.get("versions") or () for i in v.get("instances") or ()}
+        for address in [a for a in state.instances if a not in wanted]:
+            state.instances.pop(address).pool.close()
+        for address, instance_name in wanted.items():
+            instance = state.instances.get(address)
+            if instance is None:
+                state.instances[address] = Instance(instance_name, address, self.pool_options)
+            else:
+                instance.name = instance_name
+        return Route(entry, state, state.instances)
+
+    def _replace_in_group(self, old: Route, new: Route) -> None:
+        members = self.groups.get(new.group)
+        if members is not None:
+            self.groups[new.group] = [new if m is old else m for m in members]
+
+    def _rebuild_groups(self) -> None:
+        groups: dict[str, list[Route]] = {}
+        for state in self.services.values():
+            if state.route is not None and state.route.group:
+                groups.setdefault(state.route.group, []).append(state.route)
+        self.groups = groups

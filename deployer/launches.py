@@ -1,6 +1,7 @@
 """How one version's instances are launched on the local cluster: its model fetched into the shared cache,
 then the processor's command with the service's resource limits."""
 
+import hashlib
 import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -9,7 +10,9 @@ from django.conf import settings
 
 from processors.fetch import ModelFetchError, fetch_model
 from processors.registry import ProcessorUnavailable, local_launch, urls_to_fetch
+from services.encryption import encrypt
 from services.models import Service, Version
+from services.selectors import service_token
 from services.services import event_record
 
 from .drivers.base import PermanentError
@@ -35,10 +38,19 @@ def version_launch(service: Service, version: Version, *, restart_token: str) ->
         "health_path": launch.health_path,
         "ready_timeout_seconds": launch.ready_timeout_seconds,
         "grace_period_seconds": launch.grace_period_seconds,
+        **token_env(service),
         "memory_limit_mb": int(metadata.get("memory") or 0) or None,
         "cpu": metadata.get("cpu"),
         "restart_token": restart_token,
     }
+
+
+def token_env(service: Service) -> dict:
+    """The service token for instances to check direct (EAS direct-connection) calls. Encrypted, with a
+    fingerprint so a rotated token is noticed without decrypting (encryption is not deterministic)."""
+    token = service_token(service)
+    return {"secret_env": {"FERRY_SERVICE_TOKEN": encrypt(token)},
+            "token_sha256": hashlib.sha256(token.encode()).hexdigest()}
 
 
 def limits_message(service: Service, version: Version) -> str:

@@ -19,7 +19,7 @@ from .conditions import condition_set
 from .desired import ObservedSlot, desired_slots
 from .drivers import PermanentError, driver_for
 from .instances import FAILING_STATES, record_observed
-from .launches import limits_message, version_launch
+from .launches import limits_message, token_env, version_launch
 from .locks import reconcile_lock
 from .pruning import prune_versions
 from .rollout import Plan, rollout_plan, steady_plan
@@ -178,7 +178,10 @@ def _launches(service: Service, driver, slots) -> tuple[list[tuple[str, int, dic
 
 def _launch_for(service: Service, number: int, in_use: dict[int, dict], restart_token: str) -> dict:
     if number in in_use:
-        return {**in_use[number], "restart_token": restart_token}
+        launch = {**in_use[number], "restart_token": restart_token}
+        if launch.get("token_sha256") != token_env(service)["token_sha256"]:
+            launch.update(token_env(service))  # the token was rotated: instances restart with the new one
+        return launch
     version = service.versions.get(number=number)
     launch = version_launch(service, version, restart_token=restart_token)
     event_record(service=service, reason="AppliedLimits", message=limits_message(service, version))

@@ -56,7 +56,7 @@ class LaunchSpec:
             raise InvalidLaunch("launch.health_path must be a string")
         return cls(
             argv=list(argv),
-            env={key: str(value) for key, value in env.items()},
+            env={key: str(value) for key, value in env.items()} | _decrypted(launch.get("secret_env") or {}),
             cwd=launch.get("cwd") or None,
             health_path=health_path if health_path.startswith("/") else "/" + health_path,
             ready_timeout_seconds=_positive(launch, "ready_timeout_seconds", DEFAULT_READY_TIMEOUT_SECONDS),
@@ -77,6 +77,17 @@ class LaunchSpec:
         env[MARK_INSTANCE] = name
         env[MARK_VAR_DIR] = var_dir
         return env
+
+
+def _decrypted(secret_env: dict) -> dict[str, str]:
+    """Secrets (the service token) are stored encrypted in the launch spec and decrypted only into the child's
+    environment, never into a log line or the state files."""
+    from services.encryption import decrypt
+
+    try:
+        return {key: decrypt(value) for key, value in secret_env.items()}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidLaunch(f"launch.secret_env cannot be decrypted: {exc}") from exc
 
 
 def limits_note(spec: LaunchSpec) -> list[str]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -68,12 +69,30 @@ async def warm_up(model, requests: list) -> None:
         logger.info("warm-up request %d of %d took %.3f s", index + 1, len(requests), time.monotonic() - began)
 
 
+async def _credentials_problem(model_name: str, request: Request) -> str | None:
+    """EAS direct-connection clients call instances themselves, with the same token or signature as at the
+    gateway (which always forwards the token). No FERRY_SERVICE_TOKEN (a bare test server): no check."""
+    token = os.environ.get("FERRY_SERVICE_TOKEN")
+    if not token:
+        return None
+    from gateway.auth import check  # Django-free: the gateway's own check, so both agree
+
+    header = request.headers.get
+    return check((token.encode(),), (header("authorization") or "").encode() or None, method="POST",
+                 body=await request.body(), content_type=(header("content-type") or "").encode(),
+                 date=(header("date") or "").encode(), content_md5=(header("content-md5") or "").encode() or None,
+                 resources=(f"/api/predict/{model_name}",), max_skew=900.0)
+
+
 def add_eas_route(dataplane: DataPlane) -> None:
     """Add `POST /api/predict/{model_name}` to kserve's FastAPI app."""
 
     async def eas_predict(model_name: str, request: Request) -> Response:
         if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
+        problem = await _credentials_problem(model_name, request)
+        if problem:
+            return Response(content=orjson.dumps({"error": problem}), status_code=401, media_type="application/json")
         headers = dict(request.headers.items())
         body, attributes = dataplane.decode(body=await request.body(), headers=headers)
         # Passed on as decoded: the built-in processors read a body with "inputs" as V2, while a python

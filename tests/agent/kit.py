@@ -120,6 +120,11 @@ class LocalCluster:
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ, FERRY_VAR_DIR=str(self.var_dir), PYTHONUNBUFFERED="1")
         env["DATABASE_URL"] = test_database_url()
+        # One installation shares one secret (make run keeps it in var/): the agent decrypts service tokens.
+        from django.conf import settings
+
+        env["DJANGO_SECRET_KEY"] = settings.SECRET_KEY
+        env["FERRY_ENCRYPTION_KEY"] = settings.FERRY_ENCRYPTION_KEY
         # The agent enqueues reconciles; inline they would run inside the agent, which is not what we test.
         env["CELERY_TASK_ALWAYS_EAGER"] = "false"
         env.update(extra)

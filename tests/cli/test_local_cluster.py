@@ -42,8 +42,12 @@ def test_create_watch_predict_logs_scale_restart_stop_start_delete(ferry, iris_f
     body = ferry.file("request.json", SAMPLE)
     assert ferry.json("predict", "demo_iris", "-d", f"@{body}", "--instance", name) == {"predictions": [0, 2]}
     base = f"http://127.0.0.1:{instance['InstancePort']}"
-    piped = ferry("predict", "demo_iris", "-d", "@-", "--endpoint", base, "--token", "t0ken", input=SAMPLE)
+    token = ferry.json("desc", "demo_iris")["AccessToken"]
+    piped = ferry("predict", "demo_iris", "-d", "@-", "--endpoint", base, "--token", token, input=SAMPLE)
     assert piped.returncode == 0 and json.loads(piped.stdout)["predictions"] == [0, 2]
+    # Instances check direct (EAS direct-connection) calls too: a wrong token is refused.
+    refused = ferry("predict", "demo_iris", "-d", "@-", "--endpoint", base, "--token", "t0ken", input=SAMPLE)
+    assert refused.returncode == 1 and "401" in refused.stderr
     wrong = ferry("predict", "demo_iris", "-d", '{"instances": "nope"}', "--instance", name)
     assert wrong.returncode == 1 and f"{base}/api/predict/demo_iris answered" in wrong.stderr
 

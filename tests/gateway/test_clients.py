@@ -112,8 +112,6 @@ def test_it_serves_eas_sdk_triton_v1_and_v2_clients_through_the_gateway(local_cl
     assert eas.status_code == 200 and eas.json()["outputs"][0]["data"][0] == int(load_digits().target[3])
 
 
-@pytest.mark.xfail(strict=False, reason="needs the model server to verify EAS signatures on /api/predict "
-                                        "(see 'Direct connection' in docs/gateway.md)")
 def test_it_refuses_an_unsigned_direct_call_at_the_instance(local_cluster, demo_models, gateway):
     iris = converge(create(demo_file(demo_models, "demo_iris")), running, what="demo_iris Running")
     (item,) = routed(gateway, iris)

@@ -197,7 +197,7 @@ def _derived_status(service: Service, expected: int, wanted, observed) -> Status
     serving_versions = {v.number for v in service.versions.all() if v.weight > 0}
     # Pending counts: a process may be starting for it, and "Stopped" must mean that nothing runs.
     live = [o for o in observed if o.state not in ("Terminated", "Failed")]
-    return derive_status(StatusInput(
+    status = derive_status(StatusInput(
         running=service.desired_state == "running",
         deleting=False,
         expected=expected,
@@ -208,6 +208,18 @@ def _derived_status(service: Service, expected: int, wanted, observed) -> Status
         first_rollout=not any(c["type"] == "Ready" and c["status"] == "True" for c in service.conditions)
         and service.phase in (Phase.CREATING, Phase.WAITING),
     ))
+    return _while_rolling_out(service.rollout, status)
+
+
+def _while_rolling_out(rollout: dict | None, status: Status) -> Status:
+    """A rolling or blue-green rollout still moving is progress, even when every instance is ready: the
+    service is Updating until it finishes or rests waiting for the user (AwaitingSwitch, Switched, Paused).
+    A canary rests as soon as it is deployed: it waits for promote or rollback."""
+    moving = rollout and rollout["state"] == "Progressing" and rollout["strategy"] in ("rolling", "blue-green")
+    if not moving or status.phase != Phase.RUNNING:
+        return status
+    message = f"rolling out version {rollout['to_version']} ({rollout['strategy']}); {status.message}"
+    return Status(Phase.UPDATING, status.ready, True, status.degraded, "RollingOut", message)
 
 
 def _write_status(service: Service, generation: int, status: Status) -> None:

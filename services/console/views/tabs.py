@@ -6,6 +6,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from services import selectors
+from services.selectors.scaling import autoscaler_decision
 from services import services as writes
 from services.api.presenters import predict_url, service_config
 from services.models import Service
@@ -104,6 +105,7 @@ def scaling(request, service: Service, forms: dict | None = None, **_) -> dict:
         "live": live,
         "concurrency_now": recent[-1].concurrency_max if recent else None,
         "scaling_events": selectors.events_of(service).filter(reason__in=SCALING_REASONS)[:8],
+        "decision": autoscaler_decision(service),
     }
 
 

@@ -7,5 +7,6 @@ See docs/node-agent.md.
 
 Modules: `supervisor` (the loop), `instance` (one instance's lifecycle), `launch` (the launch spec and
 limits), `processes` (spawning, signalling, exits), `probes`, `statefiles`, `logs`, `wake` (Redis wake-ups
-and reconcile notifications), `limited_exec` (applies the memory limit, then becomes the command).
+and reconcile notifications), `limited_exec` (applies the memory limit, then becomes the command),
+`warmpool` (standby model servers that become instances of the built-in processors without a cold start).
 """

@@ -21,9 +21,10 @@ KEEP_GENERATIONS = 3
 TAIL_BYTES = 64 * 1024
 
 # What a process tends to print when an allocation failed under RLIMIT_DATA. "failed to map segment" is the
-# dynamic loader failing to map a shared library's writable data (an import under a tight limit).
+# dynamic loader failing to map a shared library's writable data (an import under a tight limit); OpenBLAS
+# (loaded by numpy) says "Memory allocation still failed" and exits when its buffers do not fit.
 OUT_OF_MEMORY_MARKERS = ("MemoryError", "std::bad_alloc", "Cannot allocate memory", "out of memory",
-                         "failed to map segment from shared object")
+                         "failed to map segment from shared object", "Memory allocation still failed")
 PORT_IN_USE_MARKERS = ("Address already in use", "EADDRINUSE", "address already in use")
 
 

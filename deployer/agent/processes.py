@@ -124,8 +124,9 @@ def resolve_executable(command: str, env: dict[str, str], cwd: str | None) -> st
 
 
 def spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path,
-          memory_limit_mb: int | None) -> ProcessHandle:
-    """Starts the command with stdout and stderr appended to the instance log.
+          memory_limit_mb: int | None, stdin: int = subprocess.DEVNULL) -> ProcessHandle:
+    """Starts the command with stdout and stderr appended to the instance log (stdin: /dev/null, or for a
+    warm pool's standby its end of the hand-off channel).
 
     The log is a file opened with O_APPEND, not a pipe to the agent: instances keep running, and keep
     logging, when the agent dies; and copy-truncate rotation works because every write goes to the end.
@@ -140,7 +141,7 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path,
     log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         popen = subprocess.Popen(
-            command, executable=executable, env=env, cwd=cwd or None, stdin=subprocess.DEVNULL,
+            command, executable=executable, env=env, cwd=cwd or None, stdin=stdin,
             stdout=log_fd, stderr=log_fd, start_new_session=True, close_fds=True,
         )
     finally:
@@ -152,14 +153,15 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path,
     return ProcessHandle(popen.pid, create_time, popen)
 
 
-def marked_processes(var_dir: str) -> list[psutil.Process]:
-    """Live processes carrying this agent's mark in their environment: instances and their children."""
+def marked_processes(var_dir: str, mark: str = MARK_VAR_DIR) -> list[psutil.Process]:
+    """Live processes carrying this agent's mark in their environment: instances and their children (or,
+    with the warm pool's mark, its standbys, including those that became instances)."""
     found = []
     for process in psutil.process_iter():
         try:
             if process.pid == os.getpid() or process.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if process.environ().get(MARK_VAR_DIR) == var_dir:
+            if process.environ().get(mark) == var_dir:
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):
             continue

@@ -9,6 +9,8 @@ Every pass (each `poll_interval`, or at once when woken by Redis, a probe result
   4. rotate instance logs that grew past the limit.
 On start the agent first adopts the processes an earlier agent left running (`process.json`) and stops
 marked processes nothing describes. On SIGTERM or SIGINT it stops every instance in parallel and exits.
+The warm pool (warmpool.py) keeps standby model servers for instances of the built-in processors; it is
+stepped after the instances every pass, and stopped with them.
 """
 
 from __future__ import annotations
@@ -26,18 +28,26 @@ from django.conf import settings
 from django.utils import timezone
 
 from deployer.models import LocalInstance
+from deployer.models import LocalInstanceState as State
+from processors.modelserver.handoff import POOL_MARK
 
 from . import logs, statefiles
 from .instance import Context, InstanceRuntime
 from .probes import Prober
 from .processes import ProcessHandle, marked_processes, signal_group
 from .wake import ReconcileNotifier, RedisWakeListener, Waker
+from .warmpool import WarmPool
 
 logger = logging.getLogger("ferry.agent")
 
 HEARTBEAT_EVERY_SECONDS = 5.0
 STRAY_GRACE_SECONDS = 5.0
 DATABASE_RETRY_SECONDS = 2.0
+# The local driver publishes its wake-up inside the transaction that writes the rows (deployer/drivers/
+# local.py), so a pass right at the wake-up can read the rows before they are committed and miss a new
+# instance until the next poll (measured: 0.3-0.5 s of a cold start). Looking again shortly after costs a
+# query or two and catches it; with the publish moved after the commit these looks find nothing new.
+LOOK_AGAIN_AFTER_WAKE_SECONDS = (0.05, 0.2)
 OBSERVED_FIELDS = ("state", "ready", "pid", "port", "restart_count", "last_exit_code", "last_exit_reason",
                    "started_at", "observed_restart_generation", "log_path")
 
@@ -55,6 +65,7 @@ class Supervisor:
         self.waker = Waker()
         self.prober = Prober(on_result=self.waker.wake)
         self.context = Context(self.instances_dir, str(self.var_dir), self.prober, self._ports_in_use)
+        self.pool: WarmPool | None = None
         self.notifier = ReconcileNotifier()
         self.listener: RedisWakeListener | None = None
         self.runtimes: dict[str, InstanceRuntime] = {}
@@ -64,6 +75,7 @@ class Supervisor:
         self.stop_requested = False
         self.kill_requested = False
         self.database_error: str | None = None
+        self.look_again_at: list[float] = []
         self._lock_fd: int | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -74,6 +86,8 @@ class Supervisor:
         try:
             if not once:
                 self._install_signal_handlers()
+                # Not with --once: the agent exits at once, and its standbys would exit with it.
+                self.pool = self.context.pool = WarmPool.from_settings(self.var_dir)
             self.recover()
             self.run_pass()
             if once:
@@ -92,6 +106,8 @@ class Supervisor:
             if self.stop_requested and not announced:
                 announced = True
                 logger.info("Node agent was asked to stop; stopping %d running instance(s)", self._count_running())
+                if self.pool is not None:
+                    self.pool.stop()
             self.run_pass()
         logger.info("Stopped the node agent; no instance is left running")
 
@@ -107,8 +123,14 @@ class Supervisor:
 
     def _start_listener(self) -> None:
         if settings.REDIS_URL:
-            self.listener = RedisWakeListener(settings.REDIS_URL, self.waker.wake)
+            self.listener = RedisWakeListener(settings.REDIS_URL, self._woken_by_driver)
             self.listener.start()
+
+    def _woken_by_driver(self) -> None:
+        """On the listener's thread: a list replaced whole (one assignment), read by the loop."""
+        now = time.monotonic()
+        self.look_again_at = [now + delay for delay in LOOK_AGAIN_AFTER_WAKE_SECONDS]
+        self.waker.wake()
 
     def _take_lock(self) -> None:
         """Two agents on one var dir would each start every instance: the second refuses to run."""
@@ -126,6 +148,8 @@ class Supervisor:
     def _close(self) -> None:
         if self.listener is not None:
             self.listener.stop()
+        if self.pool is not None:
+            self.pool.close()
         self.prober.close()
         self.notifier.close()
         if self._lock_fd is not None:
@@ -162,8 +186,12 @@ class Supervisor:
         return rows
 
     def _stop_strays(self, adopted_groups: set[int]) -> None:
-        marked = marked_processes(str(self.var_dir))
-        strays = [process for process in marked if _group_of(process) not in adopted_groups]
+        instances = [p for p in marked_processes(str(self.var_dir)) if _group_of(p) not in adopted_groups]
+        # Standbys an earlier agent's warm pool left (they exit by themselves once their channel closes, but
+        # not while still importing), or that became an instance no state file describes.
+        standbys = [p for p in marked_processes(str(self.var_dir), POOL_MARK)
+                    if _group_of(p) not in adopted_groups and p not in instances]
+        strays = instances + standbys
         groups = {group for group in map(_group_of, strays) if group is not None}
         if not groups:
             return
@@ -172,8 +200,12 @@ class Supervisor:
         _gone, alive = psutil.wait_procs(strays, timeout=STRAY_GRACE_SECONDS)
         for group in {_group_of(process) for process in alive} - {None}:
             signal_group(group, signal.SIGKILL)
-        logger.warning("Stopped %d stray instance process(es) that no state file described (pids %s)",
-                       len(strays), ", ".join(str(process.pid) for process in strays))
+        if instances:
+            logger.warning("Stopped %d stray instance process(es) that no state file described (pids %s)",
+                           len(instances), ", ".join(str(process.pid) for process in instances))
+        if standbys:
+            logger.info("Stopped %d standby process(es) an earlier agent's warm pool left (pids %s)",
+                        len(standbys), ", ".join(str(process.pid) for process in standbys))
 
     # --- one pass ------------------------------------------------------------------------------------
 
@@ -183,9 +215,12 @@ class Supervisor:
         rows = self._load_rows()
         if rows is not None:  # a failed query says nothing about which rows exist: keep the last ones
             self._bind(rows)
+            if self.pool is not None:
+                self.pool.observe(rows)
         grace_cap = self.shutdown_grace if self.stop_requested else None
         for runtime in list(self.runtimes.values()):
             self._step(runtime, now, grace_cap)
+        self._step_pool(now)
         self._forget_stopped_orphans()
         self._rotate_logs()
         self._write_observed()
@@ -198,6 +233,17 @@ class Supervisor:
                 runtime.process.signal_group(signal.SIGKILL)
         except Exception:  # one broken instance must not stop the agent from looking after the others
             logger.exception("Failed to look after instance %s", runtime.name)
+
+    def _step_pool(self, now: float) -> None:
+        if self.pool is None:
+            return
+        try:
+            if self.kill_requested:
+                self.pool.kill()
+            busy = any(runtime.state == State.STARTING for runtime in self.runtimes.values())
+            self.pool.step(now, busy)
+        except Exception:  # the pool only saves time: instances are started without it if it breaks
+            logger.exception("Failed to look after the warm pool")
 
     def _load_rows(self) -> dict | None:
         try:
@@ -274,6 +320,10 @@ class Supervisor:
         if self.stop_requested:
             return 0.1
         deadlines = [runtime.next_deadline() for runtime in self.runtimes.values()]
+        now = time.monotonic()
+        deadlines += [due for due in self.look_again_at if due > now][:1]  # never written here: see the setter
+        if self.pool is not None:
+            deadlines.append(self.pool.next_deadline())
         deadlines = [deadline for deadline in deadlines if deadline is not None]
         wait = self.poll_interval
         if deadlines:
@@ -284,7 +334,8 @@ class Supervisor:
         return {runtime.port for runtime in self.runtimes.values() if runtime.process is not None and runtime.port}
 
     def _anything_running(self) -> bool:
-        return any(runtime.process is not None for runtime in self.runtimes.values())
+        pool_processes = self.pool.processes() if self.pool is not None else 0
+        return pool_processes > 0 or any(runtime.process is not None for runtime in self.runtimes.values())
 
     def _count_running(self) -> int:
         return sum(runtime.process is not None for runtime in self.runtimes.values())

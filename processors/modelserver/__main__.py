@@ -3,6 +3,10 @@
 The node agent starts this with the command from processors.registry.local_launch.
 Exit status 1 with a one-line reason on stderr when the model, the handler or
 the warm-up file cannot be used; 0 after SIGTERM or SIGINT.
+
+`python -m processors.modelserver --standby` is the standby mode of the node
+agent's warm pool (standby.py): it imports the libraries, then waits to be
+given exactly the arguments above and goes on as `main` would.
 """
 
 from __future__ import annotations
@@ -65,20 +69,38 @@ def build_model(args: argparse.Namespace, executor):
 
 def main(argv: list[str]) -> None:
     started = time.monotonic()
+    if argv[:1] == ["--standby"]:
+        from .standby import main as standby_main
+
+        standby_main(argv[1:])
+        return
     args = parse_args(argv)
     # kserve parses sys.argv when it is imported; it must not see our options.
     del sys.argv[1:]
+    run(args, started)
+
+
+def run(args: argparse.Namespace, started: float, pooled: dict | None = None) -> None:
+    """Load, warm up, serve. `started`: when this instance was asked for (the process start, or for a
+    standby its assignment); `pooled`: what a standby did before it (its imports), else None."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .handler import HandlerError
     from .models import ModelFileError
     from .server import FerryModelServer, WarmUpError, logger, read_warm_up_requests
 
+    imported = time.monotonic()
     # The server first: it configures kserve's logging, which our messages use.
     server = FerryModelServer(host=args.host, http_port=args.http_port, grace_period=args.grace_period)
     quiet_kserve()
+    if pooled is None:
+        logger.info("imported the serving libraries in %.3f s", imported - started)
+    else:
+        logger.info("imported the serving libraries in %.3f s (in the warm pool's standby process, started %.1f s "
+                    "before this assignment)", pooled["imports_seconds"], pooled["waited_seconds"])
     executor = ThreadPoolExecutor(max_workers=args.worker_threads, thread_name_prefix="predict")
     model = build_model(args, executor)
+    load_began = time.monotonic()
     try:
         warm_up_requests = read_warm_up_requests(args.warmup_file) if args.warmup_file else []
         model.load()
@@ -87,7 +109,9 @@ def main(argv: list[str]) -> None:
     except Exception as error:  # a framework (or a handler's load) failing: say what and why
         source = args.handler if args.processor == "python" else args.model_dir
         fail(f"cannot load the {args.processor} model from {source}: {type(error).__name__}: {error}")
-    logger.info("loaded %s model %s in %.3f s", args.processor, args.model_name, time.monotonic() - started)
+    now = time.monotonic()
+    logger.info("loaded %s model %s in %.3f s (%.3f s since the %s)", args.processor, args.model_name,
+                now - load_began, now - started, "process started" if pooled is None else "assignment")
     try:
         server.serve(model, warm_up_requests)
     except WarmUpError as error:

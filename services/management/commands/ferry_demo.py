@@ -14,7 +14,6 @@ from django.core.management.base import BaseCommand
 
 from processors.demo import demo_service_files, train_demo_models
 from services.models import Project, Service
-from services.selectors import service_token
 from services.services import service_create
 
 IRIS_REQUEST = {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
@@ -65,8 +64,12 @@ class Command(BaseCommand):
             "demo_digits": ("v2/models/demo_digits/infer", digits_request),
         }
         gateway = settings.FERRY_GATEWAY_URL.rstrip("/")
-        self.stdout.write(f"The demo services are Running. Call them through the gateway ({gateway}):")
+        api = "http://127.0.0.1:8000/api/v2/services/local"
+        self.stdout.write(f"The demo services are Running. Call them through the gateway ({gateway}). Each call")
+        self.stdout.write("needs its service's token, fetched with the admin's API token rather than printed here:")
         for name, (path, body) in calls.items():
-            token = service_token(Service.objects.get(name=name))
-            self.stdout.write(f"  curl -s -H 'Authorization: {token}' -H 'Content-Type: application/json' "
+            self.stdout.write(
+                f'  TOKEN=$(curl -s -H "Authorization: Bearer $(cat var/admin-token)" {api}/{name}/endpoints'
+                """ | python3 -c 'import json,sys; print(json.load(sys.stdin)["AccessToken"])')""")
+            self.stdout.write(f"""  curl -s -H "Authorization: $TOKEN" -H 'Content-Type: application/json' """
                               f"{gateway}/{path} -d '{json.dumps(body)}'")

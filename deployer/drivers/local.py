@@ -53,21 +53,21 @@ class LocalDriver:
         for name, row in rows.items():
             if name not in wanted:
                 _retire(row)
-        _wake_agent()
+        transaction.on_commit(_wake_agent)  # waking it before the rows commit would show it the old ones
         return created
 
     def delete(self, service) -> bool:
         """Stops every instance; True once none is left (the finalizer may then delete the service)."""
         for row in LocalInstance.objects.filter(service=service):
             _retire(row)
-        _wake_agent()
+        transaction.on_commit(_wake_agent)
         return not LocalInstance.objects.filter(service=service).exists()
 
     def restart_instance(self, service, instance_name: str) -> None:
         LocalInstance.objects.filter(service=service, name=instance_name).update(
             restart_generation=F("restart_generation") + 1
         )
-        _wake_agent()
+        transaction.on_commit(_wake_agent)
 
     def logs(self, service, instance_name: str, since: datetime | None, follow: bool) -> Iterator[str]:
         row = LocalInstance.objects.filter(service=service, name=instance_name).first()

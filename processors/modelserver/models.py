@@ -11,6 +11,8 @@ event loop, so a slow prediction does not stall health checks or /metrics.
 
 from __future__ import annotations
 
+import abc
+
 import asyncio
 from concurrent.futures import Executor
 from pathlib import Path
@@ -72,11 +74,13 @@ class FerryModel(kserve.Model):
         self.ready = True
         return self.ready
 
+    @abc.abstractmethod
     def read(self, path: Path) -> None:
-        raise NotImplementedError
+        """Loads the model file (each processor knows its format)."""
 
+    @abc.abstractmethod
     def run(self, inputs: np.ndarray):
-        raise NotImplementedError
+        """Predicts for a batch of inputs."""
 
     async def predict(self, payload, headers=None, response_headers=None):
         loop = asyncio.get_running_loop()

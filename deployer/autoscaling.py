@@ -37,6 +37,7 @@ class Tracked:
     state: object = None
     observed_until: int = 0
     cpu_processes: dict = field(default_factory=dict)
+    last_desired: int | None = None  # this loop's previous decision: a count raised from 0 since was an activation
 
 
 class AutoscalerLoop:
@@ -61,6 +62,8 @@ class AutoscalerLoop:
         tracked = self._tracked(service, now)
         current = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
                                            autoscaled=service.autoscaled_instances)
+        if tracked.last_desired == 0 and current > 0:
+            tracked.state = _activated(tracked, now)
         self._observe(service, tracked, now)
         metric_desired, decision = self._metric_decision(service, tracked, now, current)
         floor, cron_reason = scalers.cron_floor(service.cron_scaler, datetime.fromtimestamp(now, UTC))
@@ -69,6 +72,7 @@ class AutoscalerLoop:
                                        min_scale=int(scaler.get("min", 0)), max_scale=scaler.get("max"))
         reason = decision.reason if decision and desired == metric_desired else f"{why}; {cron_reason}"
         self._record(service, now, current, desired, reason, decision)
+        tracked.last_desired = desired
         if desired == current:
             return None
         return _apply(service, current, desired, reason)
@@ -77,8 +81,10 @@ class AutoscalerLoop:
         config = json.dumps(service.autoscaler, sort_keys=True)
         tracked = self.tracked.get(service.pk)
         if tracked is None or tracked.config != config:
-            tracked = Tracked(kind=_kind(service), config=config, state=_new_state(service, now),
-                              observed_until=int(now) - 60)
+            current = effective_instance_count(instance_count=service.instance_count,
+                                               autoscaler=service.autoscaler, autoscaled=service.autoscaled_instances)
+            tracked = Tracked(kind=_kind(service), config=config, state=_new_state(service, now, current),
+                              observed_until=int(now) - 60, last_desired=current)
             self.tracked[service.pk] = tracked
         return tracked
 
@@ -151,13 +157,22 @@ def _kpa_settings(service: Service) -> scalers.KpaSettings:
                    max_scale=int(service.autoscaler.get("max", 0)))
 
 
-def _new_state(service: Service, now: float):
+def _new_state(service: Service, now: float, current: int):
     kind = _kind(service)
     if kind == "kpa":
-        return scalers.kpa_restart_state(service.ready_count, now)
+        return scalers.kpa_restart_state(service.ready_count, now, at_zero=current == 0)
     if kind == "eas":
         return scalers.eas_new_state(now)
     return None
+
+
+def _activated(tracked: Tracked, now: float):
+    """The activator raised the service from zero since the last tick."""
+    if tracked.kind == "kpa":
+        return scalers.kpa_activated(tracked.state, now)
+    if tracked.kind == "eas":
+        return scalers.eas_activated(tracked.state, now)
+    return tracked.state
 
 
 def _uses_cpu(service: Service) -> bool:
@@ -182,10 +197,14 @@ def _cpu_percent(service: Service, tracked: Tracked) -> float:
     return sum(readings) / len(readings) if readings else 0.0
 
 
-def _apply(service: Service, current: int, desired: int, reason: str) -> str:
+def _apply(service: Service, current: int, desired: int, reason: str) -> str | None:
     from .tasks import reconcile_service
 
-    Service.objects.filter(pk=service.pk).update(autoscaled_instances=desired)
+    # Compare and set: the activator may have woken the service since it was read; its count wins this tick.
+    changed = (Service.objects.filter(pk=service.pk, autoscaled_instances=service.autoscaled_instances)
+               .update(autoscaled_instances=desired))
+    if not changed:
+        return None
     message = f"Scaled {service.name} {current} -> {desired}: {reason}"
     event_record(service=service, reason="Scaled", message=message)
     reconcile_service.delay(service.pk)

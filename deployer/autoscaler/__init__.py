@@ -8,9 +8,11 @@ merges the result with `cron_floor` through `combine`. See docs/autoscaling.md.
 from .combine import combine
 from .cron import cron_floor
 from .decision import Decision
-from .eas import EasScalerSettings, EasState, ScaleStrategy, eas_decide, eas_new_state, eas_observe
+from .eas import (EasScalerSettings, EasState, ScaleStrategy, eas_activated, eas_decide, eas_new_state,
+                  eas_observe)
 from .knative import kpa_annotations, kpa_settings_from_annotations, parse_duration
-from .kpa import KpaSettings, KpaState, kpa_decide, kpa_new_state, kpa_observe, kpa_restart_state
+from .kpa import (KpaSettings, KpaState, kpa_activated, kpa_decide, kpa_new_state, kpa_observe,
+                  kpa_restart_state)
 
 __all__ = [
     "Decision",
@@ -21,9 +23,11 @@ __all__ = [
     "ScaleStrategy",
     "combine",
     "cron_floor",
+    "eas_activated",
     "eas_decide",
     "eas_new_state",
     "eas_observe",
+    "kpa_activated",
     "kpa_annotations",
     "kpa_decide",
     "kpa_new_state",

@@ -112,6 +112,13 @@ def eas_new_state(now: float) -> EasState:
     return EasState(started_at=now)
 
 
+def eas_activated(state: EasState, now: float) -> EasState:
+    """The activator woke the version from zero at `now`: a request is waiting, which counts as one, so the
+    idle rule does not send the version straight back to zero before that request reaches the metrics."""
+    last = state.last_request_at
+    return replace(state, last_request_at=now if last is None else max(last, now))
+
+
 def eas_observe(state: EasState, second: float, metrics: Mapping[str, float]) -> EasState:
     """Records one second's samples, e.g. {"qps": 42} from the gateway or {"cpu": 63.0} from the nodes."""
     windows = dict(state.windows)

@@ -143,17 +143,27 @@ def kpa_new_state(now: float) -> KpaState:
     return KpaState(window=window_start(SecondWindow(), now), last_active_at=now)
 
 
-def kpa_restart_state(ready_pods: int, now: float, *, initialized: bool = True) -> KpaState:
+def kpa_restart_state(ready_pods: int, now: float, *, initialized: bool = True, at_zero: bool = False) -> KpaState:
     """State for a running version after the autoscaler itself restarted and lost its history.
 
     With more than one ready pod it starts in panic mode holding the current pods, as Knative does: without
     history the averages read low, and a scale-down now would be an accident. The panic ends as usual, a full
-    stable window after the last burst (here: after the restart).
+    stable window after the last burst (here: after the restart). A version at zero (`at_zero`) counts as idle
+    for ever: the restart itself must not wake it.
     """
     state = replace(kpa_new_state(now), scale_target_initialized=initialized)
+    if at_zero:
+        return replace(state, last_active_at=-math.inf)
     if ready_pods <= 1:
         return state
     return replace(state, panic_started_at=now, last_over_threshold_at=now, max_panic_pods=ready_pods)
+
+
+def kpa_activated(state: KpaState, now: float) -> KpaState:
+    """The activator woke the version from zero at `now` (a request is waiting): that is activity, so the
+    grace period starts again and the pods it asked for are kept while they start, even before the held
+    request shows up in the metrics (Knative's activator reports such requests to the autoscaler)."""
+    return replace(state, last_active_at=now if state.last_active_at is None else max(state.last_active_at, now))
 
 
 def kpa_observe(state: KpaState, second: float, value: float) -> KpaState:
@@ -337,17 +347,20 @@ def _scale_to_zero(
     settings: KpaSettings, state: KpaState, now: float, ready_pods: int, desired: int, activator_in_path: bool
 ) -> tuple[int, list[str]]:
     """Zero only after the version was idle for the grace period, and only with the activator in the path:
-    without it, the first request after zero would find no one to hold it."""
+    without it, the first request after zero would find no one to hold it. Within the grace period a version
+    without ready pods (woken from zero, or still starting) keeps the pods it is starting."""
     if desired > 0:
         return desired, []
+    idle = now - state.last_active_at
+    needed = max(settings.scale_to_zero_grace, settings.scale_to_zero_pod_retention)
+    if idle < needed:
+        keep = 1 if ready_pods else settings.activation_scale
+        starting = "" if ready_pods else " (starting)"
+        return keep, [f"idle {idle:.0f} s < {needed} s before scaling to zero: keeping {keep} pod{starting}"]
     if ready_pods == 0:
         return 0, ["already at zero"]
     if not activator_in_path:
         return 1, ["the activator is not in the request path: keeping 1 pod"]
-    idle = now - state.last_active_at
-    needed = max(settings.scale_to_zero_grace, settings.scale_to_zero_pod_retention)
-    if idle < needed:
-        return 1, [f"idle {idle:.0f} s < {needed} s before scaling to zero: keeping 1 pod"]
     return 0, [f"idle {idle:.0f} s ≥ {needed} s: scaling to zero"]
 
 

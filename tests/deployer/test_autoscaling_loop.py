@@ -89,3 +89,33 @@ def test_it_applies_a_cron_floor_to_a_fixed_size_service(metrics):
     cron_scaler_delete(actor=None, service=service)
     service.refresh_from_db()
     assert service.autoscaled_instances is None
+
+
+def test_it_does_not_undo_an_activation_before_the_woken_request_reaches_the_metrics(metrics):
+    from deployer.activation import activate
+
+    service = create({"min": 0, "max": 3, "kpa": {"autoscaling.knative.dev/window": "6s"}})
+    loop = AutoscalerLoop(metrics)
+    Service.objects.filter(pk=service.pk).update(autoscaled_instances=0)
+    loop.tick(now=T0)  # at zero, idle: stays there
+    service.refresh_from_db()
+    assert service.autoscaled_instances == 0
+
+    assert activate(service.name, "local")  # a request waits in the gateway's activator
+    for now in (T0 + 2, T0 + 4, T0 + 20):  # no metrics yet: the instance is still starting
+        loop.tick(now=now)
+        service.refresh_from_db()
+        assert service.autoscaled_instances == 1, now
+    assert not service.events.filter(reason="Scaled").exists()
+    loop.tick(now=T0 + 40)  # the grace period (30 s) passed with no request served
+    service.refresh_from_db()
+    assert service.autoscaled_instances == 0
+
+
+def test_a_restarted_loop_does_not_wake_a_service_at_zero(metrics):
+    service = create({"min": 0, "max": 3, "kpa": {}})
+    Service.objects.filter(pk=service.pk).update(autoscaled_instances=0)
+    AutoscalerLoop(metrics).tick(now=T0)
+    AutoscalerLoop(metrics).tick(now=T0 + 2)  # a fresh loop, as after a restart
+    service.refresh_from_db()
+    assert service.autoscaled_instances == 0

@@ -2,7 +2,7 @@
 
 import pytest
 
-from deployer.autoscaler import EasScalerSettings, eas_decide, eas_new_state, eas_observe
+from deployer.autoscaler import EasScalerSettings, eas_activated, eas_decide, eas_new_state, eas_observe
 from tests.unit.autoscaler.traces import at, burst, changes, diurnal, drive_eas, noisy, step
 
 
@@ -166,6 +166,18 @@ def test_it_wakes_from_zero_with_the_activation_replicas():
     state = eas_observe(state, 1, {"qps": 1})
     _, woken = eas_decide(settings, state, now=2, current_replicas=0)
     assert woken.desired == 3
+
+
+def test_it_keeps_a_version_the_activator_woke_for_the_grace_period():
+    settings = scaler(min=0, behavior={"onZero": {"scaleDownGracePeriodSeconds": 60}})
+    state = eas_new_state(0)  # no request ever: idle since 0, so at 500 it is long past the grace period
+    state, slept = eas_decide(settings, state, now=500, current_replicas=1)
+    assert slept.desired == 0
+    woken = eas_activated(state, 600)  # the activator raised it to 1; the held request is not counted yet
+    _, kept = eas_decide(settings, woken, now=602, current_replicas=1)
+    assert kept.desired == 1, kept.reason
+    _, later = eas_decide(settings, woken, now=662, current_replicas=1)
+    assert later.desired == 0
 
 
 def test_it_starts_a_version_at_zero_below_min():

@@ -1,10 +1,12 @@
 """The KPA behaviours of ../shared/KPA.md, one by one, then whole traces."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
-from deployer.autoscaler import KpaSettings, kpa_decide, kpa_new_state, kpa_observe, kpa_restart_state
+from deployer.autoscaler import (KpaSettings, kpa_activated, kpa_decide, kpa_new_state, kpa_observe,
+                                 kpa_restart_state)
 from tests.unit.autoscaler.traces import at, burst, changes, diurnal, drive_kpa, idle, noisy, ramp, step
 
 
@@ -227,6 +229,29 @@ def test_it_stays_at_zero_while_idle_and_wakes_on_traffic():
     ticks, _ = drive_kpa(KpaSettings(**fast()), step(0, 35, at=100), 110)
     assert at(ticks, 98).desired == 0
     assert at(ticks, 100).desired == 1
+
+
+def test_it_keeps_the_pods_the_activator_woke_while_they_start():
+    # Idle for minutes, at zero; the activator wakes it at second 300 before any request is in the metrics.
+    state = replace(observed([0] * 300), scale_target_initialized=True)
+    _, asleep = kpa_decide(KpaSettings(**fast(), activation_scale=2), state, now=300, ready_pods=0)
+    assert asleep.desired == 0 and "already at zero" in asleep.reason
+    woken = kpa_activated(state, 300)
+    for now in (300, 302, 310, 328):
+        _, decision = kpa_decide(KpaSettings(**fast(), activation_scale=2), woken, now=now, ready_pods=0)
+        assert decision.desired == 2, (now, decision.reason)
+    assert "keeping 2 pod (starting)" in decision.reason
+    _, later = kpa_decide(KpaSettings(**fast(), activation_scale=2), woken, now=331, ready_pods=0)
+    assert later.desired == 0  # nothing came of it within the grace period
+
+
+def test_a_restarted_autoscaler_leaves_a_version_at_zero_asleep():
+    state = kpa_restart_state(0, 1000, at_zero=True)
+    _, decision = kpa_decide(KpaSettings(**fast()), state, now=1002, ready_pods=0)
+    assert decision.desired == 0
+    running = kpa_restart_state(1, 1000)
+    _, kept = kpa_decide(KpaSettings(**fast()), running, now=1002, ready_pods=1)
+    assert kept.desired == 1  # a running version gets the whole grace period from the restart
 
 
 # --- Excess burst capacity ---------------------------------------------------------------------------------

@@ -1,0 +1,97 @@
+"""Elastic scaling end to end, with every part real and running as `make run` runs it: the node agent and its
+model servers, the gateway (whose per-second metrics feed the autoscaler), `manage.py runautoscaler`, and a
+Celery worker that runs the reconciles and the activator's wake-ups. Load raises the replica count, lighter
+load brings it back to min without a failed request, min 0 reaches zero, and the next request succeeds."""
+
+import json
+import signal
+import time
+
+import pytest
+import requests
+
+from processors.demo import IRIS_SAMPLE, demo_service_files
+from services.models import Project, Service
+from services.selectors import service_token
+from services.services import autoscaler_set, service_create
+from tests.gateway.conftest import gateway  # noqa: F401 -- fixture: a real gateway process
+from tests.harness.process import stop
+
+from .conftest import converge
+from .control_plane import Load, start_autoscaler, start_worker, wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+IRIS_BODY = json.dumps({"instances": [IRIS_SAMPLE]}).encode()
+KPA = {
+    "autoscaling.knative.dev/target": "1",  # one request in flight per instance (0.7 at 70 % utilization)
+    "autoscaling.knative.dev/window": "6s",  # the shortest stable window Knative allows
+    "autoscaling.knative.dev/scale-to-zero-grace-period": "6s",
+}
+
+
+def ready_instances(service: Service) -> int:
+    return service.instances.filter(ready=True).count()
+
+
+def fresh(service: Service) -> Service:
+    return Service.objects.get(pk=service.pk)
+
+
+def gateway_generation(gateway, name: str) -> int | None:
+    answer = requests.get(f"{gateway.url}/api/v1/servicediscovery/upstreams/{name}", timeout=5)
+    return answer.json().get("generation") if answer.status_code == 200 else None
+
+
+def test_load_scales_up_idle_returns_to_min_then_zero_and_the_next_request_succeeds(local_cluster, demo_models,
+                                                                                    gateway, tmp_path):
+    worker = start_worker(local_cluster, tmp_path)
+    autoscaler = start_autoscaler(local_cluster, tmp_path)
+    try:
+        document = next(f for f in demo_service_files(demo_models) if f["name"] == "demo_iris")
+        document = document | {"autoscaler": {"min": 1, "max": 3, "kpa": KPA}}
+        iris = service_create(actor=None, project=Project.objects.get(name="default"), document=document)
+        iris = converge(iris, lambda s: s.phase == "Running" and ready_instances(s) == 1, what="one instance")
+        wait_for("the gateway to route demo_iris", lambda: gateway_generation(gateway, "demo_iris") == iris.generation,
+                 timeout=30, poll=0.05)
+        headers = {"Authorization": service_token(iris)}
+        path = "/v1/models/demo_iris:predict"
+
+        with Load(gateway.port, path, body=IRIS_BODY, headers=headers, threads=6) as heavy:
+            wait_for("load to raise demo_iris to 3 ready instances", lambda: ready_instances(iris) == 3, timeout=120)
+        ups = list(fresh(iris).events.filter(reason="Scaled").values_list("message", flat=True))
+        assert any(" -> 3: " in message and "concurrency" in message for message in ups), ups
+
+        # Lighter load while the autoscaler scales down: the stopped instances finish what they hold first.
+        with Load(gateway.port, path, body=IRIS_BODY, headers=headers, threads=1, pause=0.05) as light:
+            wait_for("demo_iris to return to min 1", lambda: ready_instances(iris) == 1 and
+                     fresh(iris).autoscaled_instances == 1 and iris.instances.count() == 1, timeout=120)
+            served_before = light.total()
+            wait_for("traffic to keep flowing on one instance", lambda: light.total() > served_before + 20, timeout=30)
+        for load in (heavy, light):
+            assert not load.errors, load.errors[:5]
+            assert set(load.statuses) == {200}, load.statuses
+        assert heavy.total() > 500 and light.total() > 50
+
+        autoscaler_set(actor=None, service=iris, autoscaler={"min": 0, "max": 3, "kpa": KPA})
+        wait_for("demo_iris to scale to zero", lambda: fresh(iris).autoscaled_instances == 0 and
+                 not iris.instances.exists(), timeout=120)
+        wait_for("the gateway to route demo_iris with no instance",
+                 lambda: gateway_generation(gateway, "demo_iris") == fresh(iris).generation, timeout=30, poll=0.05)
+        zero = fresh(iris).events.filter(reason="Scaled", message__contains="-> 0").first()
+        assert zero is not None and "scaling to zero" in zero.message, zero and zero.message
+
+        began = time.monotonic()
+        answer = requests.post(f"{gateway.url}{path}", data=IRIS_BODY, headers=headers, timeout=90)
+        woke_in = time.monotonic() - began
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"predictions": [0]}
+        print(f"\nfrom zero to the first answer: {woke_in:.2f} s")
+        assert fresh(iris).events.filter(reason="Activated").exists()
+        # The woken instance stays for the grace period instead of being sent straight back to zero.
+        time.sleep(4)
+        assert fresh(iris).autoscaled_instances == 1 and ready_instances(iris) == 1
+    finally:
+        stop(autoscaler, signal.SIGTERM)
+        stop(worker, signal.SIGTERM)
+    log = (tmp_path / "autoscaler.log").read_text()
+    assert "Traceback" not in log, log[-3000:]

@@ -27,19 +27,59 @@ def rollout_begin(service: Service, version: Version, *, strategy: str, canary_w
         event_record(service=service, reason="SupersededRollout",
                      message=f"Version {version.number} of {service.name} replaced the rollout of version "
                              f"{service.rollout['to_version']}")
-    service.rollout = {
-        "strategy": strategy,
-        "from_version": service.last_rolled_out_version,
-        "to_version": version.number,
-        "state": "Progressing",
-        "canary_weight": _canary_weight(strategy, canary_weight),
-        "started_at": timezone.now().isoformat(),
-        "retain_until": None,
-        "message": "",
-    }
+    service.rollout = _record(strategy, service.last_rolled_out_version, version.number,
+                              canary_weight=_canary_weight(strategy, canary_weight))
     event_record(service=service, reason="StartedRollout",
                  message=f"Started a {strategy} rollout of {service.name}: version "
                          f"{service.last_rolled_out_version} -> {version.number}")
+
+
+def _record(strategy: str, from_version: int | None, to_version: int, *, canary_weight: int = 0,
+            message: str = "") -> dict:
+    """A rollout record (its fields are described in deployer/rollout.py)."""
+    return {
+        "strategy": strategy,
+        "from_version": from_version,
+        "to_version": to_version,
+        "state": "Progressing",
+        "canary_weight": canary_weight,
+        "started_at": timezone.now().isoformat(),
+        "retain_until": None,
+        "message": message,
+    }
+
+
+def all_traffic_to(service: Service, number: int) -> int | None:
+    """Gives version `number` of a locked service all traffic; returns the version that serves meanwhile, or None
+    when the move is immediate (the caller saves the service).
+
+    Immediate when `number` has a ready instance (a rollback during a canary, or while blue stays warm), or when
+    no other version has one (nothing could serve meanwhile). Otherwise its instances are gone (stopped after a
+    later version rolled out): the move is a rolling rollout back to it, so the version serving now keeps its
+    instances and traffic until `number`'s instances are ready, then hands over (deployer/rollout.py), and no
+    request waits for a cold start. The plan moves `last_rolled_out_version` when it is done; a version that
+    cannot start (its model is gone) fails the rollout and traffic stays where it is.
+    """
+    meanwhile = _serving_meanwhile(service, number)
+    keep = number if meanwhile is None else meanwhile
+    service.versions.exclude(number=keep).update(weight=0)
+    service.versions.filter(number=keep).update(weight=100)
+    if meanwhile is None:
+        service.rollout = None
+        service.last_rolled_out_version = number
+    else:
+        service.rollout = _record("rolling", meanwhile, number,
+                                  message=f"rolling back: version {meanwhile} serves until version {number} is ready")
+    return meanwhile
+
+
+def _serving_meanwhile(service: Service, number: int) -> int | None:
+    """The version with traffic and ready instances that keeps serving while `number` starts, if it must."""
+    ready = set(service.instances.filter(ready=True).values_list("version__number", flat=True))
+    if number in ready:
+        return None
+    serving = service.versions.filter(weight__gt=0, number__in=ready).exclude(number=number)
+    return serving.order_by("-weight", "-number").values_list("number", flat=True).first()
 
 
 def _canary_weight(strategy: str, weight: int | None) -> int:
@@ -90,8 +130,9 @@ def rollout_promote(*, actor, service: Service) -> Service:
 
 @transaction.atomic
 def rollout_rollback(*, actor, service: Service) -> Service:
-    """Back to the last rolled-out version at once; the new version's instances stop. With no rollout in
-    progress, back to the version before the last rolled-out one."""
+    """Back to the last rolled-out version; the new version's instances stop. With no rollout in progress, back
+    to the version before the last rolled-out one. At once when that version has ready instances (it keeps
+    them during a canary and a blue-green rollout); else see `all_traffic_to`."""
     service = _locked(service)
     if not service.rollout:
         return _rollback_to_previous(actor, service)
@@ -99,11 +140,12 @@ def rollout_rollback(*, actor, service: Service) -> Service:
     back_to = rollout["from_version"]
     if back_to is None:
         raise Conflict(f"Service {service.name} has no earlier version to roll back to.", code="NothingToRollBackTo")
-    service.versions.update(weight=0)
-    service.versions.filter(number=back_to).update(weight=100)
-    service.last_rolled_out_version = back_to
-    return _changed(service, None, "RolledBack",
-                    f"Rolled {service.name} back from version {rollout['to_version']} to version {back_to}")
+    meanwhile = all_traffic_to(service, back_to)
+    message = f"Rolled {service.name} back from version {rollout['to_version']} to version {back_to}"
+    if meanwhile is not None:
+        message = (f"Rolling {service.name} back from version {rollout['to_version']} to version {back_to}: "
+                   f"version {meanwhile} serves until version {back_to}'s instances are ready")
+    return _changed(service, service.rollout, "RolledBack", message)
 
 
 def _rollback_to_previous(actor, service: Service) -> Service:

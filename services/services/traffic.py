@@ -7,6 +7,7 @@ from services.models import Service, Version
 
 from .catalog import desired_state_changed
 from .events import event_record
+from .rollouts import all_traffic_to
 
 TRAFFIC_STATES = ("standalone", "grouping")
 
@@ -54,15 +55,13 @@ def version_weights_set(*, actor, service: Service, weights: dict[int, int]) -> 
 
 @transaction.atomic
 def version_rollback(*, actor, service: Service, number: int) -> Service:
-    """EAS UpdateServiceVersion: serve version `number` with all traffic; its instances come back if gone."""
+    """EAS UpdateServiceVersion: serve version `number` with all traffic. If its instances are gone, they come
+    back first: the version serving now keeps the traffic until they are ready (`all_traffic_to`)."""
     service = _locked(service)
     try:
         version = service.versions.get(number=number)
     except Version.DoesNotExist:
         raise NotFound(f"Service {service.name} has no version {number}.", code="VersionNotFound") from None
-    service.versions.exclude(pk=version.pk).update(weight=0)
-    version.weight = 100
-    version.save(update_fields=["weight"])
     spec = dict(version.service_file)
     # Scaling and grouping stay as they are now: a rollback changes what runs, not how many.
     spec["metadata"] = {**spec.get("metadata", {}), "instance": service.instance_count}
@@ -73,9 +72,13 @@ def version_rollback(*, actor, service: Service, number: int) -> Service:
     else:
         spec.pop("autoscaler", None)
     service.spec = spec
-    service.last_rolled_out_version = number
     _cancel_rollout(service, f"version {number} was chosen")
-    event_record(service=service, reason="RolledBack", message=f"Rolled {service.name} back to version {number}")
+    meanwhile = all_traffic_to(service, number)
+    message = f"Rolled {service.name} back to version {number}"
+    if meanwhile is not None:
+        message = (f"Rolling {service.name} back to version {number}: version {meanwhile} serves until "
+                   f"version {number}'s instances are ready")
+    event_record(service=service, reason="RolledBack", message=message)
     return desired_state_changed(service)
 
 

@@ -1,5 +1,7 @@
 """Rollouts with real instances: weights follow readiness, actions take effect, a broken version gets nothing."""
 
+import shutil
+
 import pytest
 
 from services.models import Project, Service
@@ -26,12 +28,15 @@ def ready_versions(service: Service) -> set[int]:
     return set(service.instances.filter(ready=True).values_list("version__number", flat=True))
 
 
-@pytest.fixture
-def iris(local_cluster, demo_models):
+def iris_file(demo_models) -> dict:
     from processors.demo import demo_service_files
 
-    document = next(f for f in demo_service_files(demo_models) if f["name"] == "demo_iris")
-    service = service_create(actor=None, project=Project.objects.get(name="default"), document=document)
+    return next(f for f in demo_service_files(demo_models) if f["name"] == "demo_iris")
+
+
+@pytest.fixture
+def iris(local_cluster, demo_models):
+    service = service_create(actor=None, project=Project.objects.get(name="default"), document=iris_file(demo_models))
     return converge(service, lambda s: s.phase == "Running")
 
 
@@ -54,10 +59,27 @@ def test_a_canary_takes_its_share_then_is_promoted_and_rolled_back(iris):
                     what="the promotion")
     assert iris.last_rolled_out_version == 2
 
-    rollout_rollback(actor=None, service=iris)
-    iris = converge(iris, lambda s: weights(s) == {1: 100} and ready_versions(s) == {1}, what="the rollback")
+    # Version 1's instances stopped after the promotion: version 2 keeps serving until they are back and ready.
+    iris = rollout_rollback(actor=None, service=iris)
+    assert weights(Service.objects.get(pk=iris.pk)) == {2: 100}
+    assert (iris.rollout["strategy"], iris.rollout["from_version"], iris.rollout["to_version"]) == ("rolling", 2, 1)
+    iris = converge(iris, lambda s: weights(s) == {1: 100} and s.rollout is None and ready_versions(s) == {1},
+                    what="the rollback")
+    assert iris.last_rolled_out_version == 1
     reasons = set(iris.events.values_list("reason", flat=True))
     assert {"StartedRollout", "ShiftedTraffic", "SetCanaryWeight", "Promoted", "RolledOut", "RolledBack"} <= reasons
+
+
+def test_a_canary_rolled_back_hands_its_traffic_back_at_once(iris):
+    iris = new_version(iris, strategy="canary", canary_weight=50)
+    iris = converge(iris, lambda s: weights(s) == {1: 50, 2: 50}, what="a 50 % canary")
+
+    rollout_rollback(actor=None, service=iris)
+    iris = Service.objects.get(pk=iris.pk)
+    assert weights(iris) == {1: 100} and iris.rollout is None  # version 1 is ready: written by the rollback itself
+    iris = converge(iris, lambda s: ready_versions(s) == {1} and not s.instances.filter(version__number=2).exists(),
+                    what="the canary to stop")
+    assert iris.last_rolled_out_version == 1
 
 
 def test_blue_green_waits_warm_then_switches_in_one_step_and_finishes(iris):
@@ -86,3 +108,23 @@ def test_a_version_whose_model_is_missing_never_gets_traffic(iris):
     assert (degraded["status"], degraded["reason"]) == ("True", "RolloutFailed")
     assert "/nowhere/model/" in degraded["message"]
     assert iris.events.filter(reason="RolloutFailed", type="Warning").exists()
+
+
+def test_rolling_back_to_a_version_whose_model_is_gone_keeps_the_serving_version(local_cluster, demo_models, tmp_path):
+    model = tmp_path / "iris-v1"
+    shutil.copytree(demo_models["iris_model"].parent, model)
+    document = {**iris_file(demo_models), "model_path": model.as_uri() + "/"}
+    iris = service_create(actor=None, project=Project.objects.get(name="default"), document=document)
+    iris = converge(iris, lambda s: s.phase == "Running", what="version 1 Running")
+    iris = service_update(actor=None, service=iris, patch={"model_path": iris_file(demo_models)["model_path"]})
+    iris = converge(iris, lambda s: weights(s) == {2: 100} and s.rollout is None and ready_versions(s) == {2} and
+                    not s.instances.filter(version__number=1).exists(), what="version 2 rolled out")
+    shutil.rmtree(model)
+
+    rollout_rollback(actor=None, service=iris)
+    iris = converge(iris, lambda s: s.rollout and s.rollout["state"] == "Failed", what="the rollback to fail")
+    assert weights(iris) == {2: 100} and ready_versions(iris) == {2} and iris.last_rolled_out_version == 2
+    assert iris.phase == "Running"
+    degraded = next(c for c in iris.conditions if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "RolloutFailed")
+    assert str(model) in degraded["message"]

@@ -183,6 +183,9 @@ FERRY_SIGNATURE_MAX_SKEW_SECONDS = int(os.environ.get("FERRY_SIGNATURE_MAX_SKEW_
 
 # A service still progressing (starting, updating, scaling) after this long is marked Degraded (ReconcileTimeout).
 FERRY_PROGRESS_DEADLINE_SECONDS = int(os.environ.get("FERRY_PROGRESS_DEADLINE_SECONDS", "600"))
+# A service woken from zero whose instances are still not ready this long after the activation is marked Failed
+# (ActivationFailed) and left at zero: later requests do not wake it again until the service is changed.
+FERRY_ACTIVATION_DEADLINE_SECONDS = int(os.environ.get("FERRY_ACTIVATION_DEADLINE_SECONDS", "300"))
 
 # Blue-green: how long the old version stays warm after a switch unless the rollout is finished earlier.
 FERRY_BLUE_GREEN_RETENTION_SECONDS = int(os.environ.get("FERRY_BLUE_GREEN_RETENTION_SECONDS", "3600"))

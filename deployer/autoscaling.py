@@ -19,7 +19,7 @@ from services.services import event_record
 
 from . import autoscaler as scalers
 from .metrics import read_seconds
-from .scale import effective_instance_count
+from .scale import activation_failed, effective_instance_count
 
 logger = logging.getLogger("ferry.autoscaler")
 TICK_SECONDS = 2.0
@@ -59,6 +59,8 @@ class AutoscalerLoop:
         return changes
 
     def _decide(self, service: Service, now: float) -> str | None:
+        if activation_failed(service.activation, service.generation):
+            return None  # held at zero until the user changes the service (deployer/activation.py)
         tracked = self._tracked(service, now)
         current = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
                                            autoscaled=service.autoscaled_instances)

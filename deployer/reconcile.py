@@ -15,6 +15,7 @@ from django.utils import timezone
 from services.models import Phase, Service, Version
 from services.services import event_record
 
+from .activation import follow_activation
 from .conditions import condition_set
 from .desired import ObservedSlot, desired_slots
 from .drivers import PermanentError, driver_for
@@ -24,7 +25,7 @@ from .locks import reconcile_lock
 from .pruning import prune_versions
 from .rollout import Plan, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
-from .scale import effective_instance_count
+from .scale import activation_failed, effective_instance_count
 from .status import Status, StatusInput, derive_status
 
 logger = logging.getLogger("ferry.deployer")
@@ -52,6 +53,7 @@ def _converge(service: Service, driver) -> None:
     generation = service.generation
     observed = driver.observe(service).instances
     record_observed(service, observed)
+    follow_activation(service, observed)
     plan = _follow_plan(service, generation, _plan(service, observed))
     if getattr(driver, "renders_manifests", False):
         _converge_rendered(service, driver, generation, plan, observed)
@@ -208,7 +210,7 @@ def _derived_status(service: Service, expected: int, wanted, observed) -> Status
         first_rollout=not any(c["type"] == "Ready" and c["status"] == "True" for c in service.conditions)
         and service.phase in (Phase.CREATING, Phase.WAITING),
     ))
-    return _while_rolling_out(service.rollout, status)
+    return _after_failed_activation(service, _while_rolling_out(service.rollout, status))
 
 
 def _while_rolling_out(rollout: dict | None, status: Status) -> Status:
@@ -220,6 +222,14 @@ def _while_rolling_out(rollout: dict | None, status: Status) -> Status:
         return status
     message = f"rolling out version {rollout['to_version']} ({rollout['strategy']}); {status.message}"
     return Status(Phase.UPDATING, status.ready, True, status.degraded, "RollingOut", message)
+
+
+def _after_failed_activation(service: Service, status: Status) -> Status:
+    """A service whose wake-up from zero failed is Failed at zero (not a Running service with 0/0 ready). Had an
+    instance become ready, follow_activation would have forgotten the wake-up."""
+    if not activation_failed(service.activation, service.generation):
+        return status
+    return Status(Phase.FAILED, False, False, True, "ActivationFailed", service.activation["message"])
 
 
 def _write_status(service: Service, generation: int, status: Status) -> None:

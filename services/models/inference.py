@@ -50,6 +50,9 @@ class Service(models.Model):
     # Observed scaling decision: the instances the autoscaler (or the activator, waking a service from zero)
     # last asked for. Not desired state written by users, so changing it does not bump the generation.
     autoscaled_instances = models.PositiveIntegerField(null=True, blank=True)
+    # The last wake-up from zero (deployer/activation.py), until an instance serves: {"since": iso, "generation":
+    # int, "failed": bool, "message": str}. A failed one holds the service at zero for that generation.
+    activation = models.JSONField(null=True, blank=True)
     # Traffic beyond per-version weights: a copy of requests to other services, and this service's weight
     # inside its EAS service group (ReleaseService).
     mirror = models.JSONField(null=True, blank=True)

@@ -83,15 +83,52 @@ def test_load_scales_up_idle_returns_to_min_then_zero_and_the_next_request_succe
         began = time.monotonic()
         answer = requests.post(f"{gateway.url}{path}", data=IRIS_BODY, headers=headers, timeout=90)
         woke_in = time.monotonic() - began
-        assert answer.status_code == 200, answer.text
-        assert answer.json() == {"predictions": [0]}
+        assert (answer.status_code, answer.json()) == (200, {"predictions": [0]}), answer.text
         print(f"\nfrom zero to the first answer: {woke_in:.2f} s")
         assert fresh(iris).events.filter(reason="Activated").exists()
         # The woken instance stays for the grace period instead of being sent straight back to zero.
         time.sleep(4)
-        assert fresh(iris).autoscaled_instances == 1 and ready_instances(iris) == 1
+        state = (fresh(iris).autoscaled_instances, list(iris.instances.values_list("name", "state", "ready")))
+        assert state[0] == 1 and ready_instances(iris) == 1, state
     finally:
         stop(autoscaler, signal.SIGTERM)
         stop(worker, signal.SIGTERM)
     log = (tmp_path / "autoscaler.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_service_that_never_becomes_ready_after_a_wake_up_is_marked_failed_and_stays_at_zero(local_cluster,
+                                                                                               settings):
+    from deployer.activation import activate
+    from deployer.autoscaling import AutoscalerLoop
+
+    settings.FERRY_ACTIVATION_DEADLINE_SECONDS = 3
+    never_ready = {"name": "never_ready", "processor": "custom",
+                   "containers": [{"image": "none", "script": "sleep 600", "port": 8000}],  # never listens
+                   "autoscaler": {"min": 0, "max": 1, "scaleStrategies": [{"metricName": "qps", "threshold": 10}]}}
+    service = service_create(actor=None, project=Project.objects.get(name="default"), document=never_ready)
+    Service.objects.filter(pk=service.pk).update(autoscaled_instances=0)
+    service = converge(service, lambda s: not s.instances.exists(), what="the service at zero")
+
+    assert activate("never_ready", "local")
+    service = converge(service, lambda s: s.phase == "Failed", timeout=60, what="the wake-up to fail")
+    assert service.status_reason == "ActivationFailed"
+    assert "became ready within 3 s of its wake-up from zero" in service.status_message
+    degraded = next(c for c in service.conditions if c["type"] == "Degraded")
+    assert (degraded["status"], degraded["reason"]) == ("True", "ActivationFailed")
+    assert service.events.filter(reason="ActivationFailed", type="Warning").exists()
+    service = converge(service, lambda s: not s.instances.exists(), what="the instance to stop")
+
+    # No loop: neither the activator's next request nor the autoscaler wakes it again.
+    assert not activate("never_ready", "local")
+    import redis
+    from django.conf import settings as django_settings
+
+    AutoscalerLoop(redis.Redis.from_url(django_settings.REDIS_URL)).tick()
+    assert fresh(service).autoscaled_instances == 0 and fresh(service).phase == "Failed"
+    assert service.events.filter(reason="Activated").count() == 1
+
+    # A change of the service clears the failure: it starts again like any changed service.
+    service = autoscaler_set(actor=None, service=fresh(service), autoscaler={"min": 1})
+    converge(service, lambda s: s.activation is None and s.phase != "Failed" and s.instances.exists(),
+             what="the failure to clear")

@@ -1,4 +1,6 @@
-from deployer.scale import activation_count, effective_instance_count
+from datetime import UTC, datetime, timedelta
+
+from deployer.scale import activation_count, activation_failed, activation_verdict, effective_instance_count
 
 
 def test_it_uses_the_fixed_count_without_an_autoscaler_raised_to_a_cron_floor():
@@ -22,3 +24,37 @@ def test_it_follows_the_autoscalers_decision_within_min_and_max():
 def test_it_wakes_with_the_activation_replicas_or_one():
     assert activation_count({"min": 0, "max": 3}) == 1
     assert activation_count({"behavior": {"onZero": {"scaleUpActivationReplicas": 2}}}) == 2
+
+
+# --- Wake-ups from zero -------------------------------------------------------------------------------------
+
+WOKEN = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+def wake_up(**fields) -> dict:
+    return {"since": WOKEN.isoformat(), "generation": 4, "failed": False, "message": "", **fields}
+
+
+def verdict(activation, *, generation=4, ready=False, after=10.0, deadline=300):
+    return activation_verdict(activation, generation=generation, ready=ready, now=WOKEN + timedelta(seconds=after),
+                              deadline=timedelta(seconds=deadline))
+
+
+def test_a_wake_up_waits_for_its_deadline_then_expires():
+    assert verdict(None) == "none"
+    assert verdict(wake_up(), after=299) == "waiting"
+    assert verdict(wake_up(), after=301) == "expired"
+
+
+def test_a_wake_up_is_forgotten_once_an_instance_serves_or_the_service_changes():
+    assert verdict(wake_up(), ready=True, after=301) == "clear"
+    assert verdict(wake_up(), generation=5) == "clear"
+    assert verdict(wake_up(failed=True), generation=5) == "clear"
+
+
+def test_a_failed_wake_up_holds_only_for_its_generation():
+    assert verdict(wake_up(failed=True), after=10_000) == "failed"
+    assert activation_failed(wake_up(failed=True), 4)
+    assert not activation_failed(wake_up(failed=True), 5)
+    assert not activation_failed(wake_up(), 4)
+    assert not activation_failed(None, 4)

@@ -14,6 +14,8 @@ from django.conf import settings
 
 from services.models import Service
 
+from .scale import activation_failed
+
 logger = logging.getLogger("ferry.routing")
 ROUTES_KEY = "ferry:routes"
 CHANGED_CHANNEL = "ferry:routes:changed"
@@ -45,6 +47,7 @@ def route_entry(service: Service, token: str) -> dict:
         "group_weight": service.group_weight,
         "traffic_state": service.traffic_state,
         "generation": service.generation,
+        "failed": service.activation["message"] if activation_failed(service.activation, service.generation) else "",
     }
 
 

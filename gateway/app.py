@@ -222,7 +222,7 @@ class Gateway:
         route = admission.route
         balancer.release(route.state, admission.instance)
         stats.finished(status, _perf() - request.began)
-        if route.mirror_targets and _random() < route.mirror_ratio:
+        if balancer.mirrored(route):
             self.mirror.copy(route.name, route.mirror_targets, request.parsed, request.method, request.query,
                              request.headers, request.body, request.client)
 
@@ -239,7 +239,7 @@ class Gateway:
         route = request.route
         stats_for(route.state, refusal.version or 0).finished(refusal.status, _perf() - request.began,
                                                              started=False)
-        if route.mirror_targets and _random() < route.mirror_ratio:
+        if balancer.mirrored(route):
             self.mirror.copy(route.name, route.mirror_targets, request.parsed, request.method, request.query,
                              request.headers, request.body, request.client)
         extra = ((b"retry-after", str(refusal.retry_after).encode()),) if refusal.retry_after else ()

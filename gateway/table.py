@@ -48,8 +48,9 @@ class Route:
 
     __slots__ = (
         "name", "cluster", "token", "running", "timeout", "max_queue", "concurrency", "scale_to_zero",
-        "versions", "by_number", "weighted", "cumulative", "total_weight", "mirror_targets", "mirror_ratio", "group",
-        "group_weight", "traffic_state", "generation", "strip_prefix", "state", "token_bytes",
+        "versions", "by_number", "weighted", "total_weight", "mirror_targets", "mirror_ratio", "group",
+        "group_weight", "traffic_state", "generation", "strip_prefix", "state", "token_bytes", "failed",
+        "smooth_credit", "mirror_credit",
     )
 
     def __init__(self, entry: dict, state: ServiceState, instances: dict[str, Instance]):
@@ -58,6 +59,7 @@ class Route:
         self.token = entry.get("token") or ""
         self.token_bytes = self.token.encode()
         self.running = bool(entry.get("running", True))
+        self.failed = entry.get("failed") or ""  # why a wake-up from zero failed: answer at once, do not hold
         self.timeout = max(int(entry.get("timeout_ms") or 5000), 1) / 1000.0
         self.max_queue = max(int(entry.get("max_queue_size") or 0), 0)
         self.concurrency = max(int(entry.get("instance_concurrency") or 0), 0)
@@ -68,7 +70,7 @@ class Route:
             for v in entry.get("versions") or ()
         ]
         self.by_number = {v.number: v for v in self.versions}
-        # Cumulative weights for the weighted choice (bisect over a short list).
+        # The versions that take traffic (with cumulative weights); credits for the smooth weighted round robin.
         self.weighted: list[tuple[int, Version]] = []
         total = 0
         for version in self.versions:
@@ -76,7 +78,8 @@ class Route:
                 total += version.weight
                 self.weighted.append((total, version))
         self.total_weight = total
-        self.cumulative = [running_total for running_total, _ in self.weighted]
+        self.smooth_credit = [0] * len(self.weighted)
+        self.mirror_credit = 0.0
         mirror = entry.get("mirror") or {}
         self.mirror_targets = [t for t in mirror.get("targets") or () if t != self.name]
         self.mirror_ratio = min(max(float(mirror.get("ratio") or 0), 0.0), 100.0) / 100.0

@@ -91,3 +91,13 @@ def test_it_answers_503_with_retry_after_when_activation_takes_longer_than_the_d
         for name in routes.names:
             for raw, _ in activation_messages(client, name):
                 client.lrem("celery", 0, raw)
+
+
+def test_it_answers_at_once_with_the_reason_when_the_wake_up_failed(gateway, routes):
+    name = routes.unique()
+    why = "No instance became ready within 300 s of its wake-up from zero"
+    routes.put(name, [(1, 100, [])], scale_to_zero=True, failed=why)
+    began = time.monotonic()
+    status, _, body = call(gateway, f"/api/predict/{name}", headers={"Authorization": f"token-of-{name}"})
+    assert status == 503 and time.monotonic() - began < 2
+    assert why in body.decode()

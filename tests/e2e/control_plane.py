@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -85,14 +84,3 @@ class Load:
         if connection is not None:
             connection.close()
 
-
-def wait_for(what: str, check, timeout: float, poll: float = 0.5):
-    """Polls `check()` until it returns something truthy; fails naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what}; last value: {value!r}")
-        time.sleep(poll)

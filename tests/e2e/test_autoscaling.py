@@ -15,10 +15,11 @@ from services.models import Project, Service
 from services.selectors import service_token
 from services.services import autoscaler_set, service_create
 from tests.gateway.conftest import gateway  # noqa: F401 -- fixture: a real gateway process
+from tests.agent.kit import wait_for
 from tests.harness.process import stop
 
 from .conftest import converge
-from .control_plane import Load, start_autoscaler, start_worker, wait_for
+from .control_plane import Load, start_autoscaler, start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 IRIS_BODY = json.dumps({"instances": [IRIS_SAMPLE]}).encode()
@@ -51,32 +52,34 @@ def test_load_scales_up_idle_returns_to_min_then_zero_and_the_next_request_succe
         document = document | {"autoscaler": {"min": 1, "max": 3, "kpa": KPA}}
         iris = service_create(actor=None, project=Project.objects.get(name="default"), document=document)
         iris = converge(iris, lambda s: s.phase == "Running" and ready_instances(s) == 1, what="one instance")
-        wait_for("the gateway to route demo_iris", lambda: gateway_generation(gateway, "demo_iris") == iris.generation,
-                 timeout=30, poll=0.05)
+        wait_for(lambda: gateway_generation(gateway, "demo_iris") == iris.generation, timeout=30,
+                 what="the gateway to route demo_iris")
         headers = {"Authorization": service_token(iris)}
         path = "/v1/models/demo_iris:predict"
 
         with Load(gateway.port, path, body=IRIS_BODY, headers=headers, threads=6) as heavy:
-            wait_for("load to raise demo_iris to 3 ready instances", lambda: ready_instances(iris) == 3, timeout=120)
+            wait_for(lambda: ready_instances(iris) == 3, timeout=120,
+                     what="load to raise demo_iris to 3 ready instances")
         ups = list(fresh(iris).events.filter(reason="Scaled").values_list("message", flat=True))
         assert any(" -> 3: " in message and "concurrency" in message for message in ups), ups
 
         # Lighter load while the autoscaler scales down: the stopped instances finish what they hold first.
         with Load(gateway.port, path, body=IRIS_BODY, headers=headers, threads=1, pause=0.05) as light:
-            wait_for("demo_iris to return to min 1", lambda: ready_instances(iris) == 1 and
-                     fresh(iris).autoscaled_instances == 1 and iris.instances.count() == 1, timeout=120)
+            wait_for(lambda: ready_instances(iris) == 1 and fresh(iris).autoscaled_instances == 1 and
+                     iris.instances.count() == 1, timeout=120, what="demo_iris to return to min 1")
             served_before = light.total()
-            wait_for("traffic to keep flowing on one instance", lambda: light.total() > served_before + 20, timeout=30)
+            wait_for(lambda: light.total() > served_before + 20, timeout=30,
+                     what="traffic to keep flowing on one instance")
         for load in (heavy, light):
             assert not load.errors, load.errors[:5]
             assert set(load.statuses) == {200}, load.statuses
         assert heavy.total() > 500 and light.total() > 50
 
         autoscaler_set(actor=None, service=iris, autoscaler={"min": 0, "max": 3, "kpa": KPA})
-        wait_for("demo_iris to scale to zero", lambda: fresh(iris).autoscaled_instances == 0 and
-                 not iris.instances.exists(), timeout=120)
-        wait_for("the gateway to route demo_iris with no instance",
-                 lambda: gateway_generation(gateway, "demo_iris") == fresh(iris).generation, timeout=30, poll=0.05)
+        wait_for(lambda: fresh(iris).autoscaled_instances == 0 and
+                 not iris.instances.exists(), timeout=120, what="demo_iris to scale to zero")
+        wait_for(lambda: gateway_generation(gateway, "demo_iris") == fresh(iris).generation, timeout=30,
+                 what="the gateway to route demo_iris with no instance")
         zero = fresh(iris).events.filter(reason="Scaled", message__contains="-> 0").first()
         assert zero is not None and "scaling to zero" in zero.message, zero and zero.message
 

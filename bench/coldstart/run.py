@@ -22,10 +22,12 @@ REDIS_URL is unset). Each run, in this process, through Django:
 The breakdown per run comes from the instance log (breakdown.py); the model fetch (cache hit), which is
 part of the control plane, is timed separately. With or without the warm pool is the agent's setting:
 compare a platform started with FERRY_WARM_POOL_SIZE=0 with one started without it.
-The runautoscaler loop must not run meanwhile: it would keep a pod for its 30 s grace period after traffic
-and undo step 2 (the bench stops and says so). At the end the service's autoscaler is put back as it was
-(`autoscaler_set` / `autoscaler_delete`, which also drop the decision `autoscaled_instances`), so the
-service returns to its own instance count; `--keep-zero` leaves it at zero instead.
+When the runautoscaler loop runs (as under `make run`; the bench sees its decisions in Redis), step 1 gives
+the service a KPA policy that goes to zero quickly instead ({"min": 0, "max": 1} with a 6 s window and a 1 s
+scale-to-zero grace) and step 2 waits for the loop to take it to zero, since forcing it would fight the loop.
+At the end the service's autoscaler is put back as it was (`autoscaler_set` / `autoscaler_delete`, which also
+drop the decision `autoscaled_instances`), so the service returns to its own instance count; `--keep-zero`
+leaves it at zero instead.
 """
 
 from __future__ import annotations
@@ -77,12 +79,12 @@ def main() -> None:
     print(f"Cold start of {service.name} (cluster {options.cluster}), {options.runs} runs, {mode} mode"
           + (f" via {gateway}" if mode == "gateway" else " (no gateway: instance-level, see the docstring)"))
     original = service.autoscaler
-    _allow_zero(service)
+    loop_runs = _allow_zero(service)
     fetch = _fetch_cache_hit(service)
     runs = []
     try:
         for number in range(1, options.runs + 1):
-            _scale_to_zero(service)
+            _scale_to_zero(service, by_the_loop=loop_runs)
             time.sleep(options.settle)
             run = _one_run(service, mode, gateway, options.body.encode())
             runs.append(run)
@@ -108,15 +110,38 @@ def _answers(gateway: str) -> bool:
         return False
 
 
-def _allow_zero(service) -> None:
-    from services.services.scaling import autoscaler_set
+FAST_TO_ZERO = {"min": 0, "max": 1, "kpa": {"autoscaling.knative.dev/window": "6s",
+                                           "autoscaling.knative.dev/scale-to-zero-grace-period": "1s"}}
 
-    scaler = service.autoscaler
-    if scaler is not None and int(scaler.get("min", 1)) == 0:
-        return
-    wanted = {**scaler, "min": 0} if scaler else {"min": 0, "max": max(1, service.instance_count), "kpa": {}}
-    autoscaler_set(actor=None, service=service, autoscaler=wanted)
-    print(f"Set the autoscaler of {service.name} to {json.dumps(wanted)} so that it may be at zero")
+
+def _allow_zero(service) -> bool:
+    """Lets the service be at zero; True when the autoscaler loop runs (then it takes the service to zero)."""
+    from services.models import Service
+    from services.services.scaling import autoscaler_delete, autoscaler_set
+
+    if service.autoscaler is not None:  # a merge patch would keep the members FAST_TO_ZERO leaves out
+        service = autoscaler_delete(actor=None, service=service)
+    asked = time.time()
+    autoscaler_set(actor=None, service=Service.objects.get(pk=service.pk), autoscaler=FAST_TO_ZERO)
+    print(f"Set the autoscaler of {service.name} to {json.dumps(FAST_TO_ZERO)} so that it may be at zero")
+    return _loop_decides(service.name, since=asked)
+
+
+def _loop_decides(name: str, since: float, timeout: float = 5.0) -> bool:
+    import redis
+    from django.conf import settings
+
+    from deployer.autoscaling import DECISION_KEY
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = client.get(DECISION_KEY.format(service=name))
+        if raw and json.loads(raw)["time"] > since:
+            print("The autoscaler loop runs: it takes the service to zero before each run")
+            return True
+        time.sleep(0.25)
+    return False
 
 
 def _put_back(service, original: dict | None, keep_zero: bool) -> None:
@@ -139,21 +164,22 @@ def _put_back(service, original: dict | None, keep_zero: bool) -> None:
     print(f"Put the autoscaler of {service.name} back as it was ({json.dumps(original)})")
 
 
-def _scale_to_zero(service, timeout: float = 60.0) -> None:
+def _scale_to_zero(service, timeout: float = 60.0, by_the_loop: bool = False) -> None:
     from deployer.models import LocalInstance
     from deployer.reconcile import reconcile
     from services.models import Service
 
     deadline = time.monotonic() + timeout
     while True:
-        Service.objects.filter(pk=service.pk).update(autoscaled_instances=0)
-        reconcile(service.pk)
+        if not by_the_loop:
+            Service.objects.filter(pk=service.pk).update(autoscaled_instances=0)
+            reconcile(service.pk)
         if not LocalInstance.objects.filter(service_id=service.pk).exists():
             return
         if time.monotonic() > deadline:
             rows = list(LocalInstance.objects.filter(service_id=service.pk).values_list("name", "state", "desired"))
             sys.exit(f"{service.name} did not reach zero within {timeout:g} s (rows: {rows}); is the node agent "
-                     "running (make run)? Is runautoscaler scaling it back up (stop it for this bench)?")
+                     "running (make run)?")
         time.sleep(0.2)
 
 

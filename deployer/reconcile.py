@@ -23,7 +23,7 @@ from .instances import FAILING_STATES, record_observed
 from .launches import limits_message, token_env, version_launch
 from .locks import reconcile_lock
 from .pruning import prune_versions
-from .rollout import Plan, rollout_plan, steady_plan
+from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
 from .scale import activation_failed, effective_instance_count
 from .status import Status, StatusInput, derive_status
@@ -109,8 +109,10 @@ def _plan(service: Service, observed) -> Plan:
     if not service.rollout:
         return steady_plan(weights=weights, total=total)
     ready = Counter(o.version for o in observed if o.ready)
+    rolling = RollingLimits.of(service.spec.get("metadata", {}).get("rolling_strategy"), total)
     return rollout_plan(service.rollout, total=total, ready=ready, weights=weights, now=timezone.now(),
-                        deadline=timedelta(seconds=settings.FERRY_PROGRESS_DEADLINE_SECONDS), service=service.name)
+                        deadline=timedelta(seconds=settings.FERRY_PROGRESS_DEADLINE_SECONDS), service=service.name,
+                        rolling=rolling)
 
 
 def _fail_rollout(service: Service, error: PermanentError, observed) -> Plan:

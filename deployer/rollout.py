@@ -31,8 +31,35 @@ def steady_plan(*, weights: dict[int, int], total: int) -> Plan:
     return Plan(replicas=replicas, weights=weights, rollout=None)
 
 
+@dataclass(frozen=True)
+class RollingLimits:
+    """metadata.rolling_strategy, resolved to instance counts for a service of `total` instances: how many may
+    run above the total (max_surge) and how many of the total may be missing from the ready ones
+    (max_unavailable) while a rolling update runs. Defaults as on Kubernetes clusters: 1 and 0."""
+
+    max_surge: int = 1
+    max_unavailable: int = 0
+
+    @classmethod
+    def of(cls, rolling_strategy: dict | None, total: int) -> "RollingLimits":
+        rolling = rolling_strategy or {}
+        surge = _count(rolling.get("max_surge", 1), total, round_up=True)
+        unavailable = _count(rolling.get("max_unavailable", 0), total, round_up=False)
+        if surge == 0 and unavailable == 0:
+            surge = 1  # both zero could never make progress (Kubernetes refuses it); add one at a time
+        return cls(max_surge=surge, max_unavailable=unavailable)
+
+
+def _count(value: int | str, total: int, *, round_up: bool) -> int:
+    """An instance count, or a percentage of `total` (surge rounds up, unavailable down, as Kubernetes does)."""
+    if isinstance(value, str) and value.endswith("%"):
+        share = total * int(value[:-1]) / 100
+        return math.ceil(share) if round_up else math.floor(share)
+    return int(value)
+
+
 def rollout_plan(rollout: dict, *, total: int, ready: dict[int, int], weights: dict[int, int], now: datetime,
-                 deadline: timedelta, service: str) -> Plan:
+                 deadline: timedelta, service: str, rolling: RollingLimits = RollingLimits()) -> Plan:
     strategy = rollout["strategy"]
     if rollout["state"] == "Failed":
         return _failed_plan(rollout, total)
@@ -42,21 +69,30 @@ def rollout_plan(rollout: dict, *, total: int, ready: dict[int, int], weights: d
         return _canary(rollout, total, ready, weights, service)
     if strategy == "blue-green":
         return _blue_green(rollout, total, ready, now, service)
-    return _rolling(rollout, total, ready, weights, service)
+    return _rolling(rollout, total, ready, weights, service, rolling)
 
 
-def _rolling(rollout, total, ready, weights, service) -> Plan:
+def _rolling(rollout, total, ready, weights, service, rolling: RollingLimits) -> Plan:
     old, new = rollout["from_version"], rollout["to_version"]
     ready_new = min(ready.get(new, 0), total)
     if old is None or total == 0 or ready_new >= total:
         return _done(rollout, {new: total}, service)
-    replicas = {new: total, old: max(total - ready_new, 0)}
+    replicas = _rolling_replicas(total, ready_new, rolling)
+    replicas = {new: replicas[0], old: replicas[1]}
     if rollout["state"] == "Paused":
         return Plan(replicas=replicas, weights=weights, rollout=rollout)
     share = _rolling_share(ready.get(old, 0), ready_new, total, weights.get(new, 0))
     new_weights = {old: 100 - share, new: share}
     return Plan(replicas=replicas, weights=new_weights, rollout=rollout,
                 events=_shift_events(weights, new_weights, service))
+
+
+def _rolling_replicas(total: int, ready_new: int, rolling: RollingLimits) -> tuple[int, int]:
+    """(new, old) instances for this step: old ones stop as new ones become ready, keeping at least
+    total - max_unavailable ready; new ones start as far as total + max_surge allows."""
+    keep_old = max(0, total - rolling.max_unavailable - ready_new)
+    start_new = min(total, max(ready_new, total + rolling.max_surge - keep_old))
+    return start_new, keep_old
 
 
 def _rolling_share(old_ready: int, new_ready: int, total: int, current: int) -> int:

@@ -128,3 +128,22 @@ def test_rolling_back_to_a_version_whose_model_is_gone_keeps_the_serving_version
     degraded = next(c for c in iris.conditions if c["type"] == "Degraded")
     assert (degraded["status"], degraded["reason"]) == ("True", "RolloutFailed")
     assert str(model) in degraded["message"]
+
+
+def test_a_rolling_update_keeps_within_max_surge_and_max_unavailable(local_cluster, demo_models):
+    document = iris_file(demo_models)
+    document["metadata"] = {**document.get("metadata", {}), "instance": 2,
+                            "rolling_strategy": {"max_surge": 1, "max_unavailable": 0}}
+    iris = service_create(actor=None, project=Project.objects.get(name="default"), document=document)
+    iris = converge(iris, lambda s: s.phase == "Running" and ready_versions(s) == {1}, what="two v1 instances")
+    iris = new_version(iris)  # rolling, the default strategy
+    seen = []
+
+    def record(service: Service) -> bool:
+        live = service.local_instances.exclude(state__in=("Terminated", "Failed")).filter(desired="running")
+        seen.append((live.count(), service.instances.filter(ready=True).count()))
+        return service.rollout is None and ready_versions(service) == {2} and service.instances.count() == 2
+
+    converge(iris, record, timeout=120, what="the rolling update")
+    assert max(live for live, _ in seen) == 3, seen  # 2 + max_surge 1, never more
+    assert min(ready for _, ready in seen) >= 2, seen  # 2 - max_unavailable 0, never fewer ready

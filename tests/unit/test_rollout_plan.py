@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from deployer.rollout import rollout_plan, steady_plan
+from deployer.rollout import RollingLimits, rollout_plan, steady_plan
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DEADLINE = timedelta(seconds=600)
@@ -11,9 +11,9 @@ def rollout(strategy: str, **changes) -> dict:
             "started_at": T0.isoformat(), "retain_until": None, "message": ""} | changes
 
 
-def plan(record, *, ready, weights=None, total=2, now=T0 + timedelta(seconds=5)):
+def plan(record, *, ready, weights=None, total=2, now=T0 + timedelta(seconds=5), rolling=RollingLimits()):
     return rollout_plan(record, total=total, ready=ready, weights=weights or {1: 100, 2: 0}, now=now,
-                        deadline=DEADLINE, service="demo")
+                        deadline=DEADLINE, service="demo", rolling=rolling)
 
 
 def test_a_steady_service_splits_instances_by_weight():
@@ -22,13 +22,39 @@ def test_a_steady_service_splits_instances_by_weight():
 
 
 def test_rolling_shifts_traffic_as_new_instances_become_ready():
-    none_ready = plan(rollout("rolling"), ready={1: 2})
-    assert none_ready.weights == {1: 100, 2: 0} and none_ready.replicas == {2: 2, 1: 2}
+    none_ready = plan(rollout("rolling"), ready={1: 2})  # max_surge 1, max_unavailable 0 by default
+    assert none_ready.weights == {1: 100, 2: 0} and none_ready.replicas == {2: 1, 1: 2}
     half = plan(rollout("rolling"), ready={1: 2, 2: 1})
     assert half.weights == {1: 50, 2: 50} and half.replicas == {2: 2, 1: 1}
     assert half.events[0][0] == "ShiftedTraffic"
     done = plan(rollout("rolling"), ready={1: 1, 2: 2}, weights={1: 50, 2: 50})
     assert (done.weights, done.replicas, done.rollout, done.rolled_out) == ({2: 100}, {2: 2}, None, 2)
+
+
+def steps(total, rolling, ready_new_counts):
+    """(new, old) instances at each step of a rolling update, by how many new ones are ready."""
+    out = []
+    for ready_new in ready_new_counts:
+        replicas = plan(rollout("rolling"), ready={1: total, 2: ready_new}, total=total, rolling=rolling).replicas
+        out.append((replicas[2], replicas.get(1, 0)))
+    return out
+
+
+def test_rolling_honours_max_surge_and_max_unavailable():
+    # One extra at a time, none missing: never more than 5 instances, never fewer than 4 ready.
+    assert steps(4, RollingLimits.of({"max_surge": 1, "max_unavailable": 0}, 4), [0, 1, 2, 3]) == \
+        [(1, 4), (2, 3), (3, 2), (4, 1)]
+    # No extra, one missing: an old one stops first, a new one takes its place.
+    assert steps(4, RollingLimits.of({"max_surge": 0, "max_unavailable": 1}, 4), [0, 1, 2, 3]) == \
+        [(1, 3), (2, 2), (3, 1), (4, 0)]
+    # Everything at once: the old ones stay until the new ones are ready.
+    assert steps(4, RollingLimits.of({"max_surge": "100%"}, 4), [0, 2]) == [(4, 4), (4, 2)]
+
+
+def test_rolling_limits_resolve_percentages_as_kubernetes_does():
+    assert RollingLimits.of({"max_surge": "25%", "max_unavailable": "25%"}, 10) == RollingLimits(3, 2)
+    assert RollingLimits.of(None, 10) == RollingLimits(1, 0)
+    assert RollingLimits.of({"max_surge": 0, "max_unavailable": "10%"}, 5) == RollingLimits(1, 0)  # both 0: one up
 
 
 def test_a_paused_rolling_update_holds_its_weights():

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import random
 import time
 
 from . import auth, balancer, local, paths
@@ -24,13 +23,12 @@ from .config import Settings
 from .local import error
 from .metrics import Collector, Counters, flush_forever, stats_for
 from .proxy import Mirror, build_head, send as send_upstream
-from .table import RouteTable
+from .table import Route, RouteTable
 from .upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, response_headers
 
 logger = logging.getLogger("ferry.gateway")
 MAX_BODY = 256 * 1024 * 1024
 _perf = time.perf_counter
-_random = random.random
 _same = hmac.compare_digest
 
 
@@ -57,6 +55,7 @@ class Gateway:
         self.table = RouteTable(pool_options={"max_idle_age": settings.upstream_max_idle})
         self.counters = Counters()
         self.mirror = Mirror(self.table, self.counters)
+        self.group_credit: dict[str, dict[str, int]] = {}  # group -> member -> smooth round-robin credit
         self.redis = None
         self.activator: Activator | None = None
         self.tasks: list[asyncio.Task] = []
@@ -259,12 +258,20 @@ class Gateway:
                   [m for m in members if m.group_weight > 0]
         if not serving:
             return None, ()
-        point = _random() * sum(m.group_weight for m in serving)
+        return self._group_member(name, serving), tuple(m.token_bytes for m in members)
+
+    def _group_member(self, group: str, serving: list[Route]) -> Route:
+        """Smooth weighted round robin over the members by group weight, as for versions (balancer.py); the
+        credits are kept by member name, so a member's route changing does not reset them."""
+        credits = self.group_credit.setdefault(group, {})
+        total = sum(m.group_weight for m in serving)
+        best = None
         for member in serving:
-            point -= member.group_weight
-            if point < 0:
-                break
-        return member, tuple(m.token_bytes for m in members)
+            credits[member.name] = credits.get(member.name, 0) + member.group_weight
+            if best is None or credits[member.name] > credits[best.name]:
+                best = member
+        credits[best.name] -= total
+        return best
 
     def _on_wait(self, route, version, cold: bool) -> None:
         if cold:

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from django.db import connection
 from processors.demo import IRIS_SAMPLE
 from services.models import Service
 from services.services import api_token_create
+from tests.agent.kit import wait_for
 from tests.api.conftest import make_member
 from tests.e2e.conftest import local_cluster  # noqa: F401  (a fixture of these tests)
 
@@ -167,11 +167,4 @@ def interrupt(process: subprocess.Popen, timeout: float = 15.0) -> tuple[int, st
 
 
 def eventually(check, timeout: float = 30.0, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:g} s for {what} in vain")
-        time.sleep(0.2)
+    return wait_for(check, timeout=timeout, what=what)

@@ -19,7 +19,7 @@ from tests.agent.kit import wait_for
 from tests.harness.process import stop
 
 from .conftest import converge
-from .control_plane import Load, start_autoscaler, start_worker
+from .control_plane import LoadGenerator, start_autoscaler, start_worker
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 IRIS_BODY = json.dumps({"instances": [IRIS_SAMPLE]}).encode()
@@ -57,23 +57,23 @@ def test_load_scales_up_idle_returns_to_min_then_zero_and_the_next_request_succe
         headers = {"Authorization": service_token(iris)}
         path = "/v1/models/demo_iris:predict"
 
-        with Load(gateway.port, path, body=IRIS_BODY, headers=headers, threads=6) as heavy:
+        with LoadGenerator(gateway.port, path, headers, body=IRIS_BODY, threads=6) as heavy:
             wait_for(lambda: ready_instances(iris) == 3, timeout=120,
                      what="load to raise demo_iris to 3 ready instances")
         ups = list(fresh(iris).events.filter(reason="Scaled").values_list("message", flat=True))
         assert any(" -> 3: " in message and "concurrency" in message for message in ups), ups
 
         # Lighter load while the autoscaler scales down: the stopped instances finish what they hold first.
-        with Load(gateway.port, path, body=IRIS_BODY, headers=headers, threads=1, pause=0.05) as light:
+        with LoadGenerator(gateway.port, path, headers, body=IRIS_BODY, threads=1, pause=0.05) as light:
             wait_for(lambda: ready_instances(iris) == 1 and fresh(iris).autoscaled_instances == 1 and
                      iris.instances.count() == 1, timeout=120, what="demo_iris to return to min 1")
-            served_before = light.total()
-            wait_for(lambda: light.total() > served_before + 20, timeout=30,
+            served_before = len(light.answers)
+            wait_for(lambda: len(light.answers) > served_before + 20, timeout=30,
                      what="traffic to keep flowing on one instance")
         for load in (heavy, light):
             assert not load.errors, load.errors[:5]
-            assert set(load.statuses) == {200}, load.statuses
-        assert heavy.total() > 500 and light.total() > 50
+            assert set(load.statuses()) == {200}, load.statuses()
+        assert len(heavy.answers) > 500 and len(light.answers) > 50
 
         autoscaler_set(actor=None, service=iris, autoscaler={"min": 0, "max": 3, "kpa": KPA})
         wait_for(lambda: fresh(iris).autoscaled_instances == 0 and

@@ -20,12 +20,9 @@ Figures are printed (`pytest -s`) and repeated in assertion messages. Only the t
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 
 import psutil
 import pytest
@@ -45,6 +42,8 @@ from services.services import (
     service_update,
 )
 
+from tests.e2e.control_plane import Answer, LoadGenerator
+
 from .conftest import converge
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -55,78 +54,6 @@ TAKE_EFFECT_LIMIT = 2.0  # seconds, for promote and rollback
 THREADS = 4  # keep-alive client connections
 CONVERGE_TIMEOUT = 120.0  # generous: the machine may be busy with other tests
 IRIS_BODY = json.dumps({"instances": [IRIS_SAMPLE]}).encode()
-
-
-@dataclass(frozen=True)
-class Answer:
-    sent: float  # time.monotonic() before the request was written
-    done: float  # after its answer was read
-    status: int
-    version: int | None  # the ferry-version header
-
-
-@dataclass
-class LoadGenerator:
-    """THREADS keep-alive connections posting to the gateway back to back until stopped."""
-
-    port: int
-    path: str
-    headers: dict
-    answers: list[Answer] = field(default_factory=list)  # in the order they finished
-    errors: list[tuple[float, str]] = field(default_factory=list)  # (time, what): connection errors, timeouts
-    stopping: threading.Event = field(default_factory=threading.Event)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-    def start(self) -> None:
-        self.threads = [threading.Thread(target=self._run, name=f"load-{n}", daemon=True) for n in range(THREADS)]
-        for thread in self.threads:
-            thread.start()
-
-    def stop(self) -> None:
-        self.stopping.set()
-        for thread in self.threads:
-            thread.join(30)
-
-    def _run(self) -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            while not self.stopping.is_set():
-                sent = time.monotonic()
-                try:
-                    connection.request("POST", self.path, body=IRIS_BODY, headers=self.headers)
-                    response = connection.getresponse()
-                    response.read()
-                except Exception as exc:  # noqa: BLE001 -- every failure is counted and fails the test
-                    self.errors.append((sent, repr(exc)))
-                    connection.close()
-                    connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                    time.sleep(0.01)
-                    continue
-                version = response.getheader("ferry-version")
-                self.answers.append(Answer(sent, time.monotonic(), response.status,
-                                           int(version) if version and version.isdigit() else None))
-                if response.will_close:
-                    connection.close()
-                    connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        finally:
-            connection.close()
-
-    def next_window(self, after: float, count: int = WINDOW, timeout: float = 300.0) -> list[Answer]:
-        """The first `count` answers to requests sent after `after`, once every request sent before the last
-        of them has been answered (each connection has one request in flight)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            later = [answer for answer in self.answers[:] if answer.sent >= after]
-            if len(later) >= count + THREADS:
-                return sorted(later, key=lambda answer: answer.sent)[:count]
-            if time.monotonic() > deadline:
-                raise AssertionError(f"only {len(later)} answers in {timeout:g} s; errors: {self.errors[-3:]}")
-            if not any(thread.is_alive() for thread in self.threads):
-                raise AssertionError(f"the load generator stopped; errors: {self.errors[-3:]}")
-            time.sleep(0.1)
-
-    def since(self, began: float) -> list[Answer]:
-        return [answer for answer in self.answers[:] if answer.sent >= began]
 
 
 def weights(service: Service) -> dict[int, int]:
@@ -216,13 +143,14 @@ def test_every_strategy_holds_its_split_and_switches_without_a_failed_request(wa
     iris = converge(iris, lambda s: s.phase == "Running", CONVERGE_TIMEOUT, "demo_iris Running")
     gateway_split(gateway, iris, {1: 100})
 
-    load = LoadGenerator(gateway.port, "/api/predict/demo_iris", {"Authorization": service_token(iris)})
+    load = LoadGenerator(gateway.port, "/api/predict/demo_iris", {"Authorization": service_token(iris)},
+                         body=IRIS_BODY, threads=THREADS)
     figures: list[str] = []
     problems: list[str] = []
 
     def measure(phase: str, service: Service, expected: dict[int, int]) -> None:
         applied = gateway_split(gateway, service, expected)
-        window = load.next_window(applied)
+        window = load.next_window(applied, WINDOW)
         got = shares(window)
         span = window[-1].done - window[0].sent
         line = (f"{phase}: target {expected}, observed " + ", ".join(f"v{v} {s:.2f} %" for v, s in got.items())

@@ -26,6 +26,11 @@ def activation_messages(client, name: str) -> list[tuple[bytes, dict]]:
     return found
 
 
+def queue_length(gateway, name: str) -> float:
+    prefix = f'ferry_gateway_queue_length{{service="{name}",'
+    return sum(float(line.rsplit(" ", 1)[1]) for line in gateway.metrics().splitlines() if line.startswith(prefix))
+
+
 def test_it_holds_a_request_for_a_service_at_zero_and_asks_for_instances_at_once(gateway, routes, echo):
     backends = echo("woken")
     name = routes.unique()
@@ -43,14 +48,17 @@ def test_it_holds_a_request_for_a_service_at_zero_and_asks_for_instances_at_once
     for thread in waiting:
         thread.start()
     try:
-        deadline = time.monotonic() + 2
+        deadline = time.monotonic() + 10
         while not activation_messages(client, name) and time.monotonic() < deadline:
             time.sleep(0.01)
         messages = activation_messages(client, name)
         assert len(messages) == 1, "one scale-up signal per second per service, sent at once"
         raw, message = messages[0]
         assert message["args"] == [name, "local"] and message["properties"]["delivery_info"]["routing_key"] == "celery"
-        # A third request finds the queue (2) full.
+        # A third request finds the queue (2) full, once both held requests are in it.
+        while queue_length(gateway, name) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert queue_length(gateway, name) == 2
         status, headers, body = call(gateway, f"/api/predict/{name}", body=BODY,
                                      headers={"Authorization": f"token-of-{name}"})
         assert status == 503 and headers["retry-after"] == "1" and b"queue" in body

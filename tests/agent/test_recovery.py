@@ -29,7 +29,8 @@ def test_it_adopts_instances_after_being_killed_and_stops_those_whose_row_went(c
     assert (row.pid, row.port, row.restart_count) == (kept.pid, kept.port, 0)
     assert [process.pid for process in cluster.processes("svc-v1-0")] == [kept.pid]
     assert f"Adopted instance svc-v1-0 (pid {kept.pid}, port {kept.port})" in second_agent.output()
-    assert "Stopped instance svc-v1-1" in cluster.log("svc-v1-1")
+    # The agent writes its line after it has seen the process end, so it can come a moment after the pid is gone.
+    wait_for(lambda: "Stopped instance svc-v1-1" in cluster.log("svc-v1-1"), what="the agent to log the stop")
     assert cluster.processes("svc-v1-1") == []
 
 

@@ -10,6 +10,8 @@ import time
 
 import redis
 
+from tests.agent.kit import wait_for
+
 from .conftest import Routes, call, start_gateway
 
 BODY = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
@@ -56,9 +58,7 @@ def test_it_holds_a_request_for_a_service_at_zero_and_asks_for_instances_at_once
         raw, message = messages[0]
         assert message["args"] == [name, "local"] and message["properties"]["delivery_info"]["routing_key"] == "celery"
         # A third request finds the queue (2) full, once both held requests are in it.
-        while queue_length(gateway, name) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert queue_length(gateway, name) == 2
+        wait_for(lambda: queue_length(gateway, name) == 2, what="both held requests in the queue")
         status, headers, body = call(gateway, f"/api/predict/{name}", body=BODY,
                                      headers={"Authorization": f"token-of-{name}"})
         assert status == 503 and headers["retry-after"] == "1" and b"queue" in body

@@ -4,6 +4,8 @@ retries, timeouts, per-version endpoints and paths of each protocol."""
 import threading
 import time
 
+from tests.agent.kit import wait_for
+
 from .conftest import by_instance, call, load, statuses
 
 IRIS = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
@@ -152,9 +154,8 @@ def test_it_finishes_a_request_in_flight_when_its_instance_leaves_the_table(gate
     slow = threading.Thread(target=lambda: answer.update(
         zip(("status", "headers", "body"), call(gateway, f"/api/predict/{name}?sleep=1", headers=auth(name)))))
     slow.start()
-    deadline = time.monotonic() + 10  # the echo counts a request when it arrives, before it answers
-    while backends.counts()["old"] < 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    # The echo counts a request when it arrives, before it answers.
+    wait_for(lambda: backends.counts()["old"] >= 1, what="the slow request to reach its instance")
     routes.put(name, [(2, 100, [backends.instance("new")])])
     assert b'"instance": "new"' in call(gateway, f"/api/predict/{name}", headers=auth(name))[2]
     slow.join()

@@ -1,14 +1,15 @@
 """The reconcile loop's guards: one reconcile per service at a time, and stuck work turned into Degraded."""
 
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 
 from deployer.locks import reconcile_lock
 from deployer.reconcile import reconcile
-from services.models import Project
+from services.models import Project, Service
 from services.services import service_create
 
 SLEEPER = {"name": "sleeper", "processor": "custom",
@@ -83,9 +84,44 @@ def test_it_keeps_a_bounded_number_of_versions():
     for n in range(2, 6):
         service_update(actor=None, service=service,
                        patch={"containers": [{"image": "none", "script": f"sleep {600 + n}", "port": 8000}]})
-    service.refresh_from_db()
-    service.rollout = None  # as if the last rollout had finished
+    Service.objects.filter(pk=service.pk).update(rollout=None)  # as if the last rollout had finished
     with override_settings(FERRY_VERSIONS_KEPT=2):
         assert prune_versions(service) == 2
     # The newest two are kept, and so is the last rolled-out one (version 1: nothing finished rolling out).
     assert sorted(service.versions.values_list("number", flat=True)) == [1, 4, 5]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_pruning_waits_for_a_service_write_in_progress_and_keeps_the_version_it_creates():
+    """A reconcile's copy of the service predates a version that a user's update is committing: pruning must
+    decide after that commit (the version and its rollout seen together), not before or half-way through."""
+    from deployer.pruning import prune_versions
+    from services.services import service_update
+
+    service = service_create(actor=None, project=Project.objects.get(name="default"), document=SLEEPER)
+    for n in range(2, 5):
+        service_update(actor=None, service=service, patch={"containers": [
+            {"image": "none", "script": f"sleep {600 + n}", "port": 8000}]})
+    stale = Service.objects.get(pk=service.pk)
+    locked, moments = threading.Event(), {}
+
+    def user_update():
+        with transaction.atomic():
+            Service.objects.select_for_update().get(pk=service.pk)
+            locked.set()
+            time.sleep(0.5)
+            service_update(actor=None, service=Service.objects.get(pk=service.pk), patch={"containers": [
+                {"image": "none", "script": "sleep 699", "port": 8000}]})
+            moments["before_commit"] = time.monotonic()
+        connection.close()
+
+    writer = threading.Thread(target=user_update)
+    writer.start()
+    assert locked.wait(10)
+    with override_settings(FERRY_VERSIONS_KEPT=2):
+        prune_versions(stale)
+    moments["pruned"] = time.monotonic()
+    writer.join(10)
+    assert moments["pruned"] > moments["before_commit"], "pruning decided while the write was in progress"
+    service.refresh_from_db()
+    assert service.rollout["to_version"] == 5 and service.versions.filter(number=5).exists()

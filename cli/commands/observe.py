@@ -147,6 +147,11 @@ class LogReader:
                 return lines, total
 
 
+def _last(lines: list[str], tail: int | None) -> list[str]:
+    """At most `tail` lines: an instance can write more between counting its lines and reading them."""
+    return lines if tail is None else lines[len(lines) - tail:]
+
+
 def _instance_names(state: State, ref: ServiceRef) -> list[str]:
     listed = state.client.get(state.client.service_path(ref, "/instances"), PageSize=1000).get("Instances") or []
     return [i["InstanceName"] for i in listed]
@@ -182,10 +187,10 @@ def logs(ctx, state: State, name, follow, instance, since, keyword, tail):
     if not follow:
         if tail is None or instance:  # one request: the server prefixes each instance's lines
             start = max(reader.total(instance) - tail, 0) if tail is not None else 0
-            _emit_lines(reader.lines_from(instance, start)[0])
+            _emit_lines(_last(reader.lines_from(instance, start)[0], tail))
             return
         for each in _instance_names(state, ref):  # the last N of each instance, not of the last one only
-            _emit_lines(reader.lines_from(each, max(reader.total(each) - tail, 0))[0], f"{each}: ")
+            _emit_lines(_last(reader.lines_from(each, max(reader.total(each) - tail, 0))[0], tail), f"{each}: ")
         return
     # Follow instance by instance: each instance's lines only grow, so an index per instance says what is new.
     seen: dict[str, int] = {}

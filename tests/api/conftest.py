@@ -13,7 +13,7 @@ from rest_framework.test import APIClient
 from services.models import Project, ProjectMembership
 from services.services import access_key_create, api_token_create
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 
 
 def example_files() -> list[Path]:

@@ -1,4 +1,4 @@
-"""Plain desired states for the renderer tests, from the example service files in ../shared/examples/."""
+"""Plain desired states for the renderer tests, from the example service files in examples/."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from deployer.kubernetes.desired import ClusterSettings, GatewayRef, ServiceDesired, VersionDesired
 from services.servicefile import validate_service_file
 
-EXAMPLES_DIR = Path(__file__).resolve().parents[3] / "shared" / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 EXAMPLE_NAMES = ("bert_tfserving", "custom_container", "digits_onnx", "iris_sklearn", "triton_test")
 # (flavor, traffic API) pairs every example is rendered in.

@@ -1,6 +1,6 @@
 """Validates manifests against the real schemas: core kinds with `kubernetes-validate` (strict: unknown
 fields fail) at KUBERNETES_VERSION, custom resources against the openAPIV3Schema of the CRDs in
-../shared/k8s-crds/ with jsonschema.
+tests/kubernetes/crds/ (copied into the project, see its README) with jsonschema.
 
 The API server prunes unknown fields of a structural CRD schema silently; a test must not: an object whose
 field would vanish on apply is a Ferry bug. So objects in the CRD schemas that list their properties (and do
@@ -16,20 +16,14 @@ from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
-import pytest
 import yaml
 
 KUBERNETES_VERSION = "1.30"
-CRD_DIR = Path(__file__).resolve().parents[3] / "shared" / "k8s-crds"
+CRD_DIR = Path(__file__).resolve().parent / "crds"
 CRD_GROUPS = ("serving.knative.dev", "networking.istio.io", "gateway.networking.k8s.io")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-def needs_crds() -> None:
-    if not CRD_DIR.is_dir():
-        pytest.skip(f"the CRD schemas are not here ({CRD_DIR} is missing): shared/ sits beside the repository")
 
 
 @cache
@@ -81,7 +75,6 @@ def validate(manifest: dict) -> None:
     _validate_metadata(manifest, where)
     group = manifest["apiVersion"].split("/")[0]
     if group in CRD_GROUPS:
-        needs_crds()
         schema = _crd_schemas().get((manifest["apiVersion"], manifest["kind"]))
         assert schema is not None, f"{where}: no CRD schema for {manifest['apiVersion']} {manifest['kind']}"
         body = {key: value for key, value in manifest.items() if key != "metadata"}

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "services.api.middleware.RequestIdMiddleware",
+    "services.api.fallbacks.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -179,6 +180,8 @@ SPECTACULAR_SETTINGS = {
 
 # ACS3 signatures: how far a request's x-acs-date may be from our clock, and how long a nonce is remembered
 # (twice the skew, so a replay is caught for as long as its date is acceptable).
+# The largest request body the web server reads (service files, forms); larger ones answer 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("FERRY_MAX_REQUEST_BODY_BYTES", str(10 * 1024 * 1024)))
 FERRY_SIGNATURE_MAX_SKEW_SECONDS = int(os.environ.get("FERRY_SIGNATURE_MAX_SKEW_SECONDS", "900"))
 
 # A service still progressing (starting, updating, scaling) after this long is marked Degraded (ReconcileTimeout).

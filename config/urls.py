@@ -12,3 +12,9 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="openapi-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="openapi-schema"), name="swagger-ui"),
 ]
+
+# Errors outside the API's views answer in EAS's JSON shape under /api/ (services/api/fallbacks.py).
+handler400 = "services.api.fallbacks.bad_request"
+handler403 = "services.api.fallbacks.permission_denied"
+handler404 = "services.api.fallbacks.not_found"
+handler500 = "services.api.fallbacks.server_error"

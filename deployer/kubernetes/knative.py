@@ -32,7 +32,7 @@ def knative_service(desired: ServiceDesired) -> dict:
     doc = newest.service_file
     annotations = {**pod_annotations(desired, newest, knative=True), **autoscaling_annotations(desired, newest)}
     spec = pod_spec(desired, newest, knative=True)
-    concurrency = int((doc.get("features") or {}).get(CONCURRENCY_FEATURE) or 0)
+    concurrency = container_concurrency(doc)
     if concurrency:
         spec["containerConcurrency"] = concurrency
     # Seeds 001: about 1.2 x the longest request, so requests in flight finish before a pod goes away.
@@ -44,6 +44,12 @@ def knative_service(desired: ServiceDesired) -> dict:
     return {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
             "metadata": metadata(desired, dns_name(desired.name)),
             "spec": {"template": template, "traffic": traffic(desired)}}
+
+
+def container_concurrency(doc: dict) -> int:
+    """metadata.container_concurrency, or the older feature switch that set it before the field existed."""
+    given = (doc.get("metadata") or {}).get("container_concurrency")
+    return int(given if given is not None else (doc.get("features") or {}).get(CONCURRENCY_FEATURE) or 0)
 
 
 def traffic(desired: ServiceDesired) -> list[dict]:

@@ -8,11 +8,17 @@ from .desired import ServiceDesired, VersionDesired
 from .hpa import has_hpa
 from .meta import dns_name, metadata, selector_labels, version_labels, version_name
 from .pod import metrics_endpoint, pod_annotations, pod_spec
+from .volumes import RenderError
 
 SERVICE_PORT = 80
 
 
 def deployment(desired: ServiceDesired, version: VersionDesired) -> dict:
+    if (version.service_file.get("metadata") or {}).get("container_concurrency"):
+        # Nothing in front of a raw Deployment's pods queues requests per pod (Knative's queue-proxy does).
+        raise RenderError("metadata.container_concurrency",
+                          "a per-instance request limit needs a queue in front of each instance: on Kubernetes "
+                          "use a cluster of flavor knative (containerConcurrency), or remove it")
     name = version_name(desired, version.number)
     labels = version_labels(desired, version.number)
     spec: dict = {}

@@ -8,6 +8,16 @@ from rest_framework.response import Response
 from services.errors import FerryError, Forbidden, NotFound, Unauthorized
 from services.servicefile import ServiceFileError
 
+from .eas_operations import eas_operation
+
+
+class NotImplementedOperation(FerryError):
+    status = 501
+
+    def __init__(self, operation: str, method: str, path: str):
+        super().__init__(f"Ferry does not implement the EAS operation {operation} ({method} {path}); "
+                         "docs/eas-operations.md lists the operations Ferry serves.", code="NotImplemented")
+
 
 def _drf_errors_to_paths(detail, prefix: str = "") -> list[dict]:
     """Flattens DRF's nested validation errors into [{"Path", "Message"}]."""
@@ -58,10 +68,15 @@ def _as_ferry_error(exc) -> FerryError | None:
 
 
 def eas_exception_handler(exc, context):
+    request = context.get("request")
+    if isinstance(exc, drf.MethodNotAllowed) and request is not None:
+        # A path Ferry serves, with a method that is another EAS operation there (e.g. a PUT it lacks): 501.
+        operation = eas_operation(request.method, request.path)
+        if operation:
+            exc = NotImplementedOperation(operation, request.method, request.path)
     error = _as_ferry_error(exc)
     if error is None:
-        return None  # a bug: let Django log it and answer 500
-    request = context.get("request")
+        return None  # a bug: let Django log it and answer 500 (fallbacks.server_error)
     body = {"Code": error.code, "Message": error.message, "RequestId": getattr(request, "request_id", "")}
     if error.errors:
         body["Errors"] = error.errors

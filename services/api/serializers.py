@@ -59,6 +59,12 @@ class CreateServiceQuery(serializers.Serializer):
     Labels = JsonObjectString(required=False)
     Develop = serializers.CharField(required=False, allow_blank=True, default="")
 
+    def validate_Develop(self, value):
+        # EAS's development mode keeps an instance's container up without its program, for a person to work in.
+        if value.lower() not in ("", "false"):
+            raise serializers.ValidationError("development mode is not supported: leave it out or set it to false")
+        return value
+
 
 class UpdateServiceQuery(serializers.Serializer):
     UpdateType = serializers.ChoiceField(choices=["merge", "replace"], required=False, default="merge")
@@ -112,6 +118,18 @@ class DeleteInstancesQuery(serializers.Serializer):
     InstanceList = serializers.CharField()
     SoftRestart = serializers.BooleanField(required=False, default=False)
     Container = serializers.CharField(required=False, allow_blank=True, default="")
+
+    def validate_SoftRestart(self, value):
+        if value:  # EAS restarts the process inside the running container; Ferry always replaces the instance.
+            raise serializers.ValidationError("a soft restart (in place) is not supported: leave it out or set "
+                                              "it to false, and the instances are replaced")
+        return value
+
+    def validate_Container(self, value):
+        if value:  # Ferry's instances have one container each: restarting one container is restarting it all.
+            raise serializers.ValidationError("restarting one container of an instance is not supported: leave "
+                                              "it out, and the whole instance is replaced")
+        return value
 
 
 class ListInstancesQuery(PageQuery):

@@ -4,6 +4,7 @@ Each check reads the document defensively: a value of the wrong type has
 already been reported by the schema, so here it is skipped, not re-reported.
 """
 
+import json
 from collections.abc import Callable, Iterator
 
 from processors.codes import PROCESSORS_NEEDING_A_MODEL, resolve_processor
@@ -30,6 +31,7 @@ def cross_field_errors(doc: dict) -> list[FieldError]:
         check_storage,
         check_autoscaler,
         check_rollout,
+        check_not_supported_yet,
     )
     return [error for check in checks for error in check(doc)]
 
@@ -232,6 +234,39 @@ def check_rollout(doc: dict) -> Iterator[FieldError]:
     rollout = _object(doc, "rollout")
     if "canary_weight" in rollout and rollout.get("strategy", "rolling") != "canary":
         yield FieldError("rollout.canary_weight", 'applies only when strategy is "canary"')
+
+
+# EAS settings Ferry does not do yet. Accepting one and ignoring it would let a file that relies on it
+# deploy and behave differently from EAS, so each is refused by name until it works.
+NOT_SUPPORTED_YET = {
+    "metadata.type": "typed services (Async queue services, LLM services, ...) are not supported yet; "
+                     "remove it to deploy a standard service",
+    "metadata.workload_type": "workload types other than the default service are not supported yet; remove it",
+    "metadata.rpc.batching": "server-side batching is not supported yet; remove it or set it to false",
+    "metadata.rpc.max_batch_size": "server-side batching is not supported yet; remove it",
+    "metadata.rpc.max_batch_timeout": "server-side batching is not supported yet; remove it",
+    "metadata.rpc.rate_limit": "per-instance rate limits are not supported yet; remove it or set it to 0",
+    "metadata.resource_rebalancing": "resource rebalancing is not supported; remove it or set it to false",
+}
+# The values that mean "off", which a file may spell out.
+OFF_VALUES = {"metadata.rpc.batching": (False,), "metadata.rpc.rate_limit": (0,),
+              "metadata.resource_rebalancing": (False,), "metadata.type": ("",), "metadata.workload_type": ("",)}
+
+
+def check_not_supported_yet(doc: dict) -> Iterator[FieldError]:
+    for path, reason in NOT_SUPPORTED_YET.items():
+        found, value = _lookup(doc, path.split("."))
+        if found and not any(value == off and type(value) is type(off) for off in OFF_VALUES.get(path, ())):
+            yield FieldError(path, f"{json.dumps(value)} is not accepted: {reason}")
+
+
+def _lookup(doc: dict, keys: list[str]) -> tuple[bool, object]:
+    value: object = doc
+    for key in keys:
+        if not isinstance(value, dict) or key not in value:
+            return False, None
+        value = value[key]
+    return True, value
 
 
 def _object(doc: dict, key: str) -> dict:

@@ -108,6 +108,9 @@ METADATA = closed_object(
     {
         "name": SERVICE_NAME,
         "instance": integer(0),
+        # Ferry (Knative's containerConcurrency): requests one instance serves at once; more wait in the
+        # gateway's queue (rpc.max_queue_size). 0: no limit.
+        "container_concurrency": integer(0, description="Requests in flight per instance; 0: no limit."),
         "workspace_id": string(),
         "group": string(),
         "resource": string(description='Ferry cluster name; "" is the default cluster.'),

@@ -1,0 +1,48 @@
+"""Settings the API accepts are honoured, and the ones Ferry does not do are refused by name, through the
+official SDK (as EAS users script them)."""
+
+import json
+
+import pytest
+from alibabacloud_eas20210701 import models as eas_models
+from Tea.exceptions import TeaException
+
+from deployer.routing import route_entry
+from services.models import Project, Service
+from services.services import service_create
+
+# Real commits (the SDK calls a live server); serialized_rollback restores the default project and cluster.
+pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
+FILE = {"name": "refusals", "processor": "sklearn", "model_path": "/models/iris.joblib", "metadata": {"instance": 0}}
+
+
+def _error(call) -> TeaException:
+    with pytest.raises(TeaException) as raised:
+        call()
+    return raised.value
+
+
+def test_the_gateway_is_given_the_per_instance_concurrency_of_the_service_file():
+    document = {**FILE, "metadata": {"instance": 0, "container_concurrency": 2}}
+    service = service_create(actor=None, project=Project.objects.get(name="default"), document=document)
+    assert route_entry(service, "token")["instance_concurrency"] == 2
+
+
+def test_create_refuses_development_mode_and_an_async_service_and_creates_nothing(alice_sdk):
+    error = _error(lambda: alice_sdk.create_service(
+        eas_models.CreateServiceRequest(body=json.dumps(FILE), develop="true")))
+    assert error.code == "InvalidParameter" and "Develop: development mode is not supported" in error.message, error.message
+    asynchronous = {**FILE, "metadata": {"instance": 0, "type": "Async"}}
+    error = _error(lambda: alice_sdk.create_service(eas_models.CreateServiceRequest(body=json.dumps(asynchronous))))
+    assert error.code == "InvalidServiceConfig" and "metadata.type" in error.message, error.message
+    assert not Service.objects.filter(name="refusals").exists()
+
+
+def test_delete_instances_refuses_a_soft_restart_and_one_container_by_name(alice_sdk):
+    alice_sdk.create_service(eas_models.CreateServiceRequest(body=json.dumps(FILE)))
+    soft = eas_models.DeleteServiceInstancesRequest(instance_list="refusals-v1-1", soft_restart=True)
+    error = _error(lambda: alice_sdk.delete_service_instances("local", "refusals", soft))
+    assert "SoftRestart: a soft restart" in error.message, error.message
+    one_container = eas_models.DeleteServiceInstancesRequest(instance_list="refusals-v1-1", container="sidecar")
+    error = _error(lambda: alice_sdk.delete_service_instances("local", "refusals", one_container))
+    assert "Container: restarting one container" in error.message, error.message

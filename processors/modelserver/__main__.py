@@ -86,12 +86,14 @@ def run(args: argparse.Namespace, started: float, pooled: dict | None = None) ->
     from concurrent.futures import ThreadPoolExecutor
 
     from .handler import HandlerError
+    from .metadata import report_platforms
     from .models import ModelFileError
     from .server import FerryModelServer, WarmUpError, logger, read_warm_up_requests
 
     imported = time.monotonic()
     # The server first: it configures kserve's logging, which our messages use.
     server = FerryModelServer(host=args.host, http_port=args.http_port, grace_period=args.grace_period)
+    report_platforms(server)
     quiet_kserve()
     if pooled is None:
         logger.info("imported the serving libraries in %.3f s", imported - started)

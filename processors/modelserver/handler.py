@@ -21,6 +21,12 @@ The response (what postprocess returns, or predict without postprocess):
   becomes one output tensor "output-0".
 
 Functions may be plain (run in the worker thread pool) or `async def`.
+
+A handler may also declare what `GET /v2/models/<name>` reports, with `inputs` and `outputs`: lists of
+{"name", "datatype", "shape"} (V2 datatypes, -1 for a dimension of any size), or functions without
+arguments returning one, called once after `load`. Without them the lists are empty: the server cannot
+know what a handler reads.
+
 See docs/processors.md for an example.
 """
 
@@ -33,11 +39,12 @@ import sys
 from concurrent.futures import Executor
 from pathlib import Path
 
-import kserve
 import numpy as np
 from kserve.errors import InvalidInput
 from kserve.protocol.infer_type import InferRequest, InferResponse
 from kserve.utils.utils import get_predict_response
+
+from .metadata import DeclarationError, DescribedModel, declared_tensors
 
 HANDLER_FUNCTIONS = ("load", "preprocess", "predict", "postprocess")
 
@@ -66,8 +73,10 @@ def load_handler(path: str) -> object:
     return handler
 
 
-class PythonHandlerModel(kserve.Model):
+class PythonHandlerModel(DescribedModel):
     """Serves a handler module: load() once, then preprocess -> predict -> postprocess per request."""
+
+    platform = "python"
 
     def __init__(self, name: str, *, handler_path: str, model_dir: str | None, executor: Executor):
         super().__init__(name)
@@ -80,6 +89,11 @@ class PythonHandlerModel(kserve.Model):
         self.handler = load_handler(self.handler_path)
         if callable(getattr(self.handler, "load", None)):
             self.handler.load(self.model_dir)
+        try:
+            self.input_types = declared_tensors(self.handler, "inputs")
+            self.output_types = declared_tensors(self.handler, "outputs")
+        except DeclarationError as error:
+            raise HandlerError(f"handler file {self.handler_path}: {error}") from error
         self.ready = True
         return self.ready
 

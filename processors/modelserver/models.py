@@ -5,6 +5,10 @@ numpy array: V1 `{"instances": [[...], ...]}` -> `{"predictions": [...]}`, V2
 (Open Inference Protocol) InferRequest -> InferResponse. Frameworks are
 imported when a model loads, so a server imports only the one it serves.
 
+What `GET /v2/models/<name>` reports for each is worked out at load (metadata.py).
+A model that knows its feature names (scikit-learn fitted on a DataFrame, a named xgboost or LightGBM
+booster) lists one input per feature, and reads a V2 request of those tensors as columns by name.
+
 Predictions run in a thread pool (rpc.worker_threads threads), not on the
 event loop, so a slow prediction does not stall health checks or /metrics.
 """
@@ -17,13 +21,14 @@ import asyncio
 from concurrent.futures import Executor
 from pathlib import Path
 
-import kserve
 import numpy as np
 from kserve.errors import InvalidInput
-from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
-from kserve.utils.numpy_codec import from_np_dtype
+from kserve.protocol.infer_type import InferInput, InferOutput, InferRequest, InferResponse
+from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 from kserve.utils.utils import generate_uuid, get_predict_input, get_predict_response
 
+from . import metadata
+from .metadata import DescribedModel
 from .protocol import as_json_request
 
 
@@ -55,9 +60,9 @@ def find_model_file(model_dir: str, model_entry: str | None, extensions: tuple[s
     return found[0]
 
 
-class FerryModel(kserve.Model):
-    """A model read from one file. Subclasses set `extensions` and implement
-    `read(path)` and `run(inputs) -> ndarray`."""
+class FerryModel(DescribedModel):
+    """A model read from one file. Subclasses set `extensions` and `platform`, and implement `read(path)`
+    (which also sets `input_types` and `output_types`) and `run(inputs) -> ndarray`."""
 
     extensions: tuple[str, ...] = ()
 
@@ -67,6 +72,7 @@ class FerryModel(kserve.Model):
         self.model_entry = model_entry
         self.executor = executor
         self.model_file: Path | None = None
+        self.columns: list[str] | None = None  # the feature names, when the model knows them
 
     def load(self) -> bool:
         self.model_file = find_model_file(self.model_dir, self.model_entry, self.extensions)
@@ -82,6 +88,10 @@ class FerryModel(kserve.Model):
     def run(self, inputs: np.ndarray):
         """Predicts for a batch of inputs."""
 
+    def run_columns(self, columns: dict[str, np.ndarray]):
+        """Predicts for a batch sent as one tensor per feature: the matrix in the model's feature order."""
+        return self.run(np.column_stack([columns[name] for name in self.columns]))
+
     async def predict(self, payload, headers=None, response_headers=None):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.predict_now, payload)
@@ -89,12 +99,39 @@ class FerryModel(kserve.Model):
     def predict_now(self, payload: dict | InferRequest) -> dict | InferResponse:
         """Answer one decoded request (V1 dict or V2 InferRequest) in this thread."""
         payload = as_json_request(payload, self.name)
-        inputs = _predict_input(payload)
+        columns = self._columns(payload)
+        inputs = _predict_input(payload) if columns is None else None
         try:
-            result = self.run(inputs)
+            result = self.run(inputs) if columns is None else self.run_columns(columns)
         except (ValueError, TypeError) as error:  # wrong shape or type: the caller's mistake
             raise InvalidInput(f"the model could not use the input: {error}") from error
-        return get_predict_response(payload, result, self.name)
+        return get_predict_response(payload, _answerable(result), self.name)
+
+    def _columns(self, payload) -> dict[str, np.ndarray] | None:
+        if not isinstance(payload, InferRequest):
+            return None
+        if not metadata.sends_columns([tensor.name for tensor in payload.inputs], self.columns):
+            return None
+        return {tensor.name: _column(tensor) for tensor in payload.inputs if tensor.name in self.columns}
+
+
+def _answerable(result):
+    """Text labels (a classifier fitted on strings answers a numpy str array) as objects: kserve writes
+    BYTES tensors from object arrays only."""
+    if isinstance(result, np.ndarray) and result.dtype.kind == "U":
+        return result.astype(object)
+    return result
+
+
+def _column(tensor: InferInput) -> np.ndarray:
+    """One feature's values; text as str, as the model was fitted on (the binary protocol gives bytes)."""
+    try:
+        values = tensor.as_numpy().reshape(-1)
+    except (ValueError, TypeError) as error:
+        raise InvalidInput(f"unreadable input {tensor.name}: {error}") from error
+    if tensor.datatype == "BYTES":
+        return np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=object)
+    return values
 
 
 def _predict_input(payload):
@@ -108,20 +145,32 @@ class SklearnModel(FerryModel):
     """A scikit-learn estimator (or pipeline) saved with joblib or pickle; serves `predict`."""
 
     extensions = (".joblib", ".pkl", ".pickle")
+    platform = "sklearn"
 
     def read(self, path: Path) -> None:
         import joblib  # joblib reads plain pickles too
 
         self.estimator = joblib.load(path)
+        self.input_types = metadata.sklearn_inputs(self.estimator)
+        self.output_types = metadata.sklearn_outputs(self.estimator)
+        names = getattr(self.estimator, "feature_names_in_", None)
+        self.columns = [str(name) for name in names] if names is not None else None
 
     def run(self, inputs):
         return self.estimator.predict(inputs)
+
+    def run_columns(self, columns):
+        # A DataFrame, as it was fitted on: columns keep their own types (text next to numbers).
+        import pandas
+
+        return self.estimator.predict(pandas.DataFrame({name: columns[name] for name in self.columns}))
 
 
 class XGBoostModel(FerryModel):
     """An xgboost Booster saved with `save_model` (.json, .ubj) or in the old binary format (.bst)."""
 
     extensions = (".json", ".ubj", ".bst")
+    platform = "xgboost"
 
     def read(self, path: Path) -> None:
         import xgboost
@@ -129,30 +178,34 @@ class XGBoostModel(FerryModel):
         self.booster = xgboost.Booster(model_file=str(path))
         self.booster.set_param({"nthread": 1})
         self._dmatrix = xgboost.DMatrix
+        self.input_types = metadata.xgboost_inputs(self.booster)
+        self.output_types = metadata.xgboost_outputs(self.booster)
+        self.columns = self.booster.feature_names
 
     def run(self, inputs):
-        return self.booster.predict(self._dmatrix(np.asarray(inputs, dtype=np.float32)))
+        matrix = np.asarray(inputs, dtype=np.float32)
+        # A booster with feature names refuses a DMatrix without them; a matrix of the right width is
+        # taken to be in the booster's order, as it is for a booster without names.
+        names = self.columns if matrix.ndim == 2 and matrix.shape[1] == len(self.columns or ()) else None
+        return self.booster.predict(self._dmatrix(matrix, feature_names=names))
 
 
 class LightGBMModel(FerryModel):
     """A LightGBM Booster saved with `save_model` (text format)."""
 
     extensions = (".txt", ".lgb")
+    platform = "lightgbm"
 
     def read(self, path: Path) -> None:
         import lightgbm
 
         self.booster = lightgbm.Booster(model_file=str(path))
+        self.input_types = metadata.lightgbm_inputs(self.booster)
+        self.output_types = metadata.lightgbm_outputs(self.booster)
+        self.columns = metadata.lightgbm_feature_names(self.booster.feature_name())
 
     def run(self, inputs):
         return self.booster.predict(np.asarray(inputs), num_threads=1)
-
-
-# ONNX tensor element types -> numpy, for casting JSON numbers to what the graph expects.
-_ONNX_DTYPES = {
-    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32, "tensor(bool)": np.bool_, "tensor(string)": np.object_,
-}
 
 
 class OnnxModel(FerryModel):
@@ -161,6 +214,7 @@ class OnnxModel(FerryModel):
     first input) and answers every output under its ONNX name."""
 
     extensions = (".onnx",)
+    platform = "onnxruntime_onnx"  # Triton's name for the same
 
     def read(self, path: Path) -> None:
         import onnxruntime
@@ -168,7 +222,11 @@ class OnnxModel(FerryModel):
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = 1  # one prediction per worker thread; no oversubscription
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.inputs = {node.name: _ONNX_DTYPES.get(node.type, np.float32) for node in self.session.get_inputs()}
+        self.input_types = metadata.onnx_tensors(self.session.get_inputs())
+        self.output_types = metadata.onnx_tensors(self.session.get_outputs())
+        # Each input's numpy type, to cast JSON numbers to what the graph expects.
+        types = {tensor["name"]: to_np_dtype(tensor["datatype"]) for tensor in self.input_types}
+        self.inputs = {node.name: types.get(node.name) or np.float32 for node in self.session.get_inputs()}
         self.output_names = [node.name for node in self.session.get_outputs()]
 
     def run(self, inputs):

@@ -24,7 +24,7 @@ from .local import error
 from .metrics import Collector, Counters, flush_forever, stats_for
 from .proxy import Mirror, build_head, send as send_upstream
 from .table import Route, RouteTable
-from .upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, response_headers
+from .upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, content_length, response_headers
 
 logger = logging.getLogger("ferry.gateway")
 MAX_BODY = 256 * 1024 * 1024
@@ -56,6 +56,8 @@ class Gateway:
         self.counters = Counters()
         self.mirror = Mirror(self.table, self.counters)
         self.group_credit: dict[str, dict[str, int]] = {}  # group -> member -> smooth round-robin credit
+        self.replays = auth.Replays(settings.signature_max_skew, settings.signature_memory) \
+            if settings.signature_memory > 0 else None
         self.redis = None
         self.activator: Activator | None = None
         self.tasks: list[asyncio.Task] = []
@@ -98,7 +100,9 @@ class Gateway:
                 path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
                 status, headers, answer = await self.handle(scope["method"], path, scope.get("query_string") or b"",
                                                             scope["headers"], body, client)
-            headers = [*headers, (b"content-length", str(len(answer)).encode())]
+            length = content_length(scope["method"], status, headers, len(answer))
+            if length is not None:
+                headers = [*headers, (b"content-length", str(length).encode())]
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else answer})
         elif scope["type"] == "lifespan":
@@ -136,8 +140,8 @@ class Gateway:
         # The plain token (the common case) is compared here; signatures and groups go through auth.check.
         if authorization is None or len(tokens) != 1 or not _same(authorization, tokens[0]):
             problem = auth.check(tokens, authorization, method=method, body=body, content_type=content_type or b"",
-                                 date=date, content_md5=content_md5, resources=parsed.signed,
-                                 max_skew=self.settings.signature_max_skew)
+                                 date=date, content_md5=content_md5, resources=parsed.resources(query),
+                                 max_skew=self.settings.signature_max_skew, replays=self.replays)
         else:
             problem = None
         if problem:
@@ -156,21 +160,20 @@ class Gateway:
         """The hot path's exchange: `reply` is called from the callback that reads the instance's answer, and
         the bookkeeping (slot, metrics, mirror) is done after the answer left."""
         route = admission.route
-        head = build_head("GET" if request.method == "HEAD" else request.method,
-                          request.parsed.upstream_path(route.name, route.strip_prefix) + request.query,
+        head = build_head(request.method, request.parsed.upstream_path(route.name) + request.query,
                           admission.instance, request.headers, len(request.body), route.token_bytes, request.client)
         stats = stats_for(route.state, admission.version.number)
 
         def done(status, headers, body, failure):
             try:
-                status, headers, body = self.response(admission, status, headers, body, failure)
+                status, headers, body = self.response(request, admission, status, headers, body, failure)
             except Exception:  # noqa: BLE001 -- this runs inside the instance connection's parser
                 logger.exception("failed to answer a request for %s", route.name)
                 status, headers, body = error(500, "internal gateway error")
             reply(status, headers, body)
             self.settle(request, admission, stats, status)
 
-        connection.send(head, request.body, route.timeout, done)
+        connection.send(head, request.body, route.timeout, done, request.method == "HEAD")
         stats.started()
 
     async def _forward_then(self, request: Request, admission, reply) -> None:
@@ -196,21 +199,20 @@ class Gateway:
         route = admission.route
         stats = stats_for(state, admission.version.number)
         stats.started()
-        target = request.parsed.upstream_path(route.name, route.strip_prefix) + request.query
+        target = request.parsed.upstream_path(route.name) + request.query
         try:
-            status, headers, body = await send_upstream(
-                admission, "GET" if request.method == "HEAD" else request.method, target, request.headers,
-                request.body, request.client, self.counters)
-            status, headers, body = self.response(admission, status, headers, body, None)
+            status, headers, body = await send_upstream(admission, request.method, target, request.headers,
+                                                        request.body, request.client, self.counters)
+            status, headers, body = self.response(request, admission, status, headers, body, None)
         except UpstreamError as failure:
-            status, headers, body = self.response(admission, 0, None, None, failure)
+            status, headers, body = self.response(request, admission, 0, None, None, failure)
         self.settle(request, admission, stats, status)
         return status, headers, body
 
-    def response(self, admission, status, headers, body, failure):
+    def response(self, request: Request, admission, status, headers, body, failure):
         """What the client gets: the instance's answer minus hop-by-hop headers, or the failure's error."""
         if failure is None:
-            headers = response_headers(headers)
+            headers = response_headers(headers, request.method == "HEAD" or status == 304)
         else:
             status, headers, body = self._failure(admission.route, failure)
         headers.append(admission.version.header)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from .auth import DEFAULT_MAX_SKEW, DEFAULT_MEMORY
+
 
 def _float(name: str, default: float) -> float:
     value = os.environ.get(name, "").strip()
@@ -21,8 +23,11 @@ class Settings:
     port: int = 8080
     # How long a request may wait for a service at zero (or still starting) to get a ready instance.
     activation_timeout: float = 60.0
-    # EAS signatures: how far the Date header may be from the gateway's clock (0: not checked).
-    signature_max_skew: float = 900.0
+    # EAS signatures: how far the Date header may be from the gateway's clock in some time zone, and how long
+    # a signature is accepted after its first use (0: neither is checked).
+    signature_max_skew: float = DEFAULT_MAX_SKEW
+    # How many signatures the replay memory holds at most (0: none, the time-zone band alone bounds replays).
+    signature_memory: int = DEFAULT_MEMORY
     # The Celery queue the activation task is pushed on (the worker's default queue).
     celery_queue: str = "celery"
     # A full reload of the routing table this often, in case a change notification was lost.
@@ -40,7 +45,8 @@ class Settings:
             host=os.environ.get("FERRY_GATEWAY_HOST", "").strip() or "127.0.0.1",
             port=int(_float("FERRY_GATEWAY_PORT", 8080)),
             activation_timeout=_float("FERRY_GATEWAY_ACTIVATION_TIMEOUT", 60.0),
-            signature_max_skew=_float("FERRY_GATEWAY_SIGNATURE_MAX_SKEW", 900.0),
+            signature_max_skew=_float("FERRY_GATEWAY_SIGNATURE_MAX_SKEW", DEFAULT_MAX_SKEW),
+            signature_memory=int(_float("FERRY_GATEWAY_SIGNATURE_MEMORY", DEFAULT_MEMORY)),
             celery_queue=os.environ.get("FERRY_GATEWAY_CELERY_QUEUE", "").strip() or "celery",
             resync_interval=_float("FERRY_GATEWAY_RESYNC_INTERVAL", 30.0),
             upstream_max_idle=_float("FERRY_GATEWAY_UPSTREAM_MAX_IDLE", 2.0),

@@ -2,17 +2,22 @@
 
 | path                                          | service                  | sent to the instance as            |
 |-----------------------------------------------|--------------------------|------------------------------------|
-| /api/predict/<svc>[/<rest>]                    | <svc> (or a group)       | unchanged (strip_prefix: /<rest>)  |
+| /api/predict/<svc>                             | <svc> (or a group)       | /                                  |
+| /api/predict/<svc>/<rest>                      | <svc> (or a group)       | /<rest>                            |
 | /v1/models/<m>:<verb>, /v1/models/<m>          | <m>                      | unchanged                          |
 | /v2/models/<m>[/versions/<n>][/ready|/infer]   | <m>, pinned to version n | /v2/models/<m>[/ready|/infer]      |
 | /v2/health/{live,ready}, /v2 with `model: <m>` | <m>                      | unchanged                          |
 
-Ferry's built-in model server serves each model under its service's name, so the model named in a V1/V2 path
-is the service. The upstream path is rebuilt from the service name, so a mirrored copy or a group member gets
-a path naming itself.
+EAS paths lose their `/api/predict/<svc>` prefix as EAS strips it, so a server written for EAS (or Triton, or
+an OpenAI-style server behind `/api/predict/<svc>/v1/...`) gets the paths it serves; the query string is kept
+by the caller. Ferry's built-in model server serves each model under its service's name, so the model named
+in a V1/V2 path is the service; the V1/V2 upstream path is rebuilt from the service name, so a mirrored copy
+or a group member gets a path naming itself.
 """
 
 from __future__ import annotations
+
+from .auth import signed_resources
 
 EAS_PREFIX = "/api/predict/"
 V1_PREFIX = "/v1/models/"
@@ -22,29 +27,33 @@ MODEL_HEADER_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/v2"})
 
 
 class Target:
-    """`prefix + service + suffix` is the upstream path (without the query string)."""
+    """The upstream path (without the query string): the suffix for EAS paths (`/` when none), else
+    `prefix + service + suffix`."""
 
-    __slots__ = ("name", "pinned", "prefix", "suffix", "eas", "rest", "upstream", "signed")
+    __slots__ = ("name", "pinned", "prefix", "suffix", "eas", "path", "upstream", "signed")
 
     def __init__(self, name: str, prefix: str, suffix: str, pinned: int | None = None, eas: bool = False,
-                 rest: str = "", path: str = ""):
+                 path: str = ""):
         self.name = name
         self.prefix = prefix
         self.suffix = suffix
         self.pinned = pinned
         self.eas = eas
-        self.rest = rest
-        self.upstream = prefix if prefix in MODEL_HEADER_PATHS else prefix + name + suffix
-        # What an EAS signature may name: the SDK signs /api/predict/<svc> whatever the path.
-        resource = EAS_PREFIX + name
-        self.signed = (resource,) if path in ("", resource) else (resource, path)
+        self.path = path
+        if eas:
+            self.upstream = suffix or "/"
+        else:
+            self.upstream = prefix if prefix in MODEL_HEADER_PATHS else prefix + name + suffix
+        self.signed = signed_resources(name, path)
 
-    def upstream_path(self, service: str, strip_prefix: bool = False) -> str:
-        if self.eas and strip_prefix:
-            return self.rest or "/"
-        if service == self.name or self.prefix in MODEL_HEADER_PATHS:
+    def upstream_path(self, service: str) -> str:
+        if service == self.name or self.eas or self.prefix in MODEL_HEADER_PATHS:
             return self.upstream
         return self.prefix + service + self.suffix
+
+    def resources(self, query: bytes) -> tuple[str, ...]:
+        """What an EAS signature of this call may name (the query counts when the SDK's service name had one)."""
+        return signed_resources(self.name, self.path, query.decode("latin-1")) if query else self.signed
 
 
 class BadPath(Exception):
@@ -75,7 +84,7 @@ def _parse(path: str) -> Target | None:
         name, slash, rest = path[len(EAS_PREFIX):].partition("/")
         if not name:
             raise BadPath("name the service: /api/predict/<service>")
-        return Target(name, EAS_PREFIX, slash + rest, eas=True, rest=slash + rest, path=path)
+        return Target(name, EAS_PREFIX, slash + rest, eas=True, path=path)
     if path.startswith(V2_PREFIX):
         return _v2(path[len(V2_PREFIX):], path)
     if path.startswith(V1_PREFIX):

@@ -43,7 +43,7 @@ async def send(admission, method: str, target: str, headers, body: bytes, client
             admission.instance = instance = replacement
             head = build_head(method, target, instance, headers, len(body), route.token_bytes, client)
             continue
-        return await connection.exchange(head, body, route.timeout)
+        return await connection.exchange(head, body, route.timeout, method == "HEAD")
 
 
 def _another(state, admission, failed):
@@ -92,10 +92,10 @@ class Mirror:
         began = time.perf_counter()
         status = 502
         try:
-            path = parsed.upstream_path(name, route.strip_prefix) + query
+            path = parsed.upstream_path(name) + query
             head = build_head(method, path, instance, headers, len(body), route.token_bytes, client)
             connection = await instance.pool.acquire()
-            status, _, _ = await connection.exchange(head, body, route.timeout)
+            status, _, _ = await connection.exchange(head, body, route.timeout, method == "HEAD")
         except UpstreamTimeout:
             status = 504
         except Exception:  # noqa: BLE001 -- a copy's failure concerns nobody but its metrics

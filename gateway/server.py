@@ -23,6 +23,8 @@ from http import HTTPStatus
 
 import httptools
 
+from .upstream import content_length
+
 logger = logging.getLogger("ferry.gateway")
 MAX_BODY = 256 * 1024 * 1024
 IDLE_TIMEOUT = 75.0
@@ -156,7 +158,10 @@ class HttpProtocol(asyncio.Protocol):
         parts = [status_line(status)]
         for name, value in headers:
             parts += (name, b": ", value, b"\r\n")
-        parts.append(b"content-length: %d\r\n%s\r\n" % (length, b"" if keep_alive else b"connection: close\r\n"))
+        length = content_length(self.method, status, headers, length)
+        if length is not None:
+            parts.append(b"content-length: %d\r\n" % length)
+        parts.append(b"\r\n" if keep_alive else b"connection: close\r\n\r\n")
         parts.append(body)
         self.transport.write(b"".join(parts))
 

@@ -49,7 +49,7 @@ class Route:
     __slots__ = (
         "name", "cluster", "token", "running", "timeout", "max_queue", "concurrency", "scale_to_zero",
         "versions", "by_number", "weighted", "total_weight", "mirror_targets", "mirror_ratio", "group",
-        "group_weight", "traffic_state", "generation", "strip_prefix", "state", "token_bytes", "failed",
+        "group_weight", "traffic_state", "generation", "state", "token_bytes", "failed",
         "smooth_credit", "mirror_credit",
     )
 
@@ -87,8 +87,6 @@ class Route:
         self.group_weight = int(entry.get("group_weight") if entry.get("group_weight") is not None else 100)
         self.traffic_state = entry.get("traffic_state") or "standalone"
         self.generation = entry.get("generation")
-        # Custom containers serve their own paths: /api/predict/<svc>/x reaches them as /x (EAS's behaviour).
-        self.strip_prefix = bool(entry.get("strip_prefix"))
         self.state = state
 
     def ready_versions(self) -> list[Version]:

@@ -2,9 +2,8 @@
 
 Why not aiohttp: per request it builds a ClientResponse, a StreamReader, timers and context managers; measured
 with bench/gateway/upstream_clients.py (same POST, keep-alive, 4 concurrent, client CPU only) it used
-87-110 µs per request against 14-19 µs for this client. Instances are ours and speak plain HTTP/1.1 with
-Content-Length or chunked bodies, so a small client is enough, and its callback form (`Connection.send`)
-lets the gateway answer without a coroutine.
+87-110 µs per request against 14-19 µs for this client. A small client is enough, and its callback form
+(`Connection.send`) lets the gateway answer without a coroutine.
 
 What it guarantees:
 - `UpstreamConnectError` means nothing was sent: the caller may retry the request on another instance.
@@ -12,6 +11,9 @@ What it guarantees:
   because a POST to a model may not be idempotent.
 - A pooled connection is reused only while it is open and has been idle less than `max_idle` seconds, so the
   instance's own keep-alive timeout (uvicorn: 5 s) never closes one under us.
+- Every valid HTTP/1.x answer is relayed, not only Content-Length and chunked ones: a body that ends when the
+  instance closes the connection (HTTP/1.0 servers such as Python's http.server), answers to HEAD (headers
+  only, whatever their Content-Length says), 204 and 304; interim 1xx answers are skipped.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ HOP_BY_HOP = frozenset({
     b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"transfer-encoding", b"upgrade",
     b"host", b"content-length", b"expect", b"proxy-authorization", b"proxy-authenticate",
 })
+# For HEAD and 304 the instance's Content-Length describes the body a GET would get: relayed as it is.
+HOP_BY_HOP_BUT_LENGTH = HOP_BY_HOP - {b"content-length"}
 
 
 class UpstreamError(Exception):
@@ -46,7 +50,8 @@ class Connection(asyncio.Protocol):
     `done(status, headers, body, error)` from the callback that read the answer (no future, no task: the hot
     path stays synchronous); `exchange()` is the same for coroutines."""
 
-    __slots__ = ("pool", "transport", "parser", "done", "headers", "body", "closed", "idle_since", "timer")
+    __slots__ = ("pool", "transport", "parser", "done", "headers", "body", "closed", "idle_since", "timer",
+                 "headers_done", "bodiless")
 
     def __init__(self, pool: Pool):
         self.pool = pool
@@ -58,6 +63,8 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.timer: asyncio.TimerHandle | None = None
+        self.headers_done = False
+        self.bodiless = False
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -71,23 +78,40 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
+        if exc is None and self.done is not None and self.headers_done and close_delimited(self.headers):
+            # Neither Content-Length nor chunked: the body is everything until the instance closed (RFC 9112 6.3).
+            return self._complete(self.parser.get_status_code(), False)
         self._fail(UpstreamError("the instance closed the connection" + (f": {exc}" if exc else "")))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
 
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+        if self.bodiless and self.done is not None and self.parser.get_status_code() >= 200:
+            # An answer to HEAD has no body whatever its headers say; the parser, which cannot be told the
+            # request was HEAD, would wait for one: answer now and drop the connection.
+            self._complete(self.parser.get_status_code(), False)
+
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        done, self.done = self.done, None
-        if done is None:
+        if self.done is None:
             return
-        parser, body = self.parser, self.body
-        keep_alive = parser.should_keep_alive()
+        parser = self.parser
+        status = parser.get_status_code()
+        if status < 200:  # an interim answer (103 Early Hints): the final one follows on this connection
+            self.headers, self.body, self.headers_done = [], [], False
+            return
+        self._complete(status, parser.should_keep_alive())
+
+    def _complete(self, status: int, keep_alive: bool) -> None:
+        done, self.done = self.done, None
+        body = self.body
         try:
-            done(parser.get_status_code(), self.headers, body[0] if len(body) == 1 else b"".join(body), None)
+            done(status, self.headers, body[0] if len(body) == 1 else b"".join(body), None)
         finally:  # after the answer went on: nothing here delays it
             self.timer.cancel()
             if keep_alive:
@@ -105,10 +129,13 @@ class Connection(asyncio.Protocol):
     def _timed_out(self) -> None:
         self._fail(UpstreamTimeout("the instance did not answer in time"))
 
-    def send(self, head: bytes, body: bytes, timeout: float, done) -> None:
+    def send(self, head: bytes, body: bytes, timeout: float, done, bodiless: bool = False) -> None:
+        """`bodiless`: the request is HEAD, so the answer has no body."""
         self.done = done
         self.headers = []
         self.body = []
+        self.headers_done = False
+        self.bodiless = bodiless
         # One write: head and body leave in one segment when they fit (TCP_NODELAY is on).
         if len(body) < 65536:
             self.transport.write(head + body)
@@ -117,7 +144,7 @@ class Connection(asyncio.Protocol):
         # A timer handle is far cheaper than asyncio.wait_for (which wraps the wait in a task).
         self.timer = self.pool.loop.call_later(timeout, self._timed_out)
 
-    async def exchange(self, head: bytes, body: bytes, timeout: float):
+    async def exchange(self, head: bytes, body: bytes, timeout: float, bodiless: bool = False):
         """(status, headers, body), or raises UpstreamError."""
         answer = self.pool.loop.create_future()
 
@@ -128,7 +155,7 @@ class Connection(asyncio.Protocol):
                 else:
                     answer.set_result((status, headers, content))
 
-        self.send(head, body, timeout, done)
+        self.send(head, body, timeout, done, bodiless)
         return await answer
 
     def close(self) -> None:
@@ -212,6 +239,29 @@ def request_head(method: str, target: str, host: bytes, headers, body_length: in
     return b"".join(lines)
 
 
-def response_headers(headers: list) -> list:
-    """The instance's response headers minus hop-by-hop ones (the gateway sets its own Content-Length)."""
-    return [(name, value) for name, value in headers if name not in HOP_BY_HOP]
+def response_headers(headers: list, keep_length: bool = False) -> list:
+    """The instance's response headers minus hop-by-hop ones. The gateway sets its own Content-Length, except
+    with `keep_length` (answers to HEAD, and 304), whose Content-Length is not the length of their body."""
+    skip = HOP_BY_HOP_BUT_LENGTH if keep_length else HOP_BY_HOP
+    return [(name, value) for name, value in headers if name not in skip]
+
+
+def close_delimited(headers: list) -> bool:
+    """Whether an answer with these headers ends its body by closing the connection: no Content-Length and
+    not chunked. Pure."""
+    for name, value in headers:
+        if name == b"content-length":
+            return False
+        if name == b"transfer-encoding" and value.rstrip().lower().endswith(b"chunked"):
+            return False
+    return True
+
+
+def content_length(method: str, status: int, headers, length: int) -> int | None:
+    """The Content-Length the gateway adds to an answer whose body is `length` bytes (RFC 9110 8.6), or None:
+    none for 1xx and 204, nor for HEAD and 304 when the instance's own was relayed (`headers` hold it). Pure."""
+    if status < 200 or status == 204:
+        return None
+    if (method == "HEAD" or status == 304) and any(name == b"content-length" for name, _ in headers):
+        return None
+    return length

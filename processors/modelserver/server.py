@@ -5,9 +5,11 @@
 - It binds the host it is told (loopback for local instances), not always
   0.0.0.0, and does not start kserve's gRPC server (its fixed port would clash
   between instances on one host).
-- It answers EAS-style `POST /api/predict/<model>` like the V1 predict route,
-  because Ferry's gateway forwards EAS calls unchanged; the built-in
-  processors read a body with "inputs" as a V2 request.
+- It answers EAS predictions like the V1 predict route, on `POST /` (the
+  gateway strips `/api/predict/<service>` as EAS does) and, for direct
+  connections, on `/api/predict/<model>[/<rest>]` (served as `/<rest>`, so
+  V1 and V2 routes work under it too); the built-in processors read a body
+  with "inputs" as a V2 request.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import unquote
 
 import orjson
 from fastapi import Request, Response
@@ -30,6 +33,10 @@ from kserve.errors import ModelNotReady
 from kserve.logging import logger
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.server import RESTServer
+
+from gateway.auth import DEFAULT_MAX_SKEW, Replays, check, signed_resources  # Django-free: both check alike
+from gateway.paths import EAS_PREFIX, BadPath
+from gateway.paths import parse as parse_path
 
 
 class WarmUpError(Exception):
@@ -69,30 +76,92 @@ async def warm_up(model, requests: list) -> None:
         logger.info("warm-up request %d of %d took %.3f s", index + 1, len(requests), time.monotonic() - began)
 
 
-async def _credentials_problem(model_name: str, request: Request) -> str | None:
-    """EAS direct-connection clients call instances themselves, with the same token or signature as at the
-    gateway (which always forwards the token). No FERRY_SERVICE_TOKEN (a bare test server): no check."""
-    token = os.environ.get("FERRY_SERVICE_TOKEN")
-    if not token:
-        return None
-    from gateway.auth import check  # Django-free: the gateway's own check, so both agree
+class EasEntry:
+    """What EAS puts in front of an instance, for clients that call it directly (eas-prediction's direct
+    connection posts to http://<instance>/api/predict/<service>[/<rest>]): such a path is served as `/<rest>`,
+    `/` for none, exactly as the gateway forwards it (gateway.paths); and EAS calls (those paths, and `POST /`,
+    which the gateway sends) need the service's token or signature, checked by the gateway's own code with
+    the same replay defence. Without a token (a bare test server) nothing is checked."""
 
-    header = request.headers.get
-    return check((token.encode(),), (header("authorization") or "").encode() or None, method="POST",
-                 body=await request.body(), content_type=(header("content-type") or "").encode(),
-                 date=(header("date") or "").encode(), content_md5=(header("content-md5") or "").encode() or None,
-                 resources=(f"/api/predict/{model_name}",), max_skew=900.0)
+    def __init__(self, app, model_name: str, token: str | None):
+        self.app = app
+        self.model_name = model_name
+        self.token = token.encode() if token else None
+        self.replays = Replays()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path = (scope.get("raw_path") or b"").decode("latin-1") or scope["path"]
+        target = None
+        if path.startswith(EAS_PREFIX):
+            try:
+                target = parse_path(path, None)
+            except BadPath as problem:
+                return await _answer(send, 404, str(problem))
+            if target.name != self.model_name:
+                return await _answer(send, 404, f"this instance serves {self.model_name}, not {target.name}")
+        elif path != "/" or scope["method"] != "POST":
+            return await self.app(scope, receive, send)
+        body = await _read_body(receive)
+        if body is None:  # the client left
+            return None
+        problem = self._credentials_problem(scope, body, target)
+        if problem:
+            return await _answer(send, 401, problem)
+        if target is not None:
+            scope = {**scope, "path": unquote(target.upstream), "raw_path": target.upstream.encode("latin-1")}
+        await self.app(scope, _replaying(body, receive), send)
+
+    def _credentials_problem(self, scope, body: bytes, target) -> str | None:
+        if self.token is None:
+            return None
+        headers = dict(scope["headers"])
+        if target is not None:
+            resources = target.resources(scope.get("query_string") or b"")
+        else:
+            resources = signed_resources(self.model_name, "")
+        return check((self.token,), headers.get(b"authorization"), method=scope["method"], body=body,
+                     content_type=headers.get(b"content-type", b""), date=headers.get(b"date", b""),
+                     content_md5=headers.get(b"content-md5"), resources=resources, max_skew=DEFAULT_MAX_SKEW,
+                     replays=self.replays)
 
 
-def add_eas_route(dataplane: DataPlane) -> None:
-    """Add `POST /api/predict/{model_name}` to kserve's FastAPI app."""
+async def _read_body(receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
 
-    async def eas_predict(model_name: str, request: Request) -> Response:
+
+def _replaying(body: bytes, receive):
+    """A `receive` that gives the body already read, then what the client sends next (its disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay():
+        return pending.pop() if pending else await receive()
+
+    return replay
+
+
+async def _answer(send, status: int, message: str) -> None:
+    body = orjson.dumps({"error": message})
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def add_eas_routes(dataplane: DataPlane, model_name: str) -> None:
+    """EAS predictions on `POST /` (what the gateway sends for /api/predict/<service>) and, through EasEntry,
+    on every path under /api/predict/<model_name> (direct connections)."""
+
+    async def eas_predict(request: Request) -> Response:
         if not await dataplane.model_ready(model_name, True):
             raise ModelNotReady(model_name)
-        problem = await _credentials_problem(model_name, request)
-        if problem:
-            return Response(content=orjson.dumps({"error": problem}), status_code=401, media_type="application/json")
         headers = dict(request.headers.items())
         body, attributes = dataplane.decode(body=await request.body(), headers=headers)
         # Passed on as decoded: the built-in processors read a body with "inputs" as V2, while a python
@@ -110,7 +179,9 @@ def add_eas_route(dataplane: DataPlane) -> None:
         content = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
         return Response(content=content, media_type="application/json", headers=response_headers)
 
-    kserve_model_server.app.add_api_route("/api/predict/{model_name}", eas_predict, methods=["POST"], tags=["EAS"])
+    app = kserve_model_server.app
+    app.add_api_route("/", eas_predict, methods=["POST"], tags=["EAS"])
+    app.add_middleware(EasEntry, model_name=model_name, token=os.environ.get("FERRY_SERVICE_TOKEN"))
 
 
 class FerryModelServer(ModelServer):
@@ -130,7 +201,7 @@ class FerryModelServer(ModelServer):
         signal.signal(signal.SIGTERM, _exit_now)
         signal.signal(signal.SIGINT, _exit_now)
         self._register_and_check_atleast_one_model_is_ready([model])
-        add_eas_route(self.dataplane)
+        add_eas_routes(self.dataplane, model.name)
         rest_server = RESTServer(
             FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
             grace_period=self.grace_period, event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,

@@ -18,7 +18,9 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -91,9 +93,16 @@ class Echo(Process):
         self.addresses = addresses  # name -> "127.0.0.1:port"
 
     def counts(self) -> Counter:
+        return Counter(self._count()["counts"])
+
+    def paths(self, name: str) -> Counter:
+        """The paths (without query) instance `name` was called with, and how often."""
+        return Counter(self._count()["paths"].get(name, {}))
+
+    def _count(self) -> dict:
         any_address = next(iter(self.addresses.values()))
         with urllib.request.urlopen(f"http://{any_address}/_count", timeout=5) as response:
-            return Counter(json.loads(response.read())["counts"])
+            return json.loads(response.read())
 
     def instance(self, name: str) -> dict:
         return {"name": name, "address": self.addresses[name]}
@@ -275,9 +284,14 @@ def eas_python(tmp_path_factory) -> Path:
     return python
 
 
-def eas_sdk(python: Path, mode: str, endpoint: str, service: str, token: str, body: str, count: int = 1):
-    """Runs eas_client.py: the list of answers, or {"error": [status, message]}."""
+def eas_sdk(python: Path, mode: str, endpoint: str, service: str, token: str, body: str, count: int = 1,
+            tz: str = "UTC"):
+    """Runs eas_client.py in time zone `tz`: the list of answers, or {"error": [status, message]}. Checks that
+    the SDK really ran in that zone (an unknown TZ would silently be UTC)."""
     done = subprocess.run([str(python), str(HERE / "eas_client.py"), mode, endpoint, service, token, body,
-                           str(count)], capture_output=True, text=True, timeout=120, env=dict(os.environ, TZ="UTC"))
+                           str(count)], capture_output=True, text=True, timeout=120, env=dict(os.environ, TZ=tz))
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = datetime.now(ZoneInfo(tz)).utcoffset().total_seconds()
+    assert result.pop("utc_offset") == expected, f"the SDK did not run in {tz}"
+    return result.get("answers", result)

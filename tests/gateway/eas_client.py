@@ -5,12 +5,15 @@
 gateway: the SDK signs each request and posts it to ENDPOINT/api/predict/SERVICE.
 direct:  the SDK asks ENDPOINT/api/v1/servicediscovery/upstreams/SERVICE for the instances and posts to them
          itself, balancing by weight.
-Prints a JSON list of the responses (text), or {"error": [status, message]}. Runs in the venv that
+SERVICE may carry a sub-path and a query ("svc/v1/models/svc:predict?x=1"), as EAS users write it. Prints
+{"answers": [the responses as text]} or {"error": [status, message]}, with "utc_offset": the seconds the
+local time zone (TZ) is east of UTC, since the SDK signs local time. Runs in the venv that
 conftest.eas_python makes, never in the project's.
 """
 
 import json
 import sys
+import time
 
 from eas_prediction import ENDPOINT_TYPE_DIRECT, PredictClient, PredictException, StringRequest
 
@@ -25,11 +28,11 @@ def main(mode: str, endpoint: str, service: str, token: str, body: str, count: s
     try:
         answers = [client.predict(StringRequest(body)).response_data.decode() for _ in range(int(count))]
     except PredictException as error:
-        print(json.dumps({"error": [error.code, str(error.message)]}))
+        print(json.dumps({"error": [error.code, str(error.message)], "utc_offset": time.localtime().tm_gmtoff}))
         return
     finally:
         client.destroy()
-    print(json.dumps(answers))
+    print(json.dumps({"answers": answers, "utc_offset": time.localtime().tm_gmtoff}))
 
 
 if __name__ == "__main__":

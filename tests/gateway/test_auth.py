@@ -1,24 +1,35 @@
-"""Credentials at the gateway: the service token, plain or Bearer, and the EAS SDK signature.
+"""Credentials at the gateway: the service token, plain or Bearer, and the EAS SDK signature (from any time
+zone, over a sub-path, and not replayable after its window).
 
 Signatures are made here the way eas-prediction's PredictClient.generate_singaure makes them, not with the
-gateway's own code."""
+gateway's own code: the Date is the client's local time labelled GMT."""
 
 import base64
 import hashlib
 import hmac
 import json
+import time
 from email.utils import formatdate
 
-from .conftest import call
+from tests.agent.kit import wait_for
+
+from .conftest import Routes, call, start_gateway
 
 BODY = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
 
 
+def local_date(hours_east: float, seconds_off: float = 0.0) -> str:
+    """What the SDK writes on a machine whose time zone is `hours_east` of UTC."""
+    return formatdate(time.time() + hours_east * 3600 + seconds_off, usegmt=True)
+
+
 def signed(token: str, service: str, body: bytes = BODY, *, content_type: str = "application/json",
-           date: str | None = None, content_md5: str | None = None) -> dict:
+           date: str | None = None, content_md5: str | None = None, resource: str | None = None) -> dict:
+    """`resource`: what is signed, /api/predict/<service> unless given (the SDK signs /api/predict/ + the
+    service name it was given, which may carry a sub-path and a query)."""
     date = date or formatdate(usegmt=True)
     md5 = hashlib.md5(body).hexdigest()  # noqa: S324
-    message = f"POST\n{md5}\n{content_type}\n{date}\n/api/predict/{service}"
+    message = f"POST\n{md5}\n{content_type}\n{date}\n{resource or f'/api/predict/{service}'}"
     signature = base64.b64encode(hmac.new(token.encode(), message.encode(), hashlib.sha1).digest()).decode()
     return {"Authorization": f"EAS {signature}", "Date": date, "Content-Type": content_type,
             "Content-MD5": content_md5 or md5}
@@ -77,3 +88,64 @@ def test_it_answers_401_with_a_clear_message_for_missing_or_wrong_credentials(ga
     routes.put(other, [(1, 100, [backends.instance("i")])])
     assert call(gateway, path, body=BODY, headers={"Authorization": f"token-of-{other}"})[0] == 401
     assert backends.counts()["i"] == 0  # nothing refused reached the instance
+
+
+def test_it_accepts_signatures_dated_in_any_time_zone_and_refuses_dates_beyond_them(gateway, routes, echo):
+    backends = echo("i")
+    name = routes.unique()
+    routes.put(name, [(1, 100, [backends.instance("i")])])
+    token, path = f"token-of-{name}", f"/api/predict/{name}"
+
+    # Shanghai, Los Angeles (standard and summer time), Kolkata, Kathmandu, Kiribati, Baker Island.
+    for hours in (8, -8, -7, 5.5, 5.75, 14, -12):
+        status, _, body = call(gateway, path, body=BODY, headers=signed(token, name, date=local_date(hours)))
+        assert status == 200, (hours, body)
+    status, _, body = call(gateway, path, body=BODY, headers=signed(token, name, date=local_date(8, 600)))
+    assert status == 200, body  # a clock ten minutes off
+    for hours in (15, -13):
+        status, _, body = call(gateway, path, body=BODY, headers=signed(token, name, date=local_date(hours)))
+        assert status == 401 and "away from the gateway's clock in every time zone" in message(body), body
+    assert backends.counts()["i"] == 8
+
+
+def test_it_checks_a_signature_over_the_sub_path_and_query_the_sdk_was_given(gateway, routes, echo):
+    backends = echo("i")
+    name = routes.unique()
+    routes.put(name, [(1, 100, [backends.instance("i")])])
+    token, path = f"token-of-{name}", f"/api/predict/{name}/v1/chat/completions"
+
+    for resource in (path, f"{path}?x=1", f"/api/predict/{name}"):
+        status, _, body = call(gateway, f"{path}?x=1", body=BODY, headers=signed(token, name, resource=resource))
+        assert status == 200 and json.loads(body)["path"] == "/v1/chat/completions", (resource, body)
+    status, _, body = call(gateway, f"{path}?x=1", body=BODY,
+                           headers=signed(token, name, resource=f"/api/predict/{name}/elsewhere"))
+    assert status == 401 and "bad signature" in message(body)
+
+
+def test_it_refuses_a_signature_replayed_after_its_window_but_not_a_repeat_within_it(tmp_path, echo):
+    """With a 4 s skew, a request signed in UTC+8 four seconds ahead stays inside the band for about 8 s,
+    while the memory refuses it 4 s after its first use: the refusal in between can only be the memory's."""
+    skew = 4
+    strict = start_gateway(tmp_path, FERRY_GATEWAY_SIGNATURE_MAX_SKEW=str(skew))
+    table = Routes(strict)
+    try:
+        backends = echo("i")
+        name = table.unique()
+        table.put(name, [(1, 100, [backends.instance("i")])])
+        path, headers = f"/api/predict/{name}", signed(f"token-of-{name}", name, date=local_date(8, skew))
+        first_use = time.monotonic()
+        assert call(strict, path, body=BODY, headers=headers)[0] == 200
+        assert call(strict, path, body=BODY, headers=headers)[0] == 200  # the same request again at once
+
+        refused = wait_for(lambda: (answer := call(strict, path, body=BODY, headers=headers))[0] != 200 and answer,
+                           timeout=15, what="the replay to be refused")
+        assert refused[0] == 401 and message(refused[2]).startswith("replayed request"), refused
+        assert time.monotonic() - first_use > skew
+        # Another request signed by the same client in the same second is fine.
+        other = b'{"instances": [[6.0, 3.0, 4.8, 1.8]]}'
+        status, _, body = call(strict, path, body=other,
+                               headers=signed(f"token-of-{name}", name, other, date=headers["Date"]))
+        assert status == 200, body
+    finally:
+        table.remove_all()
+        strict.stop()

@@ -112,6 +112,46 @@ def test_it_serves_eas_sdk_triton_v1_and_v2_clients_through_the_gateway(local_cl
     assert eas.status_code == 200 and eas.json()["outputs"][0]["data"][0] == int(load_digits().target[3])
 
 
+def test_the_eas_sdk_works_from_any_time_zone_and_clients_work_under_the_eas_path(local_cluster, demo_models,
+                                                                                   gateway, eas_python):
+    iris = converge(create(demo_file(demo_models, "demo_iris")), running, what="demo_iris Running")
+    digits = converge(create(demo_file(demo_models, "demo_digits")), running, what="demo_digits Running")
+    routed(gateway, iris)
+    routed(gateway, digits)
+    iris_token, digits_token = service_token(iris), service_token(digits)
+    endpoint = f"127.0.0.1:{gateway.port}"
+
+    # The SDK signs its local time labelled GMT: Shanghai is 8 h ahead, Los Angeles 7 or 8 h behind, Kolkata
+    # 5 h 30 ahead. Through the gateway, and directly at the instance (the same check).
+    for tz in ("Asia/Shanghai", "America/Los_Angeles", "UTC", "Asia/Kolkata"):
+        for mode in ("gateway", "direct"):
+            answers = eas_sdk(eas_python, mode, endpoint, "demo_iris", iris_token, IRIS_BODY, count=2, tz=tz)
+            assert [json.loads(a) for a in answers] == [{"predictions": [0]}] * 2, (tz, mode, answers)
+
+    # A service name with a sub-path: the V1 route under /api/predict/demo_iris, at the gateway and at the
+    # instance, signed over that whole path.
+    for mode in ("gateway", "direct"):
+        answers = eas_sdk(eas_python, mode, endpoint, "demo_iris/v1/models/demo_iris:predict", iris_token, IRIS_BODY,
+                          tz="America/Los_Angeles")
+        assert [json.loads(a) for a in answers] == [{"predictions": [0]}], (mode, answers)
+
+    # tritonclient pointed at the EAS endpoint of a service, as EAS documents for Triton.
+    from sklearn.datasets import load_digits
+
+    client = triton.InferenceServerClient(url=f"{endpoint}/api/predict/demo_digits")
+    headers = {"Authorization": digits_token}
+    pixels = np.asarray([digits_v2_request(5)["inputs"][0]["data"]], dtype=np.float32)
+    tensor = triton.InferInput("input", [1, 64], "FP32")
+    tensor.set_data_from_numpy(pixels, binary_data=True)
+    result = client.infer("demo_digits", [tensor], headers=dict(headers))
+    assert int(result.as_numpy("label").ravel()[0]) == int(load_digits().target[5])
+    assert client.is_model_ready("demo_digits", headers=dict(headers))
+    assert client.is_server_live(headers=dict(headers))
+    assert client.get_model_metadata("demo_digits", headers=dict(headers))["name"] == "demo_digits"
+    with pytest.raises(Exception, match="401|Authorization"):
+        client.infer("demo_digits", [tensor], headers={"Authorization": "wrong"})
+
+
 def test_it_refuses_an_unsigned_direct_call_at_the_instance(local_cluster, demo_models, gateway):
     iris = converge(create(demo_file(demo_models, "demo_iris")), running, what="demo_iris Running")
     (item,) = routed(gateway, iris)

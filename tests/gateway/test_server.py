@@ -71,7 +71,7 @@ def test_it_serves_the_same_gateway_as_an_asgi_app_under_uvicorn(tmp_path, echo)
                                      headers={"Authorization": f"token-of-{name}"})
         answer = json.loads(body)
         assert status == 200 and headers["ferry-version"] == "1"
-        assert (answer["instance"], answer["path"], answer["query"]) == ("u", f"/api/predict/{name}", "x=1")
+        assert (answer["instance"], answer["path"], answer["query"]) == ("u", "/", "x=1")
         assert call(asgi, f"/api/predict/{name}", body=BODY)[0] == 401
         assert f'ferry_gateway_requests_total{{code="200",service="{name}",version="1"}} 1.0' in asgi.metrics()
     finally:

@@ -17,11 +17,13 @@ def predict_url(name: str) -> str:
 
 
 def service_config(service: Service) -> dict:
-    """The service file as it stands, with the scaling the service really has now."""
+    """The service file as it stands, with the scaling and labels the service really has now."""
     config = json.loads(json.dumps(service.spec))
     config.setdefault("metadata", {})["instance"] = service.instance_count
     if service.autoscaler is not None:
         config["autoscaler"] = service.autoscaler
+    if service.labels:
+        config["labels"] = dict(service.labels)
     return config
 
 
@@ -71,6 +73,7 @@ def service_body(service: Service, *, with_token: bool = False) -> dict:
         "TrafficState": service.traffic_state,
         "ServiceConfig": json.dumps(service_config(service)),
         "Labels": [{"LabelKey": key, "LabelValue": value} for key, value in sorted(service.labels.items())],
+        "SafetyLock": service.safety_lock,
         "Source": "ferry",
         # Ferry's additions: the reconcile state and per-version traffic, which EAS has no fields for.
         "Conditions": service.conditions,

@@ -2,10 +2,11 @@
 
 from django.urls import include, path
 
-from .views import groups, observe, rollouts, scaling, traffic
+from .views import clone, diagnosis, groups, labels, observe, rollouts, scaling, traffic
 from .views import services as svc
 
 SERVICE = "services/<str:cluster_id>/<str:service_name>"
+INSTANCE = f"{SERVICE}/instances/<str:instance_name>"
 
 urlpatterns = [
     path("services", svc.ServicesView.as_view()),
@@ -26,6 +27,13 @@ urlpatterns = [
     path(f"{SERVICE}/events", observe.EventsView.as_view()),
     path(f"{SERVICE}/logs", observe.LogsView.as_view()),
     path(f"{SERVICE}/endpoints", observe.EndpointsView.as_view()),
+    path(f"{SERVICE}/label", labels.LabelView.as_view()),
+    path(f"{SERVICE}/lock", labels.SafetyLockView.as_view()),
+    path(f"{SERVICE}/clone", clone.CloneView.as_view()),
+    path(f"{SERVICE}/diagnosis", diagnosis.ServiceDiagnosisView.as_view()),
+    path(f"{INSTANCE}/diagnosis", diagnosis.InstanceDiagnosisView.as_view()),
+    path(f"{INSTANCE}/containers", diagnosis.ContainersView.as_view()),
+    path("public/instance_types", diagnosis.MachineSpecView.as_view()),
     path("groups", groups.GroupsView.as_view()),
     path("groups/<str:cluster_id>/<str:group_name>", groups.GroupView.as_view()),
     path("groups/<str:cluster_id>/<str:group_name>/endpoints", groups.GroupEndpointsView.as_view()),

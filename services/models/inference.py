@@ -38,7 +38,12 @@ class Service(models.Model):
     cluster = models.ForeignKey(Cluster, on_delete=models.PROTECT, related_name="services")
     name = models.CharField(max_length=63)
     group = models.CharField(max_length=63, blank=True, db_index=True)
+    # The service's labels: from the file's `labels`, CreateService's Labels and UpdateServiceLabel. Kept here
+    # and not in `spec`, so that a label change is never a new version and a file without labels keeps them.
     labels = models.JSONField(default=dict, blank=True)
+    # EAS's safety lock: "none", "dangerous" (delete, stop, restart refused) or "all" (every change refused);
+    # services.selectors.locks decides what each level refuses.
+    safety_lock = models.CharField(max_length=16, default="none")
     spec = models.JSONField()
     token_encrypted = models.TextField()
     desired_state = models.CharField(max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING)

@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Count, Max, Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 
 from services.encryption import decrypt
 from services.errors import InvalidRequest
@@ -55,10 +56,17 @@ def services_list(user, *, name_contains: str = "", name: str = "", group: str =
         filters &= Q(cluster__name=cluster)
     if project:
         filters &= Q(project__name=project)
-    for key, value in (labels or {}).items():
-        filters &= Q(**{f"labels__{key}": value})
-    services = services.filter(filters)
+    services = _with_labels(services.filter(filters), labels or {})
     return services.order_by(*_ordering(sort, order))
+
+
+def _with_labels(services: QuerySet[Service], labels: dict) -> QuerySet[Service]:
+    """Services having every label given (EAS ListServices' Label). Each key is looked up as a literal JSON key:
+    spelled into a lookup path ("labels__<key>"), a key such as "a__contains" would become an operator."""
+    for index, (key, value) in enumerate(sorted(labels.items())):
+        alias = f"label_{index}"
+        services = services.alias(**{alias: KeyTextTransform(key, "labels")}).filter(**{alias: value})
+    return services
 
 
 def _ordering(sort: str, order: str) -> list[str]:

@@ -70,7 +70,11 @@ def service_file_manifests(*, cluster: Cluster, project: Project, document: obje
     from deployer.kubernetes.build import service_desired
 
     _require_kubernetes(cluster)
-    service_file = merge_update(current.spec, document) if current is not None else validate_service_file(document)
+    if current is not None:  # the current labels join the file, as UpdateService applies a patch
+        service_file = merge_update({**current.spec, **({"labels": current.labels} if current.labels else {})},
+                                    document)
+    else:
+        service_file = validate_service_file(document)
     number = (max((v.number for v in current.versions.all()), default=0) + 1) if current is not None else 1
     version = SimpleNamespace(number=number, weight=100, service_file=service_file)
     draft = SimpleNamespace(

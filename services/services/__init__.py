@@ -9,9 +9,12 @@ from .catalog import (
     service_stop,
     service_update,
 )
+from .cloning import service_clone
 from .clusters import cluster_delete, cluster_register, cluster_update
 from .credentials import access_key_create, access_key_revoke, api_token_create, api_token_revoke
 from .events import event_record
+from .labels import service_label_delete, service_label_update
+from .locks import service_safety_lock_update
 from .rollouts import (
     rollout_finish,
     rollout_pause,
@@ -46,11 +49,15 @@ __all__ = [
     "rollout_rollback",
     "rollout_set_canary_weight",
     "rollout_switch",
+    "service_clone",
     "service_create",
     "service_delete",
     "service_instances_restart",
+    "service_label_delete",
+    "service_label_update",
     "service_release",
     "service_restart",
+    "service_safety_lock_update",
     "service_scale",
     "service_start",
     "service_stop",

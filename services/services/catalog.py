@@ -12,9 +12,11 @@ from django.utils import timezone
 from services.encryption import encrypt
 from services.errors import AlreadyExists, InvalidRequest, NotFound
 from services.models import Cluster, DesiredState, Instance, Phase, Project, Service, Version
+from services.selectors.locks import require_unlocked
 from services.servicefile import instance_spec, merge_update, validate_service_file
 
 from .events import event_record
+from .labels import labels_after_update, labels_changed_message, labels_checked
 from .reconcile import reconcile_request
 
 UPDATE_TYPES = ("merge", "replace")
@@ -49,14 +51,18 @@ def _scaling_fields(service_file: dict) -> dict:
 
 
 def _without_token(service_file: dict) -> tuple[dict, str | None]:
+    """The file as stored: without its token (kept encrypted) and its labels (the service's own)."""
     stored = dict(service_file)
     token = stored.pop("token", None) or None
+    stored.pop("labels", None)
     return stored, token
 
 
 @transaction.atomic
 def service_create(*, actor, project: Project, document: object, labels: dict | None = None) -> Service:
+    """`labels` (CreateService's Labels) join the file's `labels`, and win where both name a key."""
     service_file = validate_service_file(document)
+    labels = {**labels_checked(service_file.get("labels") or {}, "labels"), **labels_checked(labels or {}, "Labels")}
     cluster = cluster_for_file(service_file)
     spec, token = _without_token(service_file)
     name = spec["name"]
@@ -69,7 +75,7 @@ def service_create(*, actor, project: Project, document: object, labels: dict | 
                 project=project,
                 cluster=cluster,
                 name=name,
-                labels=labels or {},
+                labels=labels,
                 spec=spec,
                 token_encrypted=encrypt(token or new_service_token()),
                 created_by=actor if getattr(actor, "is_authenticated", False) else None,
@@ -99,7 +105,8 @@ def _merged_file(service: Service, patch: object, update_type: str) -> dict:
         if isinstance(replacement, dict):
             replacement.setdefault("name", service.name)
         return validate_service_file(replacement)
-    return merge_update(service.spec, patch)
+    # The labels join the file the patch applies to, so that the patch can change and remove them too.
+    return merge_update({**service.spec, **({"labels": service.labels} if service.labels else {})}, patch)
 
 
 def _latest_version(service: Service) -> Version:
@@ -131,11 +138,16 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
     new_file = _merged_file(service, patch, update_type)
     if cluster_for_file(new_file) != service.cluster:
         raise InvalidRequest.at("metadata.resource", "a service cannot move to another cluster; create it there")
+    labels = labels_checked(labels_after_update(service.labels, new_file, update_type), "labels")
     spec, token = _without_token(new_file)
-    if spec == service.spec and token is None:
+    if spec == service.spec and token is None and labels == service.labels:
         return service
     if instance_spec(spec) != _current_version(service).instance_spec:
         _create_version(service, spec, strategy=strategy, canary_weight=canary_weight)
+    if labels != service.labels:
+        event_record(service=service, reason="ChangedLabels",
+                     message=labels_changed_message(service.name, service.labels, labels))
+        service.labels = labels
     if token is not None:
         service.token_encrypted = encrypt(token)
         event_record(service=service, reason="RotatedToken", message=f"Replaced the access token of {service.name}")
@@ -176,8 +188,9 @@ def desired_state_changed(service: Service, **fields) -> Service:
     return service
 
 
-def _desired_state_set(service: Service, state: str, reason: str, verb: str) -> Service:
+def _desired_state_set(service: Service, state: str, reason: str, verb: str, operation: str = "") -> Service:
     service = Service.objects.select_for_update().get(pk=service.pk)
+    require_unlocked(service, operation)
     if service.desired_state == state:
         return service
     event_record(service=service, reason=reason, message=f"Requested {verb} of {service.name}")
@@ -191,12 +204,13 @@ def service_start(*, actor, service: Service) -> Service:
 
 @transaction.atomic
 def service_stop(*, actor, service: Service) -> Service:
-    return _desired_state_set(service, DesiredState.STOPPED, "StopRequested", "stop")
+    return _desired_state_set(service, DesiredState.STOPPED, "StopRequested", "stop", "StopService")
 
 
 @transaction.atomic
 def service_restart(*, actor, service: Service) -> Service:
     service = Service.objects.select_for_update().get(pk=service.pk)
+    require_unlocked(service, "RestartService")
     event_record(service=service, reason="RestartRequested", message=f"Requested restart of {service.name}")
     return desired_state_changed(service, restart_requested_at=timezone.now())
 
@@ -205,6 +219,7 @@ def service_restart(*, actor, service: Service) -> Service:
 def service_delete(*, actor, service: Service) -> Service:
     """Deletion is a finalizer: mark it here; the deployer removes what runs, then the rows."""
     service = Service.objects.select_for_update().get(pk=service.pk)
+    require_unlocked(service, "DeleteService")
     if service.deletion_requested_at is not None:
         return service
     event_record(service=service, reason="DeletionRequested", message=f"Requested deletion of {service.name}")
@@ -216,6 +231,8 @@ def service_instances_restart(*, actor, service: Service, instance_names: list[s
     """EAS DeleteServiceInstances: the named instances are deleted and the deployer replaces them."""
     if not instance_names:
         raise InvalidRequest.at("InstanceList", "name at least one instance")
+    service = Service.objects.select_for_update().get(pk=service.pk)
+    require_unlocked(service, "DeleteServiceInstances")
     instances = list(service.instances.filter(name__in=instance_names))
     missing = sorted(set(instance_names) - {instance.name for instance in instances})
     if missing:
@@ -225,5 +242,5 @@ def service_instances_restart(*, actor, service: Service, instance_names: list[s
         instance.save(update_fields=["restart_requested_at", "updated_at"])
         event_record(service=service, reason="InstanceRestartRequested",
                      message=f"Requested restart of instance {instance.name}", instance_name=instance.name)
-    desired_state_changed(Service.objects.select_for_update().get(pk=service.pk))
+    desired_state_changed(service)
     return instances

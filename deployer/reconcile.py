@@ -22,6 +22,7 @@ from .drivers import PermanentError, driver_for
 from .instances import FAILING_STATES, record_observed
 from .launches import limits_message, token_env, version_launch
 from .locks import reconcile_lock
+from .progress import progress_deadline, status_timed_out
 from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
@@ -109,10 +110,17 @@ def _plan(service: Service, observed) -> Plan:
     if not service.rollout:
         return steady_plan(weights=weights, total=total)
     ready = Counter(o.version for o in observed if o.ready)
-    rolling = RollingLimits.of(service.spec.get("metadata", {}).get("rolling_strategy"), total)
+    rolling = RollingLimits.of(_rolling_strategy(service), total)
     return rollout_plan(service.rollout, total=total, ready=ready, weights=weights, now=timezone.now(),
-                        deadline=timedelta(seconds=settings.FERRY_PROGRESS_DEADLINE_SECONDS), service=service.name,
-                        rolling=rolling)
+                        deadline=_deadline(service), service=service.name, rolling=rolling)
+
+
+def _rolling_strategy(service: Service) -> dict | None:
+    return service.spec.get("metadata", {}).get("rolling_strategy")
+
+
+def _deadline(service: Service) -> timedelta:
+    return progress_deadline(_rolling_strategy(service), settings.FERRY_PROGRESS_DEADLINE_SECONDS)
 
 
 def _fail_rollout(service: Service, error: PermanentError, observed) -> Plan:
@@ -249,17 +257,18 @@ def _write_status(service: Service, generation: int, status: Status) -> None:
 
 
 def _degradation(service: Service, status: Status, conditions: list[dict], now) -> tuple[bool, str, str]:
-    """Progressing for longer than the deadline is Degraded (ReconcileTimeout), as is a crash loop."""
+    """Progressing for longer than the deadline outside a rollout is Degraded (ReconcileTimeout), as is a
+    crash loop; a rollout keeps its own clock (deployer/progress.py)."""
     if status.degraded:
         return True, status.reason, status.message
     if service.rollout and service.rollout["state"] == "Failed":
         return True, "RolloutFailed", service.rollout["message"]
     progressing = next(c for c in conditions if c["type"] == "Progressing")
-    if progressing["status"] == "True":
-        since = datetime.fromisoformat(progressing["last_transition_time"])
-        if now - since > timedelta(seconds=settings.FERRY_PROGRESS_DEADLINE_SECONDS):
-            deadline = settings.FERRY_PROGRESS_DEADLINE_SECONDS
-            return True, "ReconcileTimeout", f"Still progressing after {deadline} s: {status.message}"
+    since = datetime.fromisoformat(progressing["last_transition_time"]) if progressing["status"] == "True" else None
+    deadline = _deadline(service)
+    if status_timed_out(rollout=service.rollout, progressing_since=since, now=now, deadline=deadline):
+        seconds = int(deadline.total_seconds())
+        return True, "ReconcileTimeout", f"Still progressing after {seconds} s: {status.message}"
     return False, status.reason, status.message
 
 

@@ -5,12 +5,15 @@ pause, canary weight) only change the rollout record, then the next plan follows
 
 A rollout record: {"strategy": "rolling" | "canary" | "blue-green", "from_version": int | None,
 "to_version": int, "state": see STATES, "canary_weight": int, "started_at": iso, "retain_until": iso | None,
-"message": str}. A finished rollout is removed and the target becomes the last rolled-out version.
+"message": str, "progress_at": iso, "ready_seen": int} (the last two are the progress clock, see
+deployer/progress.py). A finished rollout is removed and the target becomes the last rolled-out version.
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+
+from .progress import clock_moved, timed_out
 
 STATES = ("Progressing", "Paused", "AwaitingSwitch", "Switched", "Failed")
 
@@ -60,11 +63,23 @@ def _count(value: int | str, total: int, *, round_up: bool) -> int:
 
 def rollout_plan(rollout: dict, *, total: int, ready: dict[int, int], weights: dict[int, int], now: datetime,
                  deadline: timedelta, service: str, rolling: RollingLimits = RollingLimits()) -> Plan:
-    strategy = rollout["strategy"]
+    """The step the rollout takes now; it fails when the new version's instances this step asks for made no
+    progress within `deadline` (deployer/progress.py)."""
     if rollout["state"] == "Failed":
         return _failed_plan(rollout, total)
-    if rollout["state"] in ("Progressing", "AwaitingSwitch") and _past_deadline(rollout, ready, total, now, deadline):
-        return _abort(rollout, total, ready, service, deadline)
+    plan = _step(rollout, total, ready, weights, now, service, rolling)
+    if plan.rollout is None:
+        return plan
+    new = rollout["to_version"]
+    ready_new, asked_new = ready.get(new, 0), plan.replicas.get(new, 0)
+    record = clock_moved(plan.rollout, ready_new=ready_new, asked_new=asked_new, now=now)
+    if timed_out(record, ready_new=ready_new, asked_new=asked_new, now=now, deadline=deadline):
+        return _abort(record, total, ready_new, asked_new, service, deadline)
+    return replace(plan, rollout=record)
+
+
+def _step(rollout, total, ready, weights, now, service, rolling: RollingLimits) -> Plan:
+    strategy = rollout["strategy"]
     if strategy == "canary":
         return _canary(rollout, total, ready, weights, service)
     if strategy == "blue-green":
@@ -143,15 +158,10 @@ def _done(rollout, replicas, service, message: str = "") -> Plan:
                 events=[("RolledOut", f"Rolled out version {new} of {service}{note}", False)])
 
 
-def _past_deadline(rollout, ready, total, now, deadline) -> bool:
-    if rollout["state"] == "AwaitingSwitch" or ready.get(rollout["to_version"], 0) >= max(total, 1):
-        return False
-    return now - datetime.fromisoformat(rollout["started_at"]) > deadline
-
-
-def _abort(rollout, total, ready, service, deadline) -> Plan:
+def _abort(rollout, total, ready_new: int, asked_new: int, service, deadline: timedelta) -> Plan:
     old, new = rollout["from_version"], rollout["to_version"]
-    reason = f"version {new} was not ready within {int(deadline.total_seconds())} s"
+    reason = (f"version {new} had {ready_new} of the {asked_new} instance(s) it needs ready, with no progress "
+              f"for {int(deadline.total_seconds())} s (the progress deadline)")
     failed = {**rollout, "state": "Failed", "message": reason}
     plan = _failed_plan(failed, total)
     event = ("RolloutFailed", f"Aborted the rollout of version {new} of {service}: {reason}; "

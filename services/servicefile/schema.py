@@ -135,7 +135,15 @@ METADATA = closed_object(
         "resource_rebalancing": boolean(),
         "rpc": RPC,
         "rolling_strategy": closed_object(
-            {"max_surge": COUNT_OR_PERCENTAGE, "max_unavailable": COUNT_OR_PERCENTAGE}
+            {
+                "max_surge": COUNT_OR_PERCENTAGE,
+                "max_unavailable": COUNT_OR_PERCENTAGE,
+                # Ferry (Kubernetes' progressDeadlineSeconds): a rollout fails when its new instances make no
+                # progress for this long; a canary resting with its share ready never times out.
+                "progress_deadline_seconds": integer(
+                    1, description="Seconds a rollout may go without a new instance becoming ready."
+                ),
+            }
         ),
         "eas": closed_object({"termination_grace_period": integer(0)}),
         "scheduling": closed_object(

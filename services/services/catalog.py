@@ -174,7 +174,14 @@ def _scaling_message(service: Service, old: dict) -> str:
 
 
 def _current_version(service: Service) -> Version:
-    """The version serving most traffic (ties: the newest), else the newest."""
+    """The version the service's file describes: a rollout's target while it is under way (scaling a canary, or
+    changing its deadline, must not start another version), else the version serving most traffic (ties: the
+    newest)."""
+    rollout = service.rollout
+    if rollout and rollout.get("state") != "Failed":
+        target = service.versions.filter(number=rollout["to_version"]).first()
+        if target is not None:
+            return target
     return service.versions.order_by("-weight", "-number").first()
 
 

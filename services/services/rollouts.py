@@ -37,16 +37,25 @@ def rollout_begin(service: Service, version: Version, *, strategy: str, canary_w
 def _record(strategy: str, from_version: int | None, to_version: int, *, canary_weight: int = 0,
             message: str = "") -> dict:
     """A rollout record (its fields are described in deployer/rollout.py)."""
+    now = timezone.now().isoformat()
     return {
         "strategy": strategy,
         "from_version": from_version,
         "to_version": to_version,
         "state": "Progressing",
         "canary_weight": canary_weight,
-        "started_at": timezone.now().isoformat(),
+        "started_at": now,
         "retain_until": None,
         "message": message,
+        "progress_at": now,
+        "ready_seen": 0,
     }
+
+
+def _clock_restarted(rollout: dict) -> dict:
+    """The plan asks for something new (or resumes): the progress deadline counts from now
+    (deployer/progress.py)."""
+    return {**rollout, "progress_at": timezone.now().isoformat()}
 
 
 def all_traffic_to(service: Service, number: int) -> int | None:
@@ -115,7 +124,8 @@ def _locked(service: Service) -> Service:
 def rollout_set_canary_weight(*, actor, service: Service, weight: int) -> Service:
     service = _locked(service)
     rollout = _in_progress(service, strategies=("canary",), states=("Progressing", "Paused"))
-    return _changed(service, {**rollout, "canary_weight": _canary_weight("canary", weight)}, "SetCanaryWeight",
+    weighted = _clock_restarted({**rollout, "canary_weight": _canary_weight("canary", weight)})
+    return _changed(service, weighted, "SetCanaryWeight",
                     f"Set the canary of {service.name} (version {rollout['to_version']}) to {weight} %")
 
 
@@ -124,7 +134,7 @@ def rollout_promote(*, actor, service: Service) -> Service:
     """The new version takes all traffic as fast as its instances are ready (a rolling finish)."""
     service = _locked(service)
     rollout = _in_progress(service)
-    promoted = {**rollout, "strategy": "rolling", "state": "Progressing", "message": "promoted"}
+    promoted = _clock_restarted({**rollout, "strategy": "rolling", "state": "Progressing", "message": "promoted"})
     return _changed(service, promoted, "Promoted", f"Promoted version {rollout['to_version']} of {service.name}")
 
 
@@ -170,7 +180,7 @@ def rollout_pause(*, actor, service: Service) -> Service:
 def rollout_resume(*, actor, service: Service) -> Service:
     service = _locked(service)
     rollout = _in_progress(service, strategies=("rolling", "canary"), states=("Paused",))
-    return _changed(service, {**rollout, "state": "Progressing"}, "ResumedRollout",
+    return _changed(service, _clock_restarted({**rollout, "state": "Progressing"}), "ResumedRollout",
                     f"Resumed the rollout of version {rollout['to_version']} of {service.name}")
 
 

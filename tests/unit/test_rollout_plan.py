@@ -81,7 +81,9 @@ def test_blue_green_waits_at_zero_then_switches_and_retains_blue():
 
 
 def test_a_rollout_past_its_deadline_fails_and_leaves_traffic_where_it_was():
-    late = plan(rollout("rolling"), ready={1: 2, 2: 1}, weights={1: 50, 2: 50}, now=T0 + timedelta(seconds=601))
+    # One new instance was ready from the start and none since: no progress for 601 s (deployer/progress.py).
+    stuck = rollout("rolling", ready_seen=1)
+    late = plan(stuck, ready={1: 2, 2: 1}, weights={1: 50, 2: 50}, now=T0 + timedelta(seconds=601))
     assert late.weights == {1: 100, 2: 0} and late.replicas == {1: 2}
     assert late.rollout["state"] == "Failed" and late.events[0][0] == "RolloutFailed"
     assert plan(late.rollout, ready={1: 2}).weights == {1: 100, 2: 0}  # stays failed

@@ -1,0 +1,60 @@
+"""The progress deadline of a rollout, read as Kubernetes reads a Deployment's progressDeadlineSeconds. Pure.
+
+A rollout fails when the instances its plan asks for of the new version are not ready in time, not when it
+lasts long: a canary held at 20 % for hours with its share ready is a rollout resting, not a stuck one. So the
+deadline counts time without progress:
+
+- The clock starts with the rollout and restarts whenever progress is made (one more instance of the new
+  version became ready), and when the user acts on it (resume, promote, a new canary weight: the plan asks for
+  something new; services.services.rollouts sets `progress_at` then).
+- While the plan's asks are met, there is no deadline. When a met set loses a ready instance, the clock for
+  getting it back starts at that moment, not at the last progress hours earlier.
+- A paused rollout has no deadline (its clock restarts at resume), nor has one resting until the user acts
+  (a green awaiting its switch, a switched blue-green).
+
+The rollout record carries the clock: `progress_at` (ISO time) and `ready_seen` (the new version's ready
+instances when last looked at). Records written before these fields existed count from `started_at`.
+"""
+
+from datetime import datetime, timedelta
+
+DEADLINE_FIELD = "progress_deadline_seconds"
+
+
+def progress_deadline(rolling_strategy: dict | None, default_seconds: int) -> timedelta:
+    """metadata.rolling_strategy.progress_deadline_seconds, or the cluster-wide default."""
+    seconds = (rolling_strategy or {}).get(DEADLINE_FIELD) or default_seconds
+    return timedelta(seconds=int(seconds))
+
+
+def clock_moved(rollout: dict, *, ready_new: int, asked_new: int, now: datetime) -> dict:
+    """The rollout record with its clock restarted if the new version progressed, or lost a ready instance
+    from a set that met the plan's asks."""
+    seen = rollout.get("ready_seen", 0)
+    if ready_new == seen:
+        return rollout
+    restarted = ready_new > seen or seen >= asked_new
+    return {**rollout, "ready_seen": ready_new, **({"progress_at": now.isoformat()} if restarted else {})}
+
+
+def timed_out(rollout: dict, *, ready_new: int, asked_new: int, now: datetime, deadline: timedelta) -> bool:
+    """Whether the rollout made no progress for longer than `deadline` while its plan's asks were unmet."""
+    if rollout["state"] != "Progressing" or ready_new >= asked_new:
+        return False
+    return now - progress_since(rollout) > deadline
+
+
+def progress_since(rollout: dict) -> datetime:
+    return datetime.fromisoformat(rollout.get("progress_at") or rollout["started_at"])
+
+
+def status_timed_out(*, rollout: dict | None, progressing_since: datetime | None, now: datetime,
+                     deadline: timedelta) -> bool:
+    """Whether a service that is not in a rollout has been progressing (scaling, starting) for too long.
+
+    A rollout in progress keeps its own clock above and fails by itself when it stops progressing, so its
+    Progressing time does not count here: a rolling update of many instances may take hours, and a paused
+    rollout has no deadline."""
+    if progressing_since is None or (rollout and rollout["state"] != "Failed"):
+        return False
+    return now - progressing_since > deadline

@@ -259,9 +259,10 @@ def close_delimited(headers: list) -> bool:
 
 def content_length(method: str, status: int, headers, length: int) -> int | None:
     """The Content-Length the gateway adds to an answer whose body is `length` bytes (RFC 9110 8.6), or None:
-    none for 1xx and 204, nor for HEAD and 304 when the instance's own was relayed (`headers` hold it). Pure."""
-    if status < 200 or status == 204:
+    none for 1xx, 204 and 304 (a 304 may carry the instance's own, the length of the 200, relayed in
+    `headers`), nor for HEAD when the instance's own was relayed. Pure."""
+    if status < 200 or status == 204 or status == 304:
         return None
-    if (method == "HEAD" or status == 304) and any(name == b"content-length" for name, _ in headers):
+    if method == "HEAD" and any(name == b"content-length" for name, _ in headers):
         return None
     return length

@@ -6,8 +6,6 @@ from django.db.models import QuerySet
 from services.errors import Forbidden, InvalidRequest, NotFound
 from services.models import Project, ProjectMembership, ProjectRole, Service
 
-from .locks import require_unlocked
-
 WRITE_ROLES = (ProjectRole.DEVELOPER, ProjectRole.OWNER)
 
 
@@ -60,13 +58,10 @@ def services_visible_to(user) -> QuerySet[Service]:
     return services.filter(project__memberships__user=user)
 
 
-def service_for(user, cluster_id: str, service_name: str, *, write: bool = False, operation: str = "") -> Service:
-    """The service, if the user may see it (else 404) and, for a write, change it (else 403) and its safety lock
-    allows `operation` (an EAS operation name; empty for any change) (else 409)."""
+def service_for(user, cluster_id: str, service_name: str, *, write: bool = False) -> Service:
     service = services_visible_to(user).filter(cluster__name=cluster_id, name=service_name).first()
     if service is None:
         raise NotFound(f"Service {service_name} not found in cluster {cluster_id}.", code="ServiceNotFound")
     if write:
         require_write(user, service.project)
-        require_unlocked(service, operation)
     return service

@@ -4,6 +4,9 @@ EAS documents three levels: `all` locks every operation, `dangerous` locks dange
 stop, `none` locks nothing. Ferry counts as dangerous what takes serving capacity away at once: deleting or
 stopping the service, restarting it, and deleting (restarting) some of its instances. Reads are never locked,
 and neither is UpdateServiceSafetyLock, or a locked service could never be unlocked.
+
+The writes enforce it under their row lock, so the API, the console and the CLI refuse alike:
+`desired_state_changed` (where every user change ends) for "all", and the dangerous writes for "dangerous".
 """
 
 from services.errors import Conflict

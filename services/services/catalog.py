@@ -186,7 +186,10 @@ def _current_version(service: Service) -> Version:
 
 
 def desired_state_changed(service: Service, **fields) -> Service:
-    """Records a change of desired state and asks the deployer to act on it."""
+    """Records a change of desired state and asks the deployer to act on it. Every change a user makes ends
+    here, on the row it has locked, so this is where a safety lock of "all" refuses it (the transaction then
+    undoes whatever the write did before); the deployer's own decisions never come here."""
+    require_unlocked(service)
     for name, value in fields.items():
         setattr(service, name, value)
     service.generation += 1

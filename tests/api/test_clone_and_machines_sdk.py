@@ -87,3 +87,15 @@ def test_the_machine_spec_is_this_hosts_cpus_and_memory_without_gpu(alice_sdk):
 
     filtered = alice_sdk.describe_machine_spec(m.DescribeMachineSpecRequest(instance_types=["ecs.g6.large"])).body
     assert filtered.instance_metas == []
+
+
+@pytest.mark.django_db
+def test_the_openapi_document_describes_the_new_operations():
+    from rest_framework.test import APIClient
+
+    schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    operation_ids = {op["operationId"] for path in schema["paths"].values() for op in path.values()}
+    assert {"CloneService", "UpdateServiceLabel", "DeleteServiceLabel", "UpdateServiceSafetyLock",
+            "DescribeServiceDiagnosis", "DescribeServiceInstanceDiagnosis", "ListServiceContainers",
+            "DescribeMachineSpec"} <= operation_ids
+    assert schema["paths"]["/api/v2/public/instance_types"]["get"]["operationId"] == "DescribeMachineSpec"

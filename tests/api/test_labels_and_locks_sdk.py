@@ -32,7 +32,7 @@ def refused(call, *args) -> ClientException:
 def state(name: str) -> tuple:
     service = Service.objects.get(name=name)
     return (service.generation, service.labels, service.spec, service.desired_state, service.deletion_requested_at,
-            service.safety_lock, service.versions.count())
+            service.safety_lock, service.versions.count(), service.cron_scaler, service.events.count())
 
 
 def test_labels_come_from_the_file_and_the_query_and_change_without_a_version(alice_sdk):
@@ -145,7 +145,9 @@ def test_an_all_lock_refuses_every_change_until_it_is_lifted(alice_sdk):
         (alice_sdk.create_service_auto_scaler, m.CreateServiceAutoScalerRequest(
             min=1, max=3, scale_strategies=[m.CreateServiceAutoScalerRequestScaleStrategies(metric_name="qps",
                                                                                             threshold=5)])),
-        (alice_sdk.release_service, m.ReleaseServiceRequest(weight=10)),
+        (alice_sdk.create_service_cron_scaler, m.CreateServiceCronScalerRequest(
+            scale_jobs=[m.CreateServiceCronScalerRequestScaleJobs(name="night", schedule="0 0 22 * * *",
+                                                                  target_size=0)])),
     )
     for call, request in changes:
         error = refused(call, "local", "iris_sklearn", request)
@@ -178,3 +180,22 @@ def test_the_migration_moves_labels_out_of_stored_files(alice_api):
     service = Service.objects.get(name="iris_sklearn")
     assert "labels" not in service.spec
     assert service.labels == {"team": "query", "env": "prod"}
+
+
+@pytest.mark.django_db
+def test_the_console_honours_the_lock_and_still_shows_the_token(alice, alice_api, client):
+    assert alice_api.post("/api/v2/services", example("iris_sklearn.json"), format="json").status_code == 202
+    assert alice_api.put("/api/v2/services/local/iris_sklearn/lock", {"Lock": "all"},
+                         format="json").status_code == 200
+    before = state("iris_sklearn")
+    client.force_login(alice)
+    for action in ("stop", "delete"):
+        response = client.post(f"/services/local/iris_sklearn/actions/{action}/", follow=True)
+        assert response.status_code == 200, action
+        assert 'SafetyLock &quot;all&quot;' in response.content.decode(), action
+    assert client.post("/services/local/iris_sklearn/actions/scale/", {"instances": 4}).status_code == 422
+    assert state("iris_sklearn") == before
+    # Showing the token reads on demand: no lock refuses it.
+    token = client.post("/services/local/iris_sklearn/actions/token/")
+    assert token.status_code == 200
+    assert alice_api.get("/api/v2/services/local/iris_sklearn").json()["AccessToken"] in token.content.decode()

@@ -4,9 +4,7 @@ making a version. All three answer at once (200): nothing waits for the deployer
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 
-from services import selectors
 from services import services as writes
-from services.selectors.locks import UNLOCK_OPERATION
 
 from .. import serializers_ops as s
 from .base import EasView
@@ -43,9 +41,7 @@ class SafetyLockView(EasView):
                                "restart and instance deletion (409 ServiceLocked), none refuses nothing. "
                                "DescribeService shows it as SafetyLock.")
     def put(self, request, cluster_id, service_name):
-        # Never refused by the lock itself, or a locked service could not be unlocked.
-        service = selectors.service_for(request.user, cluster_id, service_name, write=True,
-                                        operation=UNLOCK_OPERATION)
+        service = self.service(request, cluster_id, service_name, write=True)
         body = self.body(s.UpdateServiceSafetyLockBody, request)
         service = writes.service_safety_lock_update(actor=request.user, service=service, lock=body["Lock"])
         return self.respond(request, {"Message": f'Set the safety lock of service {service.name} to '

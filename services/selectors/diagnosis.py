@@ -22,8 +22,7 @@ from .diagnosis_rules import (
 
 
 def service_diagnosis(service: Service) -> list[Finding]:
-    return diagnose_service(service_facts(service), now=timezone.now(),
-                            deadline_seconds=settings.FERRY_PROGRESS_DEADLINE_SECONDS)
+    return diagnose_service(service_facts(service), now=timezone.now(), deadline_seconds=deadline_seconds(service))
 
 
 def instance_diagnosis(service: Service, instance_name: str) -> Finding | None:
@@ -31,7 +30,15 @@ def instance_diagnosis(service: Service, instance_name: str) -> Finding | None:
     if instance is None:
         raise NotFound(f"No instance named {instance_name} in service {service.name}.", code="InstanceNotFound")
     return diagnose_instance(_instance_facts(service, instance, _exit_codes(service)), now=timezone.now(),
-                             deadline_seconds=settings.FERRY_PROGRESS_DEADLINE_SECONDS)
+                             deadline_seconds=deadline_seconds(service))
+
+
+def deadline_seconds(service: Service) -> int:
+    """The deadline the reconciler holds the service to: its file's, else the installation's."""
+    from deployer.progress import progress_deadline  # the deployer depends on services; import at call time
+
+    rolling = (service.spec.get("metadata") or {}).get("rolling_strategy")
+    return int(progress_deadline(rolling, settings.FERRY_PROGRESS_DEADLINE_SECONDS).total_seconds())
 
 
 def service_facts(service: Service) -> ServiceFacts:

@@ -182,7 +182,11 @@ def _not_ready_finding(instance: InstanceFacts, now: datetime) -> Finding:
 
 
 def _slow_finding(facts: ServiceFacts, now: datetime, deadline_seconds: int) -> Finding | None:
-    """Progressing past the deadline with no crash to explain it: name the instances that are not ready."""
+    """Progressing past the deadline with no crash to explain it: name the instances that are not ready. A
+    rollout under way keeps its own clock (a rolling update of many instances may take hours) and fails by
+    itself when it stops progressing: then _rollout_finding speaks."""
+    if facts.rollout and facts.rollout.get("state") != "Failed":
+        return None
     if not _timed_out(facts.conditions) and _progressing_for(facts.conditions, now) <= deadline_seconds:
         return None
     waiting = [_not_ready_finding(instance, now) for instance in facts.instances if not instance.ready]

@@ -133,3 +133,15 @@ def test_an_unknown_instance_is_named_in_a_404(sdk):
             call("local", "iris_sklearn", "iris-sklearn-9-zzz")
         assert (missing.value.status_code, missing.value.code) == (404, "InstanceNotFound")
         assert "iris-sklearn-9-zzz" in missing.value.message
+
+
+@pytest.mark.django_db
+def test_the_diagnosis_holds_a_service_to_its_own_progress_deadline(alice_api, settings):
+    from services.selectors.diagnosis import deadline_seconds
+
+    own = {**example("iris_sklearn.json"), "metadata": {**example("iris_sklearn.json")["metadata"],
+                                                         "rolling_strategy": {"progress_deadline_seconds": 45}}}
+    assert alice_api.post("/api/v2/services", own, format="json").status_code == 202
+    assert deadline_seconds(Service.objects.get(name="iris_sklearn")) == 45
+    assert alice_api.post("/api/v2/services", example("digits_onnx.json"), format="json").status_code == 202
+    assert deadline_seconds(Service.objects.get(name="digits_onnx")) == settings.FERRY_PROGRESS_DEADLINE_SECONDS

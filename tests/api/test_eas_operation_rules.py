@@ -181,6 +181,13 @@ def test_a_timed_out_service_is_reported_even_when_no_instance_is_late_itself():
                               "Instance iris-1-b has not become ready")
 
 
+def test_a_rollout_under_way_keeps_its_own_clock():
+    rollout = {"state": "Progressing", "from_version": 1, "to_version": 2, "message": ""}
+    facts = service(phase="Updating", reason="RollingUpdate", message="3/10 instances ready",
+                    conditions=progressing(ago(3600)), rollout=rollout, instances=(instance(),))
+    assert diagnose(facts) == []
+
+
 def test_progress_within_the_deadline_is_no_problem():
     facts = service(phase="Creating", reason="InstancesStarting", conditions=progressing(ago(30)),
                     instances=(instance(state="Starting", ready=False, since=ago(30)),))

@@ -158,7 +158,7 @@ class Replays:
             _, oldest = heapq.heappop(self.leaving)
             del self.first[oldest]
         self.first[signature] = now
-        # The band's lower edge passes `sent` when now - WEST - max_skew > sent.
+        # Its Date leaves the band once now > sent - WEST + max_skew; from then the band refuses it by itself.
         heapq.heappush(self.leaving, (sent - WEST + self.max_skew, signature))
         return now
 

@@ -29,7 +29,7 @@ def activate(service_name: str, cluster_name: str) -> bool:
             logger.info("Not waking %s: its last wake-up failed (%s)", service, service.activation["message"])
             return False
         current = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
-                                           autoscaled=service.autoscaled_instances)
+                                           autoscaled=service.autoscaled_instances, cron_scaler=service.cron_scaler)
         if current > 0:
             return False
         service.autoscaled_instances = activation_count(service.autoscaler)

@@ -19,13 +19,12 @@ from services.services import event_record
 
 from . import autoscaler as scalers
 from .metrics import read_seconds
-from .scale import activation_failed, effective_instance_count
+from .scale import activation_failed, effective_instance_count, scale_write
+from .scaling_records import DECISION_KEY, cron_jobs_read, cron_jobs_write, decision_write
 
+__all__ = ["DECISION_KEY", "TICK_SECONDS", "AutoscalerLoop"]
 logger = logging.getLogger("ferry.autoscaler")
 TICK_SECONDS = 2.0
-DECISION_KEY = "ferry:autoscaler:decision:{service}"
-SERIES_KEY = "ferry:autoscaler:series:{service}"
-SERIES_LENGTH = 1800  # one hour of 2-second decisions, for the console's charts
 
 
 @dataclass
@@ -38,6 +37,7 @@ class Tracked:
     observed_until: int = 0
     cpu_processes: dict = field(default_factory=dict)
     last_desired: int | None = None  # this loop's previous decision: a count raised from 0 since was an activation
+    unapplied: int | None = None  # a decision that could not take effect, already reported once
 
 
 class AutoscalerLoop:
@@ -60,10 +60,12 @@ class AutoscalerLoop:
 
     def _decide(self, service: Service, now: float) -> str | None:
         if activation_failed(service.activation, service.generation):
-            return None  # held at zero until the user changes the service (deployer/activation.py)
+            # Held at zero until the user changes the service (deployer/activation.py).
+            self._record_cron_jobs(service, now, applied=False,
+                                   outcome="the service is held at zero after a failed wake-up; change it to retry")
+            return None
         tracked = self._tracked(service, now)
-        current = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
-                                           autoscaled=service.autoscaled_instances)
+        current = _count(service)
         if tracked.last_desired == 0 and current > 0:
             tracked.state = _activated(tracked, now)
         self._observe(service, tracked, now)
@@ -74,17 +76,44 @@ class AutoscalerLoop:
                                        min_scale=int(scaler.get("min", 0)), max_scale=scaler.get("max"))
         reason = decision.reason if decision and desired == metric_desired else f"{why}; {cron_reason}"
         self._record(service, now, current, desired, reason, decision)
-        tracked.last_desired = desired
-        if desired == current:
-            return None
-        return _apply(service, current, desired, reason)
+        change, applied, outcome = self._act(service, tracked, current, desired, reason)
+        self._record_cron_jobs(service, now, applied=applied, outcome=outcome)
+        return change
+
+    def _act(self, service: Service, tracked: Tracked, current: int, desired: int,
+             reason: str) -> tuple[str | None, bool, str]:
+        """Applies a decision; returns the change made (a sentence or None), whether the decision is in effect,
+        and what happened, for the cron jobs' records."""
+        action = scale_write(current=current, desired=desired,
+                             effective_if_written=_count(service, autoscaled=desired))
+        # What the loop takes as in effect: an unapplied decision is not (else a count above it looks like a
+        # wake-up by the activator); a write the activator overtook is (its raise from there is one).
+        tracked.last_desired = current if action == "unapplied" else desired
+        if action == "none":
+            tracked.unapplied = None
+            return None, True, f"{current} instance(s), as decided"
+        if action == "unapplied":
+            _report_unapplied(service, tracked, current, desired, reason)
+            return None, False, f"decided {desired} instance(s) but the service's range keeps {current}"
+        tracked.unapplied = None
+        change = _apply(service, current, desired, reason)
+        if change is None:
+            return None, False, "the activator changed the count meanwhile; deciding again at the next tick"
+        return change, True, f"instances {current} -> {desired}"
+
+    def _record_cron_jobs(self, service: Service, now: float, *, applied: bool, outcome: str) -> None:
+        if not service.cron_scaler:
+            return
+        previous = cron_jobs_read(self.redis, service.name)
+        states = scalers.cron_job_states(service.cron_scaler, datetime.fromtimestamp(now, UTC), applied=applied,
+                                         outcome=outcome, previous=previous)
+        cron_jobs_write(self.redis, service.name, states)
 
     def _tracked(self, service: Service, now: float) -> Tracked:
         config = json.dumps(service.autoscaler, sort_keys=True)
         tracked = self.tracked.get(service.pk)
         if tracked is None or tracked.config != config:
-            current = effective_instance_count(instance_count=service.instance_count,
-                                               autoscaler=service.autoscaler, autoscaled=service.autoscaled_instances)
+            current = _count(service)
             tracked = Tracked(kind=_kind(service), config=config, state=_new_state(service, now, current),
                               observed_until=int(now) - 60, last_desired=current)
             self.tracked[service.pk] = tracked
@@ -127,14 +156,27 @@ class AutoscalerLoop:
         record = {"time": now, "current": current, "desired": desired, "reason": reason,
                   "panicking": bool(decision and decision.panicking),
                   "stable": decision.stable_average if decision else None,
-                  "panic": decision.panic_average if decision else None}
-        payload = json.dumps(record)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(DECISION_KEY.format(service=service.name), payload, ex=3600)
-        pipe.lpush(SERIES_KEY.format(service=service.name), payload)
-        pipe.ltrim(SERIES_KEY.format(service=service.name), 0, SERIES_LENGTH - 1)
-        pipe.expire(SERIES_KEY.format(service=service.name), 3600)
-        pipe.execute()
+                  "panic": decision.panic_average if decision else None,
+                  "metrics": [{"metricName": name, "value": value} for name, value in decision.metrics]
+                  if decision else []}
+        decision_write(self.redis, service.name, record)
+
+
+def _count(service: Service, *, autoscaled: int | None = None) -> int:
+    """The instances the service has now, or would have with `autoscaled` as the loop's decision."""
+    return effective_instance_count(
+        instance_count=service.instance_count, autoscaler=service.autoscaler, cron_scaler=service.cron_scaler,
+        autoscaled=service.autoscaled_instances if autoscaled is None else autoscaled)
+
+
+def _report_unapplied(service: Service, tracked: Tracked, current: int, desired: int, reason: str) -> None:
+    """Once per decision: a decision the service's range cannot take would otherwise be written, and an event
+    recorded, at every tick."""
+    if tracked.unapplied == desired:
+        return
+    tracked.unapplied = desired
+    event_record(service=service, reason="ScaleNotApplied", warning=True,
+                 message=f"Decided {desired} instance(s) for {service.name}, which keeps {current}: {reason}")
 
 
 def _scaled_services():

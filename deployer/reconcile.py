@@ -105,7 +105,7 @@ def _converge_rendered(service: Service, driver, generation: int, plan: Plan, ob
 
 def _plan(service: Service, observed) -> Plan:
     total = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
-                                     autoscaled=service.autoscaled_instances)
+                                     autoscaled=service.autoscaled_instances, cron_scaler=service.cron_scaler)
     weights = {v.number: v.weight for v in service.versions.all()}
     if not service.rollout:
         return steady_plan(weights=weights, total=total)

@@ -7,6 +7,7 @@ merges the result with `cron_floor` through `combine`. See docs/autoscaling.md.
 
 from .combine import combine
 from .cron import cron_floor
+from .cron_status import cron_job_states
 from .decision import Decision
 from .eas import (EasScalerSettings, EasState, ScaleStrategy, eas_activated, eas_decide, eas_new_state,
                   eas_observe)
@@ -23,6 +24,7 @@ __all__ = [
     "ScaleStrategy",
     "combine",
     "cron_floor",
+    "cron_job_states",
     "eas_activated",
     "eas_decide",
     "eas_new_state",

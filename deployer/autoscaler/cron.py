@@ -34,24 +34,34 @@ def cron_floor(cron_scaler: Mapping | None, now: datetime) -> tuple[int | None, 
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
-    jobs = (cron_scaler or {}).get("ScaleJobs") or []
-    if not jobs:
+    if not (cron_scaler or {}).get("ScaleJobs"):
         return None, "no cron scale jobs"
-    excludes = tuple((cron_scaler or {}).get("ExcludeDates") or ())
-    runs = []
-    for job in jobs:
-        run, skipped = last_run(job, excludes, now)
-        if run is not None:
-            runs.append((run, int(job["TargetSize"]), skipped, job))
+    runs = [entry for entry in job_runs(cron_scaler, now) if entry[0] is not None]
     if not runs:
         return None, "every scheduled run falls on an excluded date"
-    run, size, _, job = max(runs, key=lambda entry: (entry[0], entry[1]))
+    run, size, _, job = latest_run(runs)
     reason = (f'cron job "{job.get("Name", "")}" ({job["Schedule"]}, {_zone_name(job)}) '
               f"set {size} at {run.isoformat()}")
     skipped = [f'"{entry[3].get("Name", "")}"' for entry in runs if entry[2]]
     if skipped:
         reason += f"; skipped on excluded dates: {', '.join(skipped)}"
     return size, reason
+
+
+def job_runs(cron_scaler: Mapping | None, now: datetime) -> list[tuple[datetime | None, int, int, Mapping]]:
+    """(last run or None, TargetSize, runs skipped on excluded days, job) for every job."""
+    excludes = tuple((cron_scaler or {}).get("ExcludeDates") or ())
+    return [(*_run_and_skipped(job, excludes, now), job) for job in (cron_scaler or {}).get("ScaleJobs") or []]
+
+
+def _run_and_skipped(job: Mapping, excludes: tuple[str, ...], now: datetime) -> tuple[datetime | None, int, int]:
+    run, skipped = last_run(job, excludes, now)
+    return run, int(job["TargetSize"]), skipped
+
+
+def latest_run(runs: list) -> tuple:
+    """The latest run; at the same instant the larger TargetSize (the safer side)."""
+    return max(runs, key=lambda entry: (entry[0], entry[1]))
 
 
 def last_run(job: Mapping, excludes: Sequence[str], now: datetime) -> tuple[datetime | None, int]:

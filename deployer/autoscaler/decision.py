@@ -15,6 +15,9 @@ class Decision:
     stable_average / panic_average: the KPA's observed metric over its two windows (total for the version).
     excess_burst_capacity: the KPA's EBC; negative means the activator should stay in the request path.
     recommendations: the EAS scaler's per-metric recommendation, as (metric, instances) pairs.
+    metrics: the values this decision was made from, as (metric, value) pairs: per strategy for the EAS scaler,
+        in its threshold's units (qps and queue[backlog] per instance, cpu and gpu[util] in %); the stable
+        average of the KPA's metric (the version's total). A metric not measured yet is left out.
     """
 
     desired: int
@@ -24,6 +27,7 @@ class Decision:
     panic_average: float | None = None
     excess_burst_capacity: int | None = None
     recommendations: tuple[tuple[str, int], ...] = ()
+    metrics: tuple[tuple[str, float], ...] = ()
 
     @property
     def activator_needed(self) -> bool:

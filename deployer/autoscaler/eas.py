@@ -146,8 +146,9 @@ def eas_decide(
     """
     state = _prepared(settings, state, now, metrics or {})
     measured = {**_averages(settings, state, now), **(metrics or {})}
+    observed = _observed(settings, current_replicas, measured)
     if current_replicas <= 0:
-        return state, _from_zero(settings, state, now)
+        return state, replace(_from_zero(settings, state, now), metrics=observed)
     recommendations = _recommendations(settings, current_replicas, measured)
     if recommendations:
         name, raw = max(recommendations, key=lambda pair: pair[1])
@@ -164,6 +165,7 @@ def eas_decide(
         desired=desired,
         reason="; ".join(clauses) + f" → {desired}",
         recommendations=tuple(recommendations),
+        metrics=observed,
     )
 
 
@@ -191,6 +193,13 @@ def _averages(settings: EasScalerSettings, state: EasState, now: float) -> dict[
 
 def _per_instance(metric: str, value: float, current: int) -> float:
     return value / current if metric in PER_INSTANCE_TOTALS else value
+
+
+def _observed(settings: EasScalerSettings, current: int,
+              measured: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    """Each strategy's value in its threshold's units; at zero a total counts as one instance's."""
+    return tuple((s.metric, _per_instance(s.metric, measured[s.metric], max(current, 1)))
+                 for s in settings.strategies if s.metric in measured)
 
 
 def _ratio(strategy: ScaleStrategy, current: int, measured: Mapping[str, float]) -> float:

@@ -203,6 +203,7 @@ def kpa_decide(
         stable_average=tick.stable,
         panic_average=tick.panic,
         excess_burst_capacity=_excess_burst_capacity(settings, ready_pods, tick.panic),
+        metrics=((settings.metric, tick.stable),),
     )
 
 

@@ -1,6 +1,7 @@
 """Domain objects in the shapes and PascalCase names of EAS's OpenAPI (2021-07-01)."""
 
 import json
+from datetime import UTC, datetime
 
 from django.conf import settings
 
@@ -175,3 +176,46 @@ def resource_body(cluster: Cluster) -> dict:
         "ExtraData": {"Kind": cluster.kind, "Flavor": cluster.flavor, "Default": cluster.is_default,
                       "ServiceCount": getattr(cluster, "service_count", None)},
     }
+
+
+def autoscaler_body(service: Service, decision: dict | None) -> dict:
+    """DescribeServiceAutoScaler: the settings, and the metrics the autoscaler loop last decided from."""
+    config = service.autoscaler
+    return {
+        "ServiceName": service.name,
+        "MinReplica": config.get("min"),
+        "MaxReplica": config.get("max"),
+        "ScaleStrategies": config.get("scaleStrategies", []),
+        "Behavior": config.get("behavior", {}),
+        "CurrentMetrics": current_metrics(service, decision),
+        # Ferry: the loop's latest decision and why (the KPA's settings are under Kpa).
+        "Kpa": config.get("kpa"),
+        "Decision": decision,
+    }
+
+
+def current_metrics(service: Service, decision: dict | None) -> list[dict]:
+    """Per strategy, the value of the loop's last decision (docs/autoscaling.md): EAS strategies in their
+    threshold's units, the KPA's metric as its stable average. Empty before the loop has measured anything."""
+    return [{"metricName": metric["metricName"], "value": metric["value"], "service": service.name}
+            for metric in (decision or {}).get("metrics") or ()]
+
+
+NOT_EVALUATED = "not evaluated by the autoscaler loop yet"
+
+
+def cron_scaler_body(service: Service, records: dict[str, dict]) -> dict:
+    """DescribeServiceCronScaler: each job with what it last did, as the autoscaler loop recorded it
+    (deployer/autoscaler/cron_status.py); a job the loop has not looked at yet is Submitted."""
+    created = _parsed(service.cron_scaler.get("SetAt"))
+    jobs = []
+    for job in service.cron_scaler["ScaleJobs"]:
+        record = records.get(job["Name"]) or {}
+        jobs.append({**job, "CreateTime": eas_time(created), "State": record.get("State", "Submitted"),
+                     "LastProbeTime": eas_time(_parsed(record.get("EvaluatedAt"))),
+                     "Message": record.get("Message", NOT_EVALUATED)})
+    return {"ServiceName": service.name, "ScaleJobs": jobs, "ExcludeDates": service.cron_scaler["ExcludeDates"]}
+
+
+def _parsed(moment: str | None) -> datetime | None:
+    return datetime.fromisoformat(moment).astimezone(UTC) if moment else None

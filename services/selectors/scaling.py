@@ -1,21 +1,37 @@
-"""The autoscaler's latest decision for a service, as the autoscaler loop records it in Redis."""
-
-import json
+"""What the autoscaler loop last decided for a service, and what its cron jobs last did, as the loop records
+them in Redis (deployer/scaling_records.py). Without Redis, or with Redis down, there is nothing to show."""
 
 from django.conf import settings
 
 from services.models import Service
 
 
-def autoscaler_decision(service: Service) -> dict | None:
+def _redis():
     if not settings.REDIS_URL:
         return None
     import redis
 
-    from deployer.autoscaling import DECISION_KEY
+    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1)
 
+
+def autoscaler_decision(service: Service) -> dict | None:
+    from deployer.scaling_records import decision_read
+    from redis import RedisError
+
+    client = _redis()
     try:
-        raw = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).get(DECISION_KEY.format(service=service.name))
-    except redis.RedisError:
+        return decision_read(client, service.name) if client else None
+    except RedisError:
         return None
-    return json.loads(raw) if raw else None
+
+
+def cron_job_records(service: Service) -> dict[str, dict]:
+    """By job name: {"State", "Message", "RanAt", "EvaluatedAt"} (deployer/autoscaler/cron_status.py)."""
+    from deployer.scaling_records import cron_jobs_read
+    from redis import RedisError
+
+    client = _redis()
+    try:
+        return cron_jobs_read(client, service.name) if client else {}
+    except RedisError:
+        return {}

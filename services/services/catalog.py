@@ -18,6 +18,7 @@ from services.servicefile import instance_spec, merge_update, validate_service_f
 from .events import event_record
 from .labels import labels_after_update, labels_changed_message, labels_checked
 from .reconcile import reconcile_request
+from .scaling_support import autoscaler_check_supported
 
 UPDATE_TYPES = ("merge", "replace")
 
@@ -66,6 +67,7 @@ def service_create(*, actor, project: Project, document: object, labels: dict | 
     cluster = cluster_for_file(service_file)
     spec, token = _without_token(service_file)
     name = spec["name"]
+    autoscaler_check_supported(spec.get("autoscaler"), cluster=cluster, service_name=name)
     if Service.objects.filter(cluster=cluster, name=name).exists():
         raise AlreadyExists(f'A service named "{name}" already exists in cluster "{cluster.name}".')
     try:
@@ -140,6 +142,8 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
         raise InvalidRequest.at("metadata.resource", "a service cannot move to another cluster; create it there")
     labels = labels_checked(labels_after_update(service.labels, new_file, update_type), "labels")
     spec, token = _without_token(new_file)
+    if spec.get("autoscaler") != service.autoscaler:  # a service made before a refusal may keep what it has
+        autoscaler_check_supported(spec.get("autoscaler"), cluster=service.cluster, service_name=service.name)
     if spec == service.spec and token is None and labels == service.labels:
         return service
     if instance_spec(spec) != _current_version(service).instance_spec:

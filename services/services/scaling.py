@@ -4,12 +4,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 from django.db import transaction
+from django.utils import timezone
 
 from services.errors import InvalidRequest, NotFound
 from services.models import Service
 
 from .catalog import desired_state_changed, service_update
 from .events import event_record
+from .scaling_support import cron_scaler_check_supported
 
 
 def service_scale(*, actor, service: Service, instances: int) -> Service:
@@ -59,8 +61,11 @@ def cron_scaler_set(*, actor, service: Service, scale_jobs: list[dict], exclude_
         errors.append({"Path": "ScaleJobs", "Message": "give at least one job"})
     if errors:
         raise InvalidRequest("; ".join(f"{e['Path']}: {e['Message']}" for e in errors), errors=errors)
-    service = Service.objects.select_for_update().get(pk=service.pk)
-    service.cron_scaler = {"ScaleJobs": scale_jobs, "ExcludeDates": exclude_dates}
+    service = Service.objects.select_for_update().select_related("cluster").get(pk=service.pk)
+    cron_scaler_check_supported(service)
+    # SetAt: DescribeServiceCronScaler's CreateTime.
+    service.cron_scaler = {"ScaleJobs": scale_jobs, "ExcludeDates": exclude_dates,
+                           "SetAt": timezone.now().isoformat()}
     event_record(service=service, reason="SetCronScaler",
                  message=f"Set {len(scale_jobs)} cron scaling job(s) on {service.name}")
     return desired_state_changed(service)

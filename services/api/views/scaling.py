@@ -5,10 +5,10 @@ from drf_spectacular.utils import extend_schema
 
 from services import services as writes
 from services.errors import NotFound
-from services.selectors.scaling import autoscaler_decision
+from services.selectors.scaling import autoscaler_decision, cron_job_records
 
 from .. import serializers as s
-from ..presenters import eas_time
+from ..presenters import autoscaler_body, cron_scaler_body
 from .base import EasView
 
 TAG = ["Scaling"]
@@ -23,19 +23,7 @@ class AutoScalerView(EasView):
         service = self.service(request, cluster_id, service_name)
         if service.autoscaler is None:
             raise NotFound(f"Service {service.name} has no autoscaler.", code="AutoScalerNotFound")
-        config = service.autoscaler
-        decision = autoscaler_decision(service)
-        return self.respond(request, {
-            "ServiceName": service.name,
-            "MinReplica": config.get("min"),
-            "MaxReplica": config.get("max"),
-            "ScaleStrategies": config.get("scaleStrategies", []),
-            "Behavior": config.get("behavior", {}),
-            "CurrentMetrics": _current_metrics(service, decision),
-            # Ferry: the loop's latest decision and why (the KPA's settings are under Kpa).
-            "Kpa": config.get("kpa"),
-            "Decision": decision,
-        })
+        return self.respond(request, autoscaler_body(service, autoscaler_decision(service)))
 
     @extend_schema(operation_id="CreateServiceAutoScaler", tags=TAG, request=OpenApiTypes.OBJECT,
                    responses={200: OpenApiTypes.OBJECT}, description=AUTOSCALER_DOC)
@@ -59,23 +47,13 @@ class AutoScalerView(EasView):
         return self.respond(request, {"Message": f"Set the autoscaler of service {service.name}"})
 
 
-def _current_metrics(service, decision: dict | None) -> list[dict]:
-    if not decision or decision.get("stable") is None:
-        return []
-    return [{"metricName": "stable", "value": decision["stable"], "service": service.name},
-            {"metricName": "panic", "value": decision.get("panic"), "service": service.name}]
-
-
 class CronScalerView(EasView):
     @extend_schema(operation_id="DescribeServiceCronScaler", tags=TAG, responses={200: OpenApiTypes.OBJECT})
     def get(self, request, cluster_id, service_name):
         service = self.service(request, cluster_id, service_name)
         if service.cron_scaler is None:
             raise NotFound(f"Service {service.name} has no cron scaler.", code="CronScalerNotFound")
-        jobs = [{**job, "CreateTime": eas_time(service.updated_at), "State": "Waiting", "LastProbeTime": "",
-                 "Message": ""} for job in service.cron_scaler["ScaleJobs"]]
-        return self.respond(request, {"ServiceName": service.name, "ScaleJobs": jobs,
-                                      "ExcludeDates": service.cron_scaler["ExcludeDates"]})
+        return self.respond(request, cron_scaler_body(service, cron_job_records(service)))
 
     @extend_schema(operation_id="CreateServiceCronScaler", tags=TAG, request=s.CronScalerBody,
                    responses={200: OpenApiTypes.OBJECT})

@@ -193,7 +193,8 @@ def test_the_console_honours_the_lock_and_still_shows_the_token(alice, alice_api
         response = client.post(f"/services/local/iris_sklearn/actions/{action}/", follow=True)
         assert response.status_code == 200, action
         assert 'SafetyLock &quot;all&quot;' in response.content.decode(), action
-    assert client.post("/services/local/iris_sklearn/actions/scale/", {"instances": 4}).status_code == 422
+    scaled = client.post("/services/local/iris_sklearn/actions/scale/", {"instances": 4})
+    assert scaled.status_code == 422 and 'SafetyLock &quot;all&quot;' in scaled.content.decode()  # and says why
     assert state("iris_sklearn") == before
     # Showing the token reads on demand: no lock refuses it.
     token = client.post("/services/local/iris_sklearn/actions/token/")

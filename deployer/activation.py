@@ -11,7 +11,7 @@ from django.utils import timezone
 from services.models import Service
 from services.services import event_record
 
-from .scale import activation_count, activation_failed, activation_verdict, effective_instance_count
+from .scale import activation_count, activation_failed, activation_verdict, service_instance_count
 
 logger = logging.getLogger("ferry.deployer")
 
@@ -28,8 +28,7 @@ def activate(service_name: str, cluster_name: str) -> bool:
         if activation_failed(service.activation, service.generation):
             logger.info("Not waking %s: its last wake-up failed (%s)", service, service.activation["message"])
             return False
-        current = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
-                                           autoscaled=service.autoscaled_instances, cron_scaler=service.cron_scaler)
+        current = service_instance_count(service)
         if current > 0:
             return False
         service.autoscaled_instances = activation_count(service.autoscaler)

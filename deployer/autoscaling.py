@@ -19,7 +19,7 @@ from services.services import event_record
 
 from . import autoscaler as scalers
 from .metrics import read_seconds
-from .scale import activation_failed, effective_instance_count, scale_write
+from .scale import activation_failed, service_instance_count, scale_write
 from .scaling_records import DECISION_KEY, cron_jobs_read, cron_jobs_write, decision_write
 
 __all__ = ["DECISION_KEY", "TICK_SECONDS", "AutoscalerLoop"]
@@ -164,9 +164,7 @@ class AutoscalerLoop:
 
 def _count(service: Service, *, autoscaled: int | None = None) -> int:
     """The instances the service has now, or would have with `autoscaled` as the loop's decision."""
-    return effective_instance_count(
-        instance_count=service.instance_count, autoscaler=service.autoscaler, cron_scaler=service.cron_scaler,
-        autoscaled=service.autoscaled_instances if autoscaled is None else autoscaled)
+    return service_instance_count(service, autoscaled=autoscaled)
 
 
 def _report_unapplied(service: Service, tracked: Tracked, current: int, desired: int, reason: str) -> None:

@@ -26,7 +26,7 @@ from .progress import progress_deadline, status_timed_out
 from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
-from .scale import activation_failed, effective_instance_count
+from .scale import activation_failed, service_instance_count
 from .status import Status, StatusInput, derive_status
 
 logger = logging.getLogger("ferry.deployer")
@@ -104,8 +104,7 @@ def _converge_rendered(service: Service, driver, generation: int, plan: Plan, ob
 
 
 def _plan(service: Service, observed) -> Plan:
-    total = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
-                                     autoscaled=service.autoscaled_instances, cron_scaler=service.cron_scaler)
+    total = service_instance_count(service)
     weights = {v.number: v.weight for v in service.versions.all()}
     if not service.rollout:
         return steady_plan(weights=weights, total=total)

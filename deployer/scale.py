@@ -66,3 +66,12 @@ def activation_verdict(activation: dict | None, *, generation: int, ready: bool,
     if now - datetime.fromisoformat(activation["since"]) > deadline:
         return "expired"
     return "waiting"
+
+
+def service_instance_count(service, *, autoscaled: int | None = None) -> int:
+    """effective_instance_count of a Service row (every reader of "how many instances now" goes through here,
+    so the console, the reconciler, the renderer and the activator agree). `autoscaled` overrides the row's
+    last decision, for the loop weighing a new one."""
+    return effective_instance_count(
+        instance_count=service.instance_count, autoscaler=service.autoscaler, cron_scaler=service.cron_scaler,
+        autoscaled=service.autoscaled_instances if autoscaled is None else autoscaled)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from deployer.rollout import Plan, steady_plan
-from deployer.scale import effective_instance_count
+from deployer.scale import service_instance_count
 
 from .desired import (
     DEFAULT_METRICS,
@@ -66,8 +66,7 @@ def service_desired(service, plan: Plan | None = None) -> ServiceDesired:
     the steady plan of the current weights and instance count."""
     versions = {v.number: v for v in service.versions.all()}
     if plan is None:
-        total = effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
-                                         autoscaled=service.autoscaled_instances)
+        total = service_instance_count(service)
         plan = steady_plan(weights={n: v.weight for n, v in versions.items()}, total=total)
     running = service.desired_state == "running"
     # A version is on the cluster while it has instances wanted or traffic (a stopped service keeps its

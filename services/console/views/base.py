@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from django_htmx.http import HTMX_STOP_POLLING
 
-from deployer.scale import effective_instance_count
+from deployer.scale import service_instance_count
 from services.models import Service
 
 from ..rendering import render
@@ -33,8 +33,7 @@ def fragment(request, template: str, context: dict, *, moving: bool, status: int
 def desired_instances(service: Service) -> int:
     if service.desired_state != "running" or service.deletion_requested_at is not None:
         return 0
-    return effective_instance_count(instance_count=service.instance_count, autoscaler=service.autoscaler,
-                                    autoscaled=service.autoscaled_instances)
+    return service_instance_count(service)
 
 
 @dataclass

@@ -51,7 +51,11 @@ def test_create_list_desc_modify_scale_delete_without_waiting(ferry, iris_file):
 
     ferry.ok("modify", "demo_iris", "-D", "metadata.instance=3", "-Dlabels.owner=alice", "--no-wait")
     described = ferry.json("desc", "demo_iris")
-    assert described["TotalInstance"] == 3 and json.loads(described["ServiceConfig"])["labels"] == {"owner": "alice"}
+    # A label set by modify joins the one given at create (labels are the service's, not a version's).
+    assert described["TotalInstance"] == 3
+    assert json.loads(described["ServiceConfig"])["labels"] == {"team": "ml", "owner": "alice"}
+    assert {(label["LabelKey"], label["LabelValue"]) for label in described["Labels"]} == {("team", "ml"),
+                                                                                           ("owner", "alice")}
     assert ferry.json("scale", "demo_iris", "2", "--no-wait")["Message"] == "Updating service demo_iris"
     assert ferry.json("desc", "demo_iris")["TotalInstance"] == 2
     patch = ferry.file("patch.json", {"metadata": {"rpc": {"keepalive": 20000}}})

@@ -80,7 +80,7 @@ def service_file_manifests(*, cluster: Cluster, project: Project, document: obje
     draft = SimpleNamespace(
         name=service_file["name"], cluster=cluster, project=project, desired_state="running",
         instance_count=service_file["metadata"]["instance"], autoscaler=service_file.get("autoscaler"),
-        autoscaled_instances=None, mirror=current.mirror if current is not None else None,
+        autoscaled_instances=None, cron_scaler=None, mirror=current.mirror if current is not None else None,
         labels=service_file.get("labels") or {}, group=service_file["metadata"].get("group", ""),
         restart_requested_at=None, versions=SimpleNamespace(all=lambda: [version]),
     )

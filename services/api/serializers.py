@@ -53,6 +53,17 @@ class ListServicesQuery(PageQuery):
     Order = serializers.ChoiceField(choices=["asc", "desc", "ASC", "DESC"], required=False, default="desc")
     Label = JsonObjectString(required=False)
 
+    # EAS filters Ferry has no data for: a filter that matched everything would answer a different question.
+    UNSUPPORTED_FILTERS = ("Gateway", "QuotaId", "Role", "ServiceType", "ParentServiceUid", "ResourceType",
+                           "ServiceUid")
+
+    def validate(self, attrs):
+        given = [name for name in self.UNSUPPORTED_FILTERS if self.initial_data.get(name)]
+        if given:
+            raise serializers.ValidationError({name: "filtering by it is not supported; leave it out"
+                                               for name in given})
+        return attrs
+
 
 class CreateServiceQuery(serializers.Serializer):
     WorkspaceId = serializers.CharField(required=False, allow_blank=True, default="")

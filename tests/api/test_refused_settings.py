@@ -46,3 +46,11 @@ def test_delete_instances_refuses_a_soft_restart_and_one_container_by_name(alice
     one_container = eas_models.DeleteServiceInstancesRequest(instance_list="refusals-v1-1", container="sidecar")
     error = _error(lambda: alice_sdk.delete_service_instances("local", "refusals", one_container))
     assert "Container: restarting one container" in error.message, error.message
+
+
+def test_list_services_refuses_a_filter_it_has_no_data_for_by_name(alice_sdk):
+    alice_sdk.create_service(eas_models.CreateServiceRequest(body=json.dumps(FILE)))
+    error = _error(lambda: alice_sdk.list_services(eas_models.ListServicesRequest(service_type="Async")))
+    assert "ServiceType: filtering by it is not supported" in error.message, error.message
+    listed = alice_sdk.list_services(eas_models.ListServicesRequest(service_name="refusals")).body
+    assert [service.service_name for service in listed.services] == ["refusals"]

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.health.HealthCheckMiddleware",  # first: probes call the pod IP, not an allowed host
     "services.api.middleware.RequestIdMiddleware",
     "services.api.fallbacks.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",

@@ -1,11 +1,12 @@
 """Mirrors what a driver observed into services' Instance rows, and tells the timeline what changed."""
 
+from django.utils import timezone
+
 from services.models import Instance, Service
 from services.services import event_record
 
 from .drivers.base import ObservedInstance
-
-FAILING_STATES = ("CrashLoopBackOff", "Failed")
+from .status import FAILING, crash_verdict, restart_message
 
 
 def record_observed(service: Service, observed: list[ObservedInstance]) -> None:
@@ -38,11 +39,18 @@ def _record_one(service: Service, instance: Instance | None, seen: ObservedInsta
 def _report_changes(service: Service, before: Instance, seen: ObservedInstance) -> None:
     if seen.restart_count > before.restart_count:
         event_record(service=service, reason="InstanceRestarted", warning=True, instance_name=seen.name,
-                     message=f"Instance {seen.name} {seen.last_exit_reason or 'exited'} and was restarted")
-    if seen.state in FAILING_STATES and before.state not in FAILING_STATES:
+                     message=restart_message(seen.name, seen.last_exit_reason, seen.restart_count))
+    if _newly_failing(before, seen):
         event_record(service=service, reason="BackOff" if seen.state == "CrashLoopBackOff" else "InstanceFailed",
                      warning=True, instance_name=seen.name,
                      message=f"Instance {seen.name} is {seen.state}: {seen.last_exit_reason or 'no reason given'}")
     if seen.ready and not before.ready:
         event_record(service=service, reason="InstanceReady", instance_name=seen.name,
                      message=f"Instance {seen.name} became ready on port {seen.port}")
+
+
+def _newly_failing(before: Instance, seen: ObservedInstance) -> bool:
+    """A crash loop (or a failure to start) that the last observation did not show yet: one crash is not."""
+    failing = crash_verdict(seen.state, seen.restart_count, seen.started_at, timezone.now()) == FAILING
+    return failing and crash_verdict(before.state, before.restart_count, before.started_at,
+                                     before.updated_at) != FAILING

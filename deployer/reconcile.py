@@ -19,7 +19,7 @@ from .activation import follow_activation
 from .conditions import condition_set
 from .desired import ObservedSlot, desired_slots
 from .drivers import PermanentError, driver_for
-from .instances import FAILING_STATES, record_observed
+from .instances import record_observed
 from .launches import limits_message, token_env, version_launch
 from .locks import reconcile_lock
 from .progress import progress_deadline, status_timed_out
@@ -27,7 +27,7 @@ from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
 from .scale import activation_failed, service_instance_count
-from .status import Status, StatusInput, derive_status
+from .status import FAILING, RESTARTING, Status, StatusInput, crash_verdict, derive_status
 
 logger = logging.getLogger("ferry.deployer")
 RECHECK_WHILE_PROGRESSING = timedelta(seconds=2)
@@ -208,18 +208,31 @@ def _derived_status(service: Service, expected: int, wanted, observed) -> Status
     serving_versions = {v.number for v in service.versions.all() if v.weight > 0}
     # Pending counts: a process may be starting for it, and "Stopped" must mean that nothing runs.
     live = [o for o in observed if o.state not in ("Terminated", "Failed")]
+    verdicts = _crash_verdicts(service, wanted)
     status = derive_status(StatusInput(
         running=service.desired_state == "running",
         deleting=False,
         expected=expected,
         ready=sum(1 for o in wanted if o.ready),
         live=len(live),
-        crash_looping=[f"{o.name}: {o.last_exit_reason or o.state}" for o in wanted if o.state in FAILING_STATES],
+        crash_looping=[f"{o.name}: {o.last_exit_reason or o.state}" for o in wanted if verdicts[o.name] == FAILING],
+        restarting=tuple(f"{o.name}: {o.last_exit_reason or o.state}" for o in wanted
+                         if verdicts[o.name] == RESTARTING),
         new_version_rolling=any(o.version not in serving_versions for o in live),
         first_rollout=not any(c["type"] == "Ready" and c["status"] == "True" for c in service.conditions)
         and service.phase in (Phase.CREATING, Phase.WAITING),
     ))
     return _after_failed_activation(service, _while_rolling_out(service.rollout, status))
+
+
+def _crash_verdicts(service: Service, wanted) -> dict[str, str]:
+    """crash_verdict per instance. An Instance row is written when a crash is first seen and not again until
+    the instance restarts, so while it waits in CrashLoopBackOff its `updated_at` is when it exited."""
+    seen_at = dict(service.instances.values_list("name", "updated_at"))
+    now = timezone.now()
+    failing = service.status_reason == "InstancesFailing"
+    return {o.name: crash_verdict(o.state, o.restart_count, o.started_at, seen_at.get(o.name, now), failing)
+            for o in wanted}
 
 
 def _while_rolling_out(rollout: dict | None, status: Status) -> Status:

@@ -7,7 +7,7 @@
   finish: release the slot, count (metrics.py), mirror copies (proxy.py), answer
 The common case (a free instance with an idle connection) runs without a coroutine, future or task, inside
 the callbacks that read the request and the answer. Waiting for a slot or an instance, connecting, and
-retrying a failed connection run in a task (`forward`). Nothing on the path touches Redis or a database.
+retrying an exchange that gateway/retry.py allows to retry run in a task (`forward`). Nothing on the path touches Redis or a database.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import hmac
 import logging
 import time
 
-from . import auth, balancer, local, paths
+from . import auth, balancer, local, paths, retry
 from .activator import Activator
 from .config import Settings
 from .local import error
@@ -165,6 +165,8 @@ class Gateway:
         stats = stats_for(route.state, admission.version.number)
 
         def done(status, headers, body, failure):
+            if failure is not None and retry.may_retry(failure, request.method, request.headers):
+                return self._retry_later(request, admission, stats, failure, reply)
             try:
                 status, headers, body = self.response(request, admission, status, headers, body, failure)
             except Exception:  # noqa: BLE001 -- this runs inside the instance connection's parser
@@ -176,42 +178,83 @@ class Gateway:
         connection.send(head, request.body, route.timeout, done, request.method == "HEAD")
         stats.started()
 
-    async def _forward_then(self, request: Request, admission, reply) -> None:
+    async def _forward_then(self, request: Request, admission, reply, tries: int = 0) -> None:
         try:
-            answer = await self.forward(request, admission)
+            answer = await self.forward(request, admission, tries)
         except Exception:  # noqa: BLE001
             logger.exception("failed to answer a request for %s", request.route.name)
             answer = error(500, "internal gateway error")
         reply(*answer)
 
-    async def forward(self, request: Request, admission):
-        """The general path: wait for a slot or an instance if needed, connect (retrying another instance
-        when connecting fails), exchange, finish."""
-        route, state = request.route, request.route.state
-        if admission is None:
+    def _retry_later(self, request: Request, admission, stats, failure, reply) -> None:
+        """The hot path's exchange failed in a way that may be retried: the rest goes on in a task."""
+        self._give_back(admission, stats, failure)
+        task = asyncio.get_running_loop().create_task(self._forward_then(request, None, reply, tries=1))
+        self.forwarding.add(task)
+        task.add_done_callback(self.forwarding.discard)
+
+    async def forward(self, request: Request, admission, tries: int = 0):
+        """The general path: wait for a slot or an instance if needed, connect, exchange, finish. A failure that
+        gateway/retry.py allows is tried again on another instance, or, when none is reachable, after waiting
+        (with the activator's deadline, counted from the first failure) for the table to list one."""
+        deadline = self._retry_deadline(request) if tries else None
+        while True:
+            if admission is None:
+                admission = await self._admit(request, deadline, tries)
+                if admission.__class__ is tuple:
+                    return admission  # refused
+            stats = stats_for(request.route.state, admission.version.number)
+            stats.started()
             try:
-                admission = balancer.try_admit(route, request.pinned) or await balancer.admit(
-                    state, route, request.pinned, on_wait=self._on_wait,
-                    activation_timeout=self.settings.activation_timeout,
-                    stats_for=lambda number: stats_for(state, number))
-            except balancer.Unavailable as refusal:
-                return self.refuse(request, refusal)
-        route = admission.route
-        stats = stats_for(state, admission.version.number)
-        stats.started()
-        target = request.parsed.upstream_path(route.name) + request.query
+                answer = await send_upstream(admission, request.method,
+                                             request.parsed.upstream_path(admission.route.name) + request.query,
+                                             request.headers, request.body, request.client)
+                failure = None
+            except UpstreamError as problem:
+                answer, failure = (0, None, None), problem
+            if failure is not None and tries < retry.MAX_TRIES and \
+                    retry.may_retry(failure, request.method, request.headers):
+                self._give_back(admission, stats, failure)
+                tries += 1
+                deadline = deadline or self._retry_deadline(request)
+                admission = None
+                continue
+            status, headers, body = self.response(request, admission, *answer, failure)
+            self.settle(request, admission, stats, status)
+            return status, headers, body
+
+    async def _admit(self, request: Request, deadline: float | None, tries: int):
+        """An Admission, or the refusal's (status, headers, body). A retry reads the table as it is now."""
+        state = request.route.state
+        route = (state.route or request.route) if tries else request.route
         try:
-            status, headers, body = await send_upstream(admission, request.method, target, request.headers,
-                                                        request.body, request.client, self.counters)
-            status, headers, body = self.response(request, admission, status, headers, body, None)
-        except UpstreamError as failure:
-            status, headers, body = self.response(request, admission, 0, None, None, failure)
-        self.settle(request, admission, stats, status)
-        return status, headers, body
+            return balancer.try_admit(route, request.pinned) or await balancer.admit(
+                state, route, request.pinned, on_wait=self._on_wait,
+                activation_timeout=self.settings.activation_timeout,
+                stats_for=lambda number: stats_for(state, number), deadline=deadline)
+        except balancer.Unavailable as refusal:
+            return self.refuse(request, refusal)
+
+    def _retry_deadline(self, request: Request) -> float:
+        route = request.route
+        return asyncio.get_running_loop().time() + max(self.settings.activation_timeout, route.timeout)
+
+    def _give_back(self, admission, stats, failure) -> None:
+        """Undoes an attempt that will be retried: not counted as a request; an instance that refused the
+        connection is ejected first, so its freed slot is not handed to a waiting request."""
+        route, instance = admission.route, admission.instance
+        if retry.ejects(failure):
+            seconds = balancer.eject(route.state, instance)
+            logger.warning("ejected instance %s of %s for %g s: %s", instance.name, route.name, seconds, failure)
+        balancer.release(route.state, instance)
+        stats.inflight -= 1
+        self.counters.retries[route.name] = self.counters.retries.get(route.name, 0) + 1
 
     def response(self, request: Request, admission, status, headers, body, failure):
         """What the client gets: the instance's answer minus hop-by-hop headers, or the failure's error."""
         if failure is None:
+            if admission.instance.refusals:  # it answered: the next refusal starts the ejections over
+                admission.instance.refusals = 0
             headers = response_headers(headers, request.method == "HEAD" or status == 304)
         else:
             status, headers, body = self._failure(admission.route, failure)

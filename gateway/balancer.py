@@ -6,6 +6,9 @@
   are ready; the old ones keep serving until then), the request goes to a ready version instead of waiting.
 - Instance: least outstanding requests among the version's ready instances, under the per-instance
   concurrency limit; ties go to the instance after the last one chosen, so idle instances share the load.
+- Ejected instances (they refused a connection: gateway/retry.py) are skipped until their ejection ends or
+  the table drops them; when every listed instance is ejected, the request waits as at zero (the activator's
+  deadline), for the crashed instance's restart, without asking the activator (the service is not at zero).
 - Waiting: when every instance is at its limit, or there is no ready instance at all (scaled to zero, or still
   starting: the activator case), the request joins the service's bounded FIFO queue until a slot is handed
   to it (a finishing request gives its slot to the first waiter, so newcomers cannot overtake the queue) or
@@ -15,7 +18,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
+from . import retry
 from .table import Instance, Route, ServiceState, Version
 
 
@@ -61,18 +66,46 @@ def mirrored(route: Route) -> bool:
     return False
 
 
+_monotonic = time.monotonic
+
+
+def ejected(instance: Instance) -> bool:
+    # The clock is read only for an instance that was ever ejected: the common case costs one attribute load.
+    return instance.ejected_until != 0.0 and instance.ejected_until > _monotonic()
+
+
+def eject(state: ServiceState, instance: Instance) -> float:
+    """Leaves `instance` out for a while after it refused a connection; its idle connections go (they were to
+    the process that is gone). Waiting requests look again when the ejection ends. Returns its length."""
+    now = _monotonic()
+    if instance.ejected_until > now:
+        # Connections opened before the first refusal fail together: one refusal, not several in a row.
+        return instance.ejected_until - now
+    instance.refusals += 1
+    seconds = retry.ejection_seconds(instance.refusals)
+    instance.ejected_until = now + seconds
+    instance.pool.drain()
+    asyncio.get_running_loop().call_later(seconds, state.wake_all)
+    return seconds
+
+
+def reachable(route: Route) -> bool:
+    """Whether some listed instance is not ejected (else a request waits for the table or an ejection's end)."""
+    return any(not ejected(instance) for version in route.versions for instance in version.instances)
+
+
 def least_outstanding(version: Version, limit: int) -> Instance | None:
     instances = version.instances
     count = len(instances)
     if count == 1:
         instance = instances[0]
-        return instance if not limit or instance.outstanding < limit else None
+        return instance if (not limit or instance.outstanding < limit) and not ejected(instance) else None
     start = version.cursor = (version.cursor + 1) % count if count else 0
     best = None
     for offset in range(count):
         instance = instances[(start + offset) % count]
         load = instance.outstanding
-        if (not limit or load < limit) and (best is None or load < best.outstanding):
+        if (not limit or load < limit) and (best is None or load < best.outstanding) and not ejected(instance):
             best = instance
     return best
 
@@ -113,15 +146,15 @@ def try_admit(route: Route, pinned: int | None) -> Admission | None:
 
 
 async def admit(state: ServiceState, route: Route, pinned: int | None, *, on_wait, activation_timeout: float,
-                stats_for) -> Admission:
+                stats_for, deadline: float | None = None) -> Admission:
     """Reserves a slot on an instance (its `outstanding` is incremented); `release()` gives it back.
 
     `on_wait(route, version, cold)` is called once when the request starts waiting (the activator signals a
     scale-up there). `stats_for(version_number)` gives the metrics object the queue length is counted on.
+    `deadline` (loop time): a retried request keeps the one its first failure set, and signals nothing.
     """
     version = _version_for(route, pinned)
     loop = asyncio.get_running_loop()
-    deadline = None
     cold = False
     while True:
         if not route.running:
@@ -135,7 +168,8 @@ async def admit(state: ServiceState, route: Route, pinned: int | None, *, on_wai
         if deadline is None:
             cold = not any(v.instances for v in route.versions) or (pinned is not None and not version.instances)
             on_wait(route, version, cold)
-            deadline = loop.time() + (max(activation_timeout, route.timeout) if cold else route.timeout)
+            long_wait = cold or not reachable(route)  # at zero, or every instance crashed: wait for a start
+            deadline = loop.time() + (max(activation_timeout, route.timeout) if long_wait else route.timeout)
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise _deadline_passed(route, version, cold)
@@ -191,7 +225,8 @@ def _reserve(route: Route, version: Version, instance: Instance, cold: bool) -> 
 
 def release(state: ServiceState, instance: Instance) -> None:
     """Gives a slot back: to the first waiting request if any (still listed instances only), else free."""
-    if state.waiters and state.instances.get(instance.address) is instance and state.hand_off(instance):
+    if state.waiters and state.instances.get(instance.address) is instance and not ejected(instance) \
+            and state.hand_off(instance):
         return
     instance.outstanding -= 1
 
@@ -226,5 +261,8 @@ def _deadline_passed(route: Route, version: Version, cold: bool) -> Unavailable:
     if cold:
         return Unavailable(f"service {route.name} version {version.number} has no ready instance yet "
                            "(starting from zero); retry shortly", retry_after=2, version=version.number)
+    if not reachable(route):
+        return Unavailable(f"service {route.name} has no reachable instance: every one refused connections and "
+                           "none was restarted in time", retry_after=2, version=version.number)
     return Unavailable(f"service {route.name} is at capacity: every instance is busy", retry_after=1,
                        version=version.number)

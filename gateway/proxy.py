@@ -1,4 +1,4 @@
-"""Sending an admitted request to its instance, retrying only what was never sent, and mirroring copies."""
+"""Sending an admitted request to its instance, and mirroring copies."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import time
 
 from . import balancer
 from .metrics import stats_for
-from .upstream import HOP_BY_HOP, UpstreamConnectError, UpstreamTimeout, request_head
+from .upstream import HOP_BY_HOP, UpstreamTimeout, request_head
 
 logger = logging.getLogger("ferry.gateway")
 # Headers the gateway replaces: the instance gets its own service's token, whatever the client sent (a group
 # member, a mirror target and a signed request all authenticate differently at the gateway).
 REPLACED = HOP_BY_HOP | {b"authorization", b"x-forwarded-for"}
-MAX_TRIES = 3
 
 
 def build_head(method: str, target: str, instance, headers, body_len: int, token: bytes, client: bytes) -> bytes:
@@ -22,42 +21,14 @@ def build_head(method: str, target: str, instance, headers, body_len: int, token
     return request_head(method, target, instance.host_header, headers, body_len, extra, REPLACED)
 
 
-async def send(admission, method: str, target: str, headers, body: bytes, client: bytes, counters):
-    """(status, headers, body) from the instance. A failed connection is retried on another ready instance of
-    the same version (or any ready one), up to MAX_TRIES; the slot moves with it."""
+async def send(admission, method: str, target: str, headers, body: bytes, client: bytes):
+    """(status, headers, body) from the admitted instance, or raises UpstreamError. One attempt: whether and
+    where to try again is the caller's (gateway/retry.py decides, the balancer picks)."""
     route = admission.route
     instance = admission.instance
     head = build_head(method, target, instance, headers, len(body), route.token_bytes, client)
-    failed = []
-    while True:
-        try:
-            connection = instance.pool.take() or await instance.pool.connect()
-        except UpstreamConnectError:
-            failed.append(instance)
-            replacement = _another(route.state, admission, failed)
-            if replacement is None or len(failed) >= MAX_TRIES:
-                raise
-            counters.retries[route.name] = counters.retries.get(route.name, 0) + 1
-            balancer.release(route.state, instance)
-            replacement.outstanding += 1
-            admission.instance = instance = replacement
-            head = build_head(method, target, instance, headers, len(body), route.token_bytes, client)
-            continue
-        return await connection.exchange(head, body, route.timeout, method == "HEAD")
-
-
-def _another(state, admission, failed):
-    """Another instance of the request's version in the current table (it may have changed), else any."""
-    route = state.route or admission.route
-    versions = [route.by_number.get(admission.version.number)] + route.versions
-    for version in versions:
-        if version is None:
-            continue
-        candidates = [i for i in version.instances if i not in failed and
-                      (not route.concurrency or i.outstanding < route.concurrency)]
-        if candidates:
-            return min(candidates, key=lambda i: i.outstanding)
-    return None
+    connection = instance.pool.take() or await instance.pool.connect()
+    return await connection.exchange(head, body, route.timeout, method == "HEAD")
 
 
 class Mirror:

@@ -18,7 +18,8 @@ logger = logging.getLogger("ferry.gateway")
 
 
 class Instance:
-    __slots__ = ("name", "address", "host", "port", "host_header", "outstanding", "pool")
+    __slots__ = ("name", "address", "host", "port", "host_header", "outstanding", "pool", "ejected_until",
+                 "refusals")
 
     def __init__(self, name: str, address: str, pool_options: dict):
         self.name = name
@@ -29,6 +30,10 @@ class Instance:
         self.host_header = address.encode()
         self.outstanding = 0
         self.pool = Pool(self.host, self.port, **pool_options)
+        # Refused a connection: skipped by the balancer until then (monotonic time; 0: never was). The routing
+        # table says when a crashed instance is gone or back; this covers the moments before it does.
+        self.ejected_until = 0.0
+        self.refusals = 0  # in a row; a connection that succeeds resets it
 
 
 class Version:

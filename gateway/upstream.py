@@ -7,7 +7,9 @@ with bench/gateway/upstream_clients.py (same POST, keep-alive, 4 concurrent, cli
 
 What it guarantees:
 - `UpstreamConnectError` means nothing was sent: the caller may retry the request on another instance.
-- Any failure after the request was written is `UpstreamError` (or `UpstreamTimeout`): never retried,
+- `UpstreamClosed`: the request was written, then the connection closed or was reset before any byte of an
+  answer; only a request that is safe to repeat may be retried (gateway/retry.py says which).
+- Any other failure after the request was written is `UpstreamError` (or `UpstreamTimeout`): never retried,
   because a POST to a model may not be idempotent.
 - A pooled connection is reused only while it is open and has been idle less than `max_idle` seconds, so the
   instance's own keep-alive timeout (uvicorn: 5 s) never closes one under us.
@@ -41,6 +43,10 @@ class UpstreamConnectError(UpstreamError):
     """Connecting failed: nothing was sent, so another instance may be tried."""
 
 
+class UpstreamClosed(UpstreamError):
+    """The connection ended before any byte of the answer: the instance may or may not have run the request."""
+
+
 class UpstreamTimeout(UpstreamError):
     pass
 
@@ -51,7 +57,7 @@ class Connection(asyncio.Protocol):
     path stays synchronous); `exchange()` is the same for coroutines."""
 
     __slots__ = ("pool", "transport", "parser", "done", "headers", "body", "closed", "idle_since", "timer",
-                 "headers_done", "bodiless")
+                 "headers_done", "bodiless", "answered")
 
     def __init__(self, pool: Pool):
         self.pool = pool
@@ -65,12 +71,14 @@ class Connection(asyncio.Protocol):
         self.timer: asyncio.TimerHandle | None = None
         self.headers_done = False
         self.bodiless = False
+        self.answered = False  # a byte of the answer arrived: from then a failure is never retried
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.answered = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as error:
@@ -81,7 +89,8 @@ class Connection(asyncio.Protocol):
         if exc is None and self.done is not None and self.headers_done and close_delimited(self.headers):
             # Neither Content-Length nor chunked: the body is everything until the instance closed (RFC 9112 6.3).
             return self._complete(self.parser.get_status_code(), False)
-        self._fail(UpstreamError("the instance closed the connection" + (f": {exc}" if exc else "")))
+        why = "the instance closed the connection" + (f": {exc}" if exc else "")
+        self._fail(UpstreamError(why) if self.answered else UpstreamClosed(why + " before answering"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -136,6 +145,7 @@ class Connection(asyncio.Protocol):
         self.body = []
         self.headers_done = False
         self.bodiless = bodiless
+        self.answered = False
         # One write: head and body leave in one segment when they fit (TCP_NODELAY is on).
         if len(body) < 65536:
             self.transport.write(head + body)
@@ -224,6 +234,10 @@ class Pool:
     def close(self) -> None:
         """The instance left the routing table: drop idle connections; busy ones close when they finish."""
         self.open = False
+        self.drain()
+
+    def drain(self) -> None:
+        """Closes the idle connections (the instance refused a new one: they are to a process that is gone)."""
         while self.idle:
             self.idle.pop().close()
 

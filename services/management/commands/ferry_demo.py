@@ -1,7 +1,8 @@
 """Deploys the demo services: iris (scikit-learn) and digits (ONNX), trained here from data scikit-learn ships.
 
-`make run` runs it as one of its processes with --wait --stay: it waits for both services to be Running, prints
-how to call them, then stays alive until Ferry stops (honcho stops every process when one of them exits).
+`make run` runs it as one of its processes with --wait: it waits for both services to be Running, prints how to
+call them, and exits 0, which its supervisor takes for a finished one-shot (not restarted). --stay keeps it
+alive until SIGTERM, for process managers that stop everything when one process exits.
 """
 
 import json

@@ -5,6 +5,9 @@ Contract (also in docs/gateway.md):
 - After each change, the service name is published on channel `ferry:routes:changed` (the gateway reloads
   that one field; a message "*" means reload everything). A removed service is deleted from the hash first.
 - The gateway loads the whole hash at start and on reconnect, and keeps it in memory.
+- `ferry:routes:complete` holds the run id of the Redis server that last got the whole table at once. A Redis
+  that restarted has another run id: until the sweep republishes everything (`republish_if_lost`), the gateway
+  keeps its in-memory table rather than trust a hash that lost entries or came back from an old dump.
 """
 
 import json
@@ -19,6 +22,7 @@ from .scale import activation_failed
 logger = logging.getLogger("ferry.routing")
 ROUTES_KEY = "ferry:routes"
 CHANGED_CHANNEL = "ferry:routes:changed"
+COMPLETE_KEY = "ferry:routes:complete"
 
 
 def route_entry(service: Service, token: str) -> dict:
@@ -71,6 +75,47 @@ def publish_route(service_id: int) -> None:
         client.publish(CHANGED_CHANNEL, service.name)
     except Exception as exc:  # noqa: BLE001 -- a Redis outage must not fail a reconcile
         logger.warning("Could not publish the route of service %s: %s", service_id, exc)
+
+
+def republish_if_lost() -> bool:
+    """Writes the whole table when Redis restarted since the last complete publish (its run id changed): a
+    Redis without persistence lost every entry, one restored from a dump holds old ones, and a steady service
+    is not reconciled again on its own. Costs one INFO and one GET otherwise. Never raises."""
+    if not settings.REDIS_URL:
+        return False
+    try:
+        client = _redis()
+        run_id = client.info("server")["run_id"]
+        mark = client.get(COMPLETE_KEY)
+        if not needs_republish(mark, run_id):
+            return False
+        count = _republish_all(client, run_id)
+    except Exception as exc:  # noqa: BLE001 -- Redis may still be away: the next sweep tries again
+        logger.warning("Could not check or republish the routing table: %s", exc)
+        return False
+    logger.info("Republished the routes of %d services to a restarted Redis", count)
+    return True
+
+
+def needs_republish(mark: bytes | str | None, run_id: str) -> bool:
+    return (mark.decode() if isinstance(mark, bytes) else mark) != run_id
+
+
+def _republish_all(client, run_id: str) -> int:
+    from services.selectors import service_token
+
+    services = (Service.objects.select_related("cluster").prefetch_related("versions", "instances")
+                .filter(cluster__kind="local", deletion_requested_at__isnull=True))
+    entries = {s.name: json.dumps(route_entry(s, service_token(s))) for s in services}
+    # One transaction: the gateway sees either the old hash or the whole new one with its mark, never a part.
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(ROUTES_KEY)
+    if entries:
+        pipe.hset(ROUTES_KEY, mapping=entries)
+    pipe.set(COMPLETE_KEY, run_id)
+    pipe.publish(CHANGED_CHANNEL, "*")
+    pipe.execute()
+    return len(entries)
 
 
 def unpublish_route(name: str) -> None:

@@ -9,6 +9,7 @@ from services.models import Service
 from .drivers import TransientError
 from .activation import activate
 from .reconcile import reconcile
+from .routing import republish_if_lost
 
 
 @shared_task(name="deployer.reconcile_service", acks_late=True, autoretry_for=(TransientError,),
@@ -27,6 +28,7 @@ def reconcile_due() -> int:
         | Q(deletion_requested_at__isnull=False)
     ).values_list("pk", flat=True)
     service_ids = list(due)
+    republish_if_lost()  # a restarted Redis lost the routes of steady services, which nothing else republishes
     for service_id in service_ids:
         reconcile_service.delay(service_id)
     return len(service_ids)

@@ -4,6 +4,12 @@ Subscribe to `ferry:routes:changed` first, then load the whole hash `ferry:route
 between is missed. A message names one service (reload that field) or is "*" (reload everything). The whole
 hash is also reloaded every `resync_interval` seconds, in case a message was lost. If Redis goes away, the
 gateway keeps serving the table it has and reconnects with a capped backoff.
+
+Static stability: a Redis that restarted comes back empty (or with an old dump), and replacing the table with
+that would stop every service the control plane has not republished yet. The control plane marks a complete
+publish with the run id of the Redis it wrote to (`ferry:routes:complete`); a whole-hash load replaces the
+table only when that mark names the Redis being read (or when the gateway has no table yet). Until then the
+table is kept, and per-service notifications, which are always fresh publishes, still apply.
 """
 
 from __future__ import annotations
@@ -14,10 +20,31 @@ import logging
 logger = logging.getLogger("ferry.gateway")
 ROUTES_KEY = "ferry:routes"
 CHANGED_CHANNEL = "ferry:routes:changed"
+COMPLETE_KEY = "ferry:routes:complete"
+
+
+def hash_is_authoritative(mark: bytes | str | None, run_id: str, have_routes: bool) -> bool:
+    """Whether a whole-hash load may replace the table (drop the services it lacks)."""
+    if not have_routes:
+        return True  # nothing to protect: what Redis holds is the best there is
+    if isinstance(mark, bytes):
+        mark = mark.decode()
+    return mark == run_id
 
 
 async def load_all(redis, table) -> None:
-    table.replace_all(await redis.hgetall(ROUTES_KEY))
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hgetall(ROUTES_KEY)
+        pipe.get(COMPLETE_KEY)
+        entries, mark = await pipe.execute()
+    run_id = (await redis.info("server"))["run_id"]
+    have_routes = any(state.route is not None for state in table.services.values())
+    if hash_is_authoritative(mark, run_id, have_routes):
+        table.replace_all(entries)
+    else:
+        logger.warning("Redis has no complete routing table (restarted?): keeping the %s routes in memory "
+                       "until the control plane republishes", sum(1 for s in table.services.values() if s.route))
+        table.loaded = True
 
 
 async def reload_one(redis, table, name: str) -> None:

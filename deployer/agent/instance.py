@@ -159,6 +159,29 @@ class InstanceRuntime:
         deadlines = [self.next_probe_at] + ([self.ready_deadline] if self.state == State.STARTING else [])
         return min(deadlines)
 
+    def draining_but_wanted(self, shutting_down: bool) -> bool:
+        """A stop in progress that the row no longer asks for: a request woke the service from zero while its
+        last instance drained. Waiting for that exit (routing grace, drain, up to the grace period) before
+        starting would hold the request all that time."""
+        termination = self.termination
+        return (self.process is not None and termination is not None and termination.why is Stopping.STOP
+                and not self.wants_stop(shutting_down))
+
+    def split_off_draining(self) -> InstanceRuntime:
+        """Gives the draining process to a runtime of its own, without a row, so it finishes its stop (the
+        gateway no longer routes to it; it completes what it holds) while this one starts a new process at
+        once. The new process takes over the state file: if the agent dies meanwhile, the next one stops the
+        draining process as a stray, which is what was wanted of it anyway."""
+        draining = InstanceRuntime(f"{self.name}~draining-{self.process.pid}", self.context)
+        draining.log_path = self.log_path  # its last lines belong with the instance's
+        draining.process, draining.port, draining.termination = self.process, self.port, self.termination
+        draining.state, draining.grace_seconds = State.TERMINATING, self.grace_seconds
+        self.process, self.termination = None, None
+        self.state, self.ready, self.restart_at = State.PENDING, False, None
+        self._record(f"Instance {self.name} is wanted again while pid {draining.process.pid} drains; "
+                     f"starting a new process instead of waiting for that one to exit")
+        return draining
+
     # --- one step ------------------------------------------------------------------------------------
 
     def step(self, now: float, *, shutting_down: bool = False, grace_cap: float | None = None) -> None:

@@ -218,6 +218,7 @@ class Supervisor:
             if self.pool is not None:
                 self.pool.observe(rows)
         grace_cap = self.shutdown_grace if self.stop_requested else None
+        self._split_off_draining()
         for runtime in list(self.runtimes.values()):
             self._step(runtime, now, grace_cap)
         self._step_pool(now)
@@ -225,6 +226,12 @@ class Supervisor:
         self._rotate_logs()
         self._write_observed()
         self._heartbeat(now)
+
+    def _split_off_draining(self) -> None:
+        for runtime in list(self.runtimes.values()):
+            if runtime.draining_but_wanted(self.stop_requested):
+                draining = runtime.split_off_draining()
+                self.runtimes[draining.name] = draining
 
     def _step(self, runtime: InstanceRuntime, now: float, grace_cap: float | None) -> None:
         try:

@@ -24,7 +24,10 @@ from .control_plane import LoadGenerator, start_autoscaler, start_worker
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 IRIS_BODY = json.dumps({"instances": [IRIS_SAMPLE]}).encode()
 KPA = {
-    "autoscaling.knative.dev/target": "1",  # one request in flight per instance (0.7 at 70 % utilization)
+    "autoscaling.knative.dev/target": "1",  # one request in flight per instance
+    # At Knative's default 70 % a single held request asks for ceil(1 / 0.7) = 2 pods, so a slow cold start
+    # (the woken request held for more than 0.7 of the window) would rightly scale to 2 after the wake-up.
+    "autoscaling.knative.dev/target-utilization-percentage": "100",
     "autoscaling.knative.dev/window": "6s",  # the shortest stable window Knative allows
     "autoscaling.knative.dev/scale-to-zero-grace-period": "6s",
 }

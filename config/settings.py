@@ -45,7 +45,9 @@ SECRET_KEY = read_or_create_secret_key()
 FERRY_ENCRYPTION_KEY = os.environ.get("FERRY_ENCRYPTION_KEY", "")
 DEBUG = env_bool("DJANGO_DEBUG", False)
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "http://127.0.0.1:8000,http://localhost:8000")
+_WEB_PORT = os.environ.get("FERRY_WEB_PORT", "8000")  # the Procfile's web line binds it
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS",
+                                f"http://127.0.0.1:{_WEB_PORT},http://localhost:{_WEB_PORT}")
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -2,7 +2,8 @@
 until serving, then the control plane, are whole again.
 
     .venv/bin/python bench/faults/run.py [--service demo_iris] [--clients 4] [--settle 5] [--timeout 120]
-                                         [--only instance agent ...]
+                                         [--only instance agent ...] [--api URL] [--gateway URL]
+                                         [--supervisor PID] [--json]
 
 Run it beside `make run`, from the same tree and with the same environment (like bench/coldstart: FERRY_VAR_DIR,
 DATABASE_URL, REDIS_URL). It talks only to 127.0.0.1: predictions through the gateway with the service's token,
@@ -30,6 +31,11 @@ predictions to the gateway back to back. For each fault in turn:
 
 A fault that takes longer than --timeout is reported with ">" and the next one starts once all is whole again.
 At the end the service's instance count is put back.
+
+Each row also keeps the service's model-server pids (instance name -> pid, running and ready) just before the
+kill and once the fault is over: an instance that was not killed must keep its pid (no healthy instance
+restarted). --json prints the rows as one JSON list on stdout instead of the table (progress goes to stderr),
+for tests/faults/test_every_process_killed.py, which runs this script against a `make run` of its own.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -125,7 +131,15 @@ def serving_whole_after(outcomes: list[tuple[float, float, bool]], killed: float
 
 # --- processes -------------------------------------------------------------------------------------------
 
+SUPERVISOR_PID: int | None = None  # --supervisor: when several `make run`s share this tree
+
+
 def supervisor() -> psutil.Process:
+    if SUPERVISOR_PID is not None:
+        try:
+            return psutil.Process(SUPERVISOR_PID)
+        except psutil.NoSuchProcess:
+            raise SystemExit(f"the supervisor {SUPERVISOR_PID} is gone") from None
     for process in psutil.process_iter(["cmdline", "cwd"]):
         cmdline = process.info["cmdline"] or []
         if any(part.endswith("scripts/supervise.py") for part in cmdline) and process.info["cwd"] == str(ROOT):
@@ -164,6 +178,14 @@ def instance_pid(service_name: str) -> int | None:
     row = (LocalInstance.objects.filter(service__name=service_name, desired="running", ready=True)
            .exclude(pid=None).order_by("name").first())
     return row.pid if row else None
+
+
+def instance_pids(service_name: str) -> dict[str, int]:
+    """name -> pid of the service's running, ready model servers."""
+    from deployer.models import LocalInstance
+
+    rows = LocalInstance.objects.filter(service__name=service_name, desired="running", ready=True).exclude(pid=None)
+    return dict(rows.values_list("name", "pid"))
 
 
 # --- the control plane -----------------------------------------------------------------------------------
@@ -216,7 +238,9 @@ class Row:
     sent: int
     failed: int
     serving: float | None
-    control: float | None
+    control: float | None  # None: not whole within --timeout
+    instances_before: dict[str, int] = field(default_factory=dict)
+    instances_after: dict[str, int] = field(default_factory=dict)
 
 
 def whole(load: Load, api: Api, base: int, service: str, timeout: float) -> None:
@@ -233,6 +257,7 @@ def inflict(fault: str, load: Load, api: Api, base: int, options) -> Row:
     pid = instance_pid(options.service) if fault == "instance" else component_pid(fault)
     if pid is None:
         raise SystemExit(f"found no process for {fault}")
+    before = instance_pids(options.service)
     killed = time.monotonic()
     os.kill(pid, signal.SIGKILL)
     ok = api.round_trip(base, killed + options.timeout)
@@ -240,17 +265,18 @@ def inflict(fault: str, load: Load, api: Api, base: int, options) -> Row:
     time.sleep(options.settle)  # late failures (a client's next request on a dead connection) count too
     window = [outcome for outcome in load.outcomes if outcome[0] >= killed]
     return Row(fault, pid, len(window), sum(not ok for _, _, ok in window),
-               serving_whole_after(window, killed), control)
+               serving_whole_after(window, killed), control, before, instance_pids(options.service))
 
 
-def print_table(rows: list[Row], timeout: float) -> None:
+def table(rows: list[Row], timeout: float) -> str:
     def seconds(value: float | None) -> str:
         return f"> {timeout:g}" if value is None else f"{value:.2f}"
 
-    print("\n| fault | requests sent | failed | serving whole (s) | control plane whole (s) |")
-    print("|---|---:|---:|---:|---:|")
-    for row in rows:
-        print(f"| {row.fault} | {row.sent} | {row.failed} | {seconds(row.serving)} | {seconds(row.control)} |")
+    lines = ["| fault | requests sent | failed | serving whole (s) | control plane whole (s) |",
+             "|---|---:|---:|---:|---:|"]
+    lines += [f"| {row.fault} | {row.sent} | {row.failed} | {seconds(row.serving)} | {seconds(row.control)} |"
+              for row in rows]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -259,9 +285,15 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--settle", type=float, default=5.0, help="seconds of load before and after each fault")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed for one fault")
-    parser.add_argument("--api", default="http://127.0.0.1:8000")
+    parser.add_argument("--api", default="http://127.0.0.1:8000", help="the web server")
+    parser.add_argument("--gateway", help="the gateway (default: FERRY_GATEWAY_URL)")
+    parser.add_argument("--supervisor", type=int, help="the `make run` supervisor's pid (default: found by name)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
     parser.add_argument("--only", nargs="+", choices=FAULTS, default=list(FAULTS))
     options = parser.parse_args()
+    global SUPERVISOR_PID
+    SUPERVISOR_PID = options.supervisor
+    progress = sys.stderr if options.json else sys.stdout
 
     import django
 
@@ -273,13 +305,13 @@ def main() -> None:
 
     supervisor()  # refuses early without a `make run` here
     service = Service.objects.get(name=options.service, cluster__name="local")
-    gateway = settings.FERRY_GATEWAY_URL.rstrip("/")
+    gateway = (options.gateway or settings.FERRY_GATEWAY_URL).rstrip("/")
     token = (Path(settings.VAR_DIR) / "admin-token").read_text().strip()
     api = Api(options.api, token, service.name)
     base = (api.describe() or {}).get("TotalInstance") or 1
     load = Load(f"{gateway}/api/predict/{service.name}", {"Authorization": service_token(service)}, options.clients)
     print(f"kill -9 under load: {options.clients} clients against {service.name} via {gateway}, "
-          f"{base} instance(s); faults: {', '.join(options.only)}", flush=True)
+          f"{base} instance(s); faults: {', '.join(options.only)}", file=progress, flush=True)
     load.start()
     rows = []
     try:
@@ -287,11 +319,11 @@ def main() -> None:
             whole(load, api, base, service.name, options.timeout)
             time.sleep(options.settle)
             rows.append(inflict(fault, load, api, base, options))
-            print(f"  {rows[-1]}", flush=True)
+            print(f"  {rows[-1]}", file=progress, flush=True)
     finally:
         load.stopping.set()
         api.scale(base, time.monotonic() + 30)
-        print_table(rows, options.timeout)
+        print(json.dumps([asdict(row) for row in rows]) if options.json else f"\n{table(rows, options.timeout)}")
 
 
 if __name__ == "__main__":

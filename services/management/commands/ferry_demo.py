@@ -6,6 +6,7 @@ alive until SIGTERM, for process managers that stop everything when one process 
 """
 
 import json
+import os
 import signal
 import time
 
@@ -65,7 +66,7 @@ class Command(BaseCommand):
             "demo_digits": ("v2/models/demo_digits/infer", digits_request),
         }
         gateway = settings.FERRY_GATEWAY_URL.rstrip("/")
-        api = "http://127.0.0.1:8000/api/v2/services/local"
+        api = f"http://127.0.0.1:{os.environ.get('FERRY_WEB_PORT', '8000')}/api/v2/services/local"
         self.stdout.write(f"The demo services are Running. Call them through the gateway ({gateway}). Each call")
         self.stdout.write("needs its service's token, fetched with the admin's API token rather than printed here:")
         for name, (path, body) in calls.items():

@@ -3,7 +3,9 @@
 One process, one uvloop event loop, served by gateway/server.py (httptools). `--server uvicorn` runs the same
 gateway as an ASGI application under uvicorn instead (uvloop + httptools too): slower per request, kept for
 comparison in bench/gateway and for deployments that prefer a standard ASGI server. Either way SIGTERM stops
-accepting and finishes the requests in flight for up to 10 s.
+accepting and finishes the requests in flight for up to 10 s. Under `make run` the listening socket is the
+supervisor's (FERRY_LISTEN_FD, scripts/supervise.py --listen), so a gateway that crashes loses only the
+requests it held: new connections wait in the socket's backlog until it is back.
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ def main(argv: list[str]) -> None:
     if args.server == "uvicorn":
         import uvicorn
 
-        uvicorn.run(gateway, host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        uvicorn.run(gateway, host=settings.host, port=settings.port, fd=settings.listen_fd, loop="uvloop", http="httptools",
                     lifespan="on", access_log=False, server_header=False, date_header=False, proxy_headers=False,
                     log_level="warning", timeout_keep_alive=75, timeout_graceful_shutdown=10, backlog=2048)
         return
     from .server import serve
 
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    asyncio.run(serve(gateway, settings.host, settings.port))
+    asyncio.run(serve(gateway, settings.host, settings.port, listen_fd=settings.listen_fd))
 
 
 if __name__ == "__main__":

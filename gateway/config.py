@@ -16,11 +16,23 @@ def _float(name: str, default: float) -> float:
         raise SystemExit(f"ferry-gateway: {name} must be a number, not {value!r}") from None
 
 
+def _listen_fd() -> int | None:
+    value = os.environ.get("FERRY_LISTEN_FD", "").strip()
+    if not value:
+        return None
+    if not value.isdigit():
+        raise SystemExit(f"ferry-gateway: FERRY_LISTEN_FD must be a file descriptor number, not {value!r}")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     redis_url: str
     host: str = "127.0.0.1"
     port: int = 8080
+    # A listening socket inherited from the supervisor (FERRY_LISTEN_FD), used instead of host and port: it
+    # outlives this process, so connections wait in its backlog while a crashed gateway restarts.
+    listen_fd: int | None = None
     # How long a request may wait for a service at zero (or still starting) to get a ready instance.
     activation_timeout: float = 60.0
     # EAS signatures: how far the Date header may be from the gateway's clock in some time zone, and how long
@@ -44,6 +56,7 @@ class Settings:
             redis_url=redis_url,
             host=os.environ.get("FERRY_GATEWAY_HOST", "").strip() or "127.0.0.1",
             port=int(_float("FERRY_GATEWAY_PORT", 8080)),
+            listen_fd=_listen_fd(),
             activation_timeout=_float("FERRY_GATEWAY_ACTIVATION_TIMEOUT", 60.0),
             signature_max_skew=_float("FERRY_GATEWAY_SIGNATURE_MAX_SKEW", DEFAULT_MAX_SKEW),
             signature_memory=int(_float("FERRY_GATEWAY_SIGNATURE_MEMORY", DEFAULT_MEMORY)),

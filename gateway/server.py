@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from collections import deque
 from http import HTTPStatus
@@ -182,9 +183,12 @@ class Server:
         self.stopping = False
         self.server = None
 
-    async def start(self, host: str, port: int, backlog: int = 2048) -> None:
-        self.server = await self.loop.create_server(lambda: HttpProtocol(self), host, port, backlog=backlog,
-                                                    reuse_address=True)
+    async def start(self, host: str, port: int, backlog: int = 2048, sock: socket.socket | None = None) -> None:
+        if sock is not None:
+            self.server = await self.loop.create_server(lambda: HttpProtocol(self), sock=sock, backlog=backlog)
+        else:
+            self.server = await self.loop.create_server(lambda: HttpProtocol(self), host, port, backlog=backlog,
+                                                        reuse_address=True)
         self.loop.create_task(self._close_idle_forever())
 
     async def _close_idle_forever(self) -> None:
@@ -208,17 +212,37 @@ class Server:
             connection.transport.close()
 
 
-async def serve(gateway, host: str, port: int, grace: float = 10.0) -> None:
+def inherited_socket(fd: int) -> socket.socket:
+    """The listening socket the supervisor holds for us (scripts/supervise.py --listen)."""
+    try:
+        sock = socket.socket(fileno=fd)
+        sock.getsockname()
+    except OSError as error:
+        raise SystemExit(f"ferry-gateway: FERRY_LISTEN_FD={fd} is not an open socket: {error.strerror or error}") \
+            from None
+    return sock
+
+
+async def serve(gateway, host: str, port: int, grace: float = 10.0, listen_fd: int | None = None) -> None:
     """Run until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     server = Server(gateway.serve, loop)
-    try:
-        await server.start(host, port)
-    except OSError as error:
-        raise SystemExit(f"ferry-gateway: cannot listen on {host}:{port}: {error.strerror or error} "
-                         "(set FERRY_GATEWAY_PORT / FERRY_GATEWAY_HOST)") from None
-    await gateway.start()
-    logger.info("Ferry gateway listening on http://%s:%d", host, port)
+    sock = inherited_socket(listen_fd) if listen_fd is not None else None
+    if sock is not None:
+        # Connections queued while we were down are accepted the moment we serve: load the routing table
+        # first, or they would be answered 503 "not loaded yet".
+        await gateway.start()
+        await server.start(host, port, sock=sock)
+        host, port = sock.getsockname()[:2]
+        logger.info("Ferry gateway listening on http://%s:%d (a socket the supervisor holds)", host, port)
+    else:
+        try:
+            await server.start(host, port)
+        except OSError as error:
+            raise SystemExit(f"ferry-gateway: cannot listen on {host}:{port}: {error.strerror or error} "
+                             "(set FERRY_GATEWAY_PORT / FERRY_GATEWAY_HOST)") from None
+        await gateway.start()
+        logger.info("Ferry gateway listening on http://%s:%d", host, port)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

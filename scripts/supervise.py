@@ -1,6 +1,6 @@
 """`make run`'s supervisor: runs the processes of a Procfile and restarts the ones that crash.
 
-    python scripts/supervise.py [-f Procfile] [--grace SECONDS] [NAME ...]
+    python scripts/supervise.py [-f Procfile] [--grace SECONDS] [--listen NAME=HOST:PORT ...] [NAME ...]
 
 Each `name: command` line runs under bash in a process group of its own, with its output merged and printed
 as `HH:MM:SS name | line`; the supervisor's own lines are `HH:MM:SS system | ...`.
@@ -9,6 +9,10 @@ as `HH:MM:SS name | line`; the supervisor's own lines are `HH:MM:SS system | ...
 - Any other exit (a code, a signal) is a crash: the process is started again after 1 s, 2 s, 4 s ... at most
   30 s; a run of 60 s or more starts the backoff over at 1 s. Other processes are left alone. What else the
   crashed process left in its group is killed first (Celery's pool children would otherwise linger).
+- `--listen gateway=127.0.0.1:8080`: the supervisor opens that listening socket itself, once, and hands it to
+  each run of `gateway` (inherited file descriptor, its number in FERRY_LISTEN_FD, as systemd's socket
+  activation does). While the process is down and restarting, connections wait in the socket's backlog
+  instead of being refused: a crash costs only the requests the dead process held.
 - SIGINT (Ctrl-C), SIGTERM or SIGHUP stops everything: SIGTERM to every group, at most --grace seconds
   (default 10) for them to exit, then SIGKILL. A second signal SIGKILLs at once.
 
@@ -21,6 +25,7 @@ import argparse
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -31,6 +36,8 @@ from datetime import datetime
 BACKOFF_FIRST, BACKOFF_MAX, RESET_AFTER = 1.0, 30.0, 60.0
 TICK = 0.1
 PROCFILE_LINE = re.compile(r"^([A-Za-z0-9_-]+):\s*(.+)$")
+LISTEN_ARGUMENT = re.compile(r"^([A-Za-z0-9_-]+)=(.+):(\d+)$")
+LISTEN_BACKLOG = 2048
 COLORS = ("36", "33", "32", "35", "34", "31")
 
 
@@ -49,6 +56,26 @@ def describe_exit(returncode: int) -> str:
     if returncode < 0:
         return f"signal {-returncode}, {signal.Signals(-returncode).name}"
     return f"code {returncode}"
+
+
+def parse_listen(text: str) -> tuple[str, str, int]:
+    """`NAME=HOST:PORT` -> (name, host, port); IPv6 hosts in brackets: `gateway=[::1]:8080`."""
+    match = LISTEN_ARGUMENT.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"--listen {text!r}: expected NAME=HOST:PORT, as gateway=127.0.0.1:8080")
+    name, host, port = match.groups()
+    return name, host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    """A listening TCP socket the supervisor keeps for the life of the run, inheritable by its children."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(LISTEN_BACKLOG)
+    listener.set_inheritable(True)
+    return listener
 
 
 def signal_group(pgid: int, signum: int) -> None:
@@ -89,6 +116,7 @@ class Program:
     restarts: int = 0
     restart_at: float | None = None
     reader: threading.Thread | None = None  # prints its output
+    listener: socket.socket | None = None  # held across its restarts (--listen)
 
 
 class Supervisor:
@@ -127,9 +155,13 @@ class Supervisor:
         # Own process group: a signal reaches what the command started too, and the terminal's Ctrl-C reaches
         # only us, so every stop goes through stop_all's SIGTERM and grace. bash, not sh: it execs a lone
         # command, so the pid we report and signal is the program's own.
+        inherited, env = (), None
+        if program.listener:
+            inherited = (program.listener.fileno(),)
+            env = os.environ | {"FERRY_LISTEN_FD": str(program.listener.fileno())}
         program.proc = subprocess.Popen(
             ["bash", "-c", program.command], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, start_new_session=True)
+            stderr=subprocess.STDOUT, start_new_session=True, pass_fds=inherited, env=env)
         program.started_at, program.restart_at = time.monotonic(), None
         self.say(f"{program.name} started (pid {program.proc.pid})")
         program.reader = threading.Thread(target=self.pump, args=(program.name, program.proc.stdout), daemon=True)
@@ -150,6 +182,9 @@ class Supervisor:
         signal_group(proc.pid, signal.SIGKILL)  # the rest of its group: orphans would hold ports and memory
         if proc.returncode == 0:
             self.say(f"{program.name} exited (code 0); not restarted: it finished")
+            if program.listener:
+                program.listener.close()  # nobody will accept what waits there: refuse it instead
+                program.listener = None
             return
         if time.monotonic() - program.started_at >= RESET_AFTER:
             program.failures = 0
@@ -186,20 +221,32 @@ class Supervisor:
         program.proc.wait()
         program.reader.join(timeout=1)  # its last lines, before we exit and take the thread with us
         self.say(f"{program.name} stopped ({describe_exit(program.proc.returncode)})")
+        if program.listener:
+            program.listener.close()  # only now: until it stopped, connections still waited for it
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run a Procfile's processes, restarting those that crash.")
     parser.add_argument("-f", "--procfile", default="Procfile")
     parser.add_argument("--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL on stop")
+    parser.add_argument("--listen", type=parse_listen, action="append", default=[], metavar="NAME=HOST:PORT",
+                        help="hold this listening socket for process NAME across its restarts (FERRY_LISTEN_FD)")
     parser.add_argument("names", nargs="*", help="processes to run (default: all)")
     args = parser.parse_args(argv)
     commands = read_procfile(args.procfile)
-    unknown = [name for name in args.names if name not in commands]
+    unknown = [name for name in [*args.names, *(name for name, _, _ in args.listen)] if name not in commands]
     if unknown or not commands:
         parser.error(f"not in {args.procfile}: {', '.join(unknown)}" if unknown else f"no process in {args.procfile}")
     names = args.names or list(commands)
-    return Supervisor([Program(name, commands[name]) for name in names], args.grace).run()
+    programs = {name: Program(name, commands[name]) for name in names}
+    for name, host, port in args.listen:
+        if name not in programs:
+            continue  # not run this time
+        try:
+            programs[name].listener = open_listener(host, port)
+        except OSError as error:
+            parser.exit(1, f"supervise: cannot listen on {host}:{port} for {name}: {error.strerror or error}\n")
+    return Supervisor(list(programs.values()), args.grace).run()
 
 
 if __name__ == "__main__":

@@ -187,7 +187,8 @@ def redis_answers(port: int) -> bool:
 
 def test_make_run_supervises_the_procfile_and_restarts_its_redis(supervise, tmp_path):
     run = (ROOT / "scripts" / "run").read_text()
-    assert re.search(r'^exec python scripts/supervise\.py -f Procfile "\$\{processes\[@\]\}"$', run, re.M)
+    assert re.search(r'^exec python scripts/supervise\.py -f Procfile \\\n +--listen "gateway=\$\{FERRY_GATEWAY_HOST'
+                     r':-127\.0\.0\.1\}:\$\{FERRY_GATEWAY_PORT:-8080\}" "\$\{processes\[@\]\}"$', run, re.M)
 
     port = free_port()
     env = {**os.environ, "FERRY_VAR_DIR": str(tmp_path), "FERRY_REDIS_PORT": str(port),
@@ -203,3 +204,54 @@ def test_make_run_supervises_the_procfile_and_restarts_its_redis(supervise, tmp_
     wait_until(lambda: redis_answers(port), what=f"the restarted redis on {port}")
     assert supervised.stop(signal.SIGINT) == 0
     wait_until(lambda: not alive(new_pid), what=f"redis {new_pid} to end")
+
+
+# Answers each connection with its pid, from the socket the supervisor hands it (as the gateway does).
+HELD_SOCKET_SERVER = """
+import os, socket
+listener = socket.socket(fileno=int(os.environ["FERRY_LISTEN_FD"]))
+print("serving", flush=True)
+while True:
+    connection, _ = listener.accept()
+    connection.sendall(b"pid %d" % os.getpid())
+    connection.close()
+"""
+
+
+def answering_pid(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.settimeout(10)
+        return int(sock.recv(64).split()[1])
+
+
+def test_a_held_socket_keeps_connections_waiting_while_its_process_restarts(supervise, tmp_path):
+    (tmp_path / "server.py").write_text(HELD_SOCKET_SERVER)
+    port = free_port()
+    supervised = supervise(f"server: {PY} server.py\n", "--listen", f"server=127.0.0.1:{port}")
+    _, pid = supervised.pid_of("server")
+    supervised.wait_for(r"server +\| serving")
+    assert answering_pid(port) == pid
+
+    os.kill(pid, signal.SIGKILL)
+    supervised.wait_for(r"server exited \(signal 9, SIGKILL\); restarting in 1 s")
+    # Sent while nothing serves: queued in the supervisor's socket, answered by the next run, not refused.
+    assert answering_pid(port) == supervised.pid_of("server", start=1)[1] != pid
+
+    assert supervised.stop(signal.SIGTERM) == 0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
+
+
+def test_listen_refuses_a_malformed_argument_and_a_taken_port(supervise):
+    supervised = supervise(f"server: {SLEEPER}\n", "--listen", "server=8080")
+    assert supervised.proc.wait(15) == 2
+    assert "--listen 'server=8080': expected NAME=HOST:PORT" in supervised.output()
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        supervised = supervise(f"server: {SLEEPER}\n", "--listen", f"server=127.0.0.1:{port}")
+        assert supervised.proc.wait(15) == 1
+    assert f"cannot listen on 127.0.0.1:{port} for server: Address already in use" in supervised.output()
+    assert "server started" not in supervised.output()

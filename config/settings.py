@@ -4,10 +4,12 @@ With no environment at all Ferry runs embedded: SQLite under var/ and whatever R
 (`make run` starts one on loopback). DATABASE_URL switches to PostgreSQL.
 """
 
+import ipaddress
 import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("FERRY_VAR_DIR", BASE_DIR / "var"))
@@ -201,6 +203,23 @@ FERRY_VERSIONS_KEPT = int(os.environ.get("FERRY_VERSIONS_KEPT", "10"))
 # Where clients reach the gateway (the local data plane); shown as service endpoints.
 FERRY_GATEWAY_URL = os.environ.get("FERRY_GATEWAY_URL", "http://127.0.0.1:8080")
 FERRY_DEFAULT_PROJECT = os.environ.get("FERRY_DEFAULT_PROJECT", "default")
+
+# Model sources (docs/security.md, Sources, limits and credentials). file:// sources must lie under one of these
+# directories (os.pathsep-separated; var/ is refused even inside one); the demo trains its models into the first.
+FERRY_FILE_SOURCE_ROOTS = [Path(p) for p in os.environ.get(
+    "FERRY_FILE_SOURCE_ROOTS", str(BASE_DIR / "models")).split(os.pathsep) if p]
+# Non-public networks (CIDRs, comma-separated) http(s) and S3 sources may reach; none unless listed.
+FERRY_FETCH_ALLOWED_NETWORKS = [n.strip() for n in os.environ.get("FERRY_FETCH_ALLOWED_NETWORKS", "").split(",")
+                                if n.strip()]
+for _network in FERRY_FETCH_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _error:
+        raise ImproperlyConfigured(f"FERRY_FETCH_ALLOWED_NETWORKS: {_network!r} is not a CIDR network") from _error
+FERRY_FETCH_MAX_BYTES = int(os.environ.get("FERRY_FETCH_MAX_BYTES", str(20 * 2**30)))
+FERRY_FETCH_TIMEOUT_SECONDS = float(os.environ.get("FERRY_FETCH_TIMEOUT_SECONDS", "1800"))
+# The most instances one service may ask for (metadata.instance, autoscaler.max, a cron TargetSize).
+FERRY_MAX_INSTANCES_PER_SERVICE = int(os.environ.get("FERRY_MAX_INSTANCES_PER_SERVICE", "1000"))
 
 LOGGING = {
     "version": 1,

@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlparse
 from django.conf import settings
 
 from processors.fetch import ModelFetchError, fetch_model
+from processors.fetch_policy import FetchPolicy
 from processors.registry import ProcessorUnavailable, local_launch, urls_to_fetch
 from services.encryption import encrypt
 from services.models import Service, Version
@@ -68,12 +69,21 @@ def _fetched_dir(service: Service, version: Version, url: str) -> str:
     """Model, processor code and warm-up data all go through the shared, content-addressed cache."""
     event_record(service=service, reason="FetchingModel", message=f"Fetching {url} for version {version.number}")
     try:
-        fetched = fetch_model(url, cache_dir=Path(settings.VAR_DIR) / "models",
+        fetched = fetch_model(url, cache_dir=Path(settings.VAR_DIR) / "models", policy=fetch_policy(),
                               s3_endpoint=_s3_endpoint(version.service_file), on_progress=_ProgressEvents(service, url))
     except ModelFetchError as exc:
         raise PermanentError("ModelFetchFailed", f"Could not fetch {exc}") from exc
     event_record(service=service, reason="FetchedModel", message=f"Fetched {url} into the model cache")
     return str(fetched)
+
+
+def fetch_policy() -> FetchPolicy:
+    """What a user's source may reach (docs/security.md, Sources, limits and credentials). The time limit also
+    bounds how long one fetch holds the worker running this reconcile, so other projects' wait is bounded."""
+    return FetchPolicy.build(
+        file_roots=settings.FERRY_FILE_SOURCE_ROOTS, forbidden_dirs=[settings.VAR_DIR],
+        allowed_networks=settings.FERRY_FETCH_ALLOWED_NETWORKS, max_bytes=settings.FERRY_FETCH_MAX_BYTES,
+        timeout_seconds=settings.FERRY_FETCH_TIMEOUT_SECONDS)
 
 
 def _file_name(url: str) -> str:

@@ -36,6 +36,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from .fetch_policy import FetchPolicy, SourceRefused
+
 CHUNK_BYTES = 1 << 20
 HTTP_TIMEOUT_SECONDS = (10, 300)  # connect, and between two reads
 Progress = Callable[[int, "int | None"], None]
@@ -55,27 +57,42 @@ def fetch_model(
     cache_dir: Path,
     s3_endpoint: str | None = None,
     on_progress: Progress | None = None,
+    policy: FetchPolicy | None = None,
 ) -> Path:
     """A local directory holding the model that `url` names (see module doc).
 
     `s3_endpoint` (else env FERRY_S3_ENDPOINT_URL) is the S3 API endpoint for
     s3:// and oss://; `on_progress(done_bytes, total_bytes or None)` is called
-    as downloads advance. Raises ModelFetchError.
+    as downloads advance. `policy` (processors/fetch_policy.py) limits what may be read and how much; the
+    control plane always passes one, None is for a fetch inside a model's own pod. Raises ModelFetchError.
     """
+    try:
+        return _fetch(url, cache_dir=cache_dir, s3_endpoint=s3_endpoint, on_progress=on_progress,
+                      policy=policy.started_now() if policy else None)
+    except SourceRefused as exc:
+        raise ModelFetchError(f"{url}: {exc}") from None
+
+
+def _fetch(url: str, *, cache_dir: Path, s3_endpoint: str | None, on_progress: Progress | None,
+           policy: FetchPolicy | None) -> Path:
     cache = Cache(Path(cache_dir))
     scheme = urlparse(url).scheme
     if scheme in ("", "file"):
         path = Path(unquote(urlparse(url).path) if scheme == "file" else url)
         if not path.is_absolute():
             raise ModelFetchError(f"{url}: a local model path must be absolute")
+        if policy is not None:
+            path = policy.check_local(path)  # the real path, read from here on: no second resolution
         if path.is_dir():
             return path  # a local directory is used where it is
-        fetch_files = lambda old: _local_files(url, path, cache, old, on_progress)  # noqa: E731
+        fetch_files = lambda old: _local_files(url, path, cache, old, on_progress, policy)  # noqa: E731
     elif scheme in ("http", "https"):
-        fetch_files = lambda old: _http_files(url, cache, old, on_progress)  # noqa: E731
+        fetch_files = lambda old: _http_files(url, cache, old, on_progress, policy)  # noqa: E731
     elif scheme in ("s3", "oss"):
         endpoint = s3_endpoint or os.environ.get("FERRY_S3_ENDPOINT_URL") or None
-        fetch_files = lambda old: _s3_files(url, endpoint, cache, old, on_progress)  # noqa: E731
+        if policy is not None and s3_endpoint:
+            policy.check_endpoint(s3_endpoint)
+        fetch_files = lambda old: _s3_files(url, endpoint, cache, old, on_progress, policy)  # noqa: E731
     else:
         raise ModelFetchError(f"{url}: unsupported scheme; use a path, file://, http(s)://, s3:// or oss://")
     key = hashlib.sha256(f"{url}\n{s3_endpoint or ''}".encode()).hexdigest()
@@ -195,20 +212,24 @@ def _read_chunks(file) -> Iterator[bytes]:
 # -- local files ------------------------------------------------------------------------------------------
 
 
-def _local_files(url: str, path: Path, cache: Cache, old: dict, on_progress: Progress | None) -> dict:
+def _local_files(url: str, path: Path, cache: Cache, old: dict, on_progress: Progress | None,
+                 policy: FetchPolicy | None) -> dict:
     try:
         stat = path.stat()
     except FileNotFoundError:
         raise ModelFetchError(f"{url}: no such file or directory") from None
     except OSError as error:
         raise ModelFetchError(f"{url}: {error.strerror}") from error
+    if policy is not None:
+        policy.check_size(stat.st_size)
     validators = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino}
     entry = old.get(path.name)
     if entry and all(entry.get(name) == value for name, value in validators.items()):
         return old
     try:
         with open(path, "rb") as file:
-            digest = cache.store(_read_chunks(file), stat.st_size, _Counter(stat.st_size, on_progress))
+            chunks = policy.guarded(_read_chunks(file)) if policy else _read_chunks(file)
+            digest = cache.store(chunks, stat.st_size, _Counter(stat.st_size, on_progress))
     except (OSError, _CutShort) as error:  # unreadable, or changed while we copied it
         raise ModelFetchError(f"{url}: {getattr(error, 'strerror', None) or error}") from error
     return {path.name: {"digest": digest, **validators}}
@@ -217,8 +238,9 @@ def _local_files(url: str, path: Path, cache: Cache, old: dict, on_progress: Pro
 # -- http(s) ------------------------------------------------------------------------------------------------
 
 
-def _http_files(url: str, cache: Cache, old: dict, on_progress: Progress | None) -> dict:
+def _http_files(url: str, cache: Cache, old: dict, on_progress: Progress | None, policy: FetchPolicy | None) -> dict:
     import requests
+    import urllib3
 
     name = _file_name(url)
     entry = old.get(name)
@@ -227,12 +249,15 @@ def _http_files(url: str, cache: Cache, old: dict, on_progress: Progress | None)
         conditions["If-None-Match"] = entry["etag"]
     if entry and entry.get("last_modified"):
         conditions["If-Modified-Since"] = entry["last_modified"]
+    client = policy.http_session() if policy else requests
+    timeout = (HTTP_TIMEOUT_SECONDS[0], policy.read_timeout()) if policy else HTTP_TIMEOUT_SECONDS
     try:
-        with requests.get(url, headers=conditions, stream=True, timeout=HTTP_TIMEOUT_SECONDS) as response:
+        with client.get(url, headers=conditions, stream=True, timeout=timeout) as response:
             if response.status_code == 304 and entry:
                 return old
             if response.status_code != 200:
-                raise ModelFetchError(f"{url}: the server answered {response.status_code} {response.reason}")
+                # Only the status: a reason phrase or body of some internal server is not Ferry's to repeat.
+                raise ModelFetchError(f"{url}: the server answered {response.status_code}")
             length = response.headers.get("Content-Length")
             validators = {
                 "etag": response.headers.get("ETag"),
@@ -242,12 +267,27 @@ def _http_files(url: str, cache: Cache, old: dict, on_progress: Progress | None)
             if entry and _unchanged(entry, validators):  # a server that ignores conditional requests
                 return old
             counter = _Counter(validators["size"], on_progress)
-            digest = cache.store(response.iter_content(CHUNK_BYTES), validators["size"], counter)
-    except requests.RequestException as error:
+            if policy is None:
+                chunks = response.iter_content(CHUNK_BYTES)
+            else:
+                if validators["size"] is not None:
+                    policy.check_size(validators["size"])
+                chunks = policy.guarded(_available_chunks(response.raw))
+            digest = cache.store(chunks, validators["size"], counter)
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
+        if policy is not None:
+            policy.check_time()  # a read that timed out because the fetch's time was up says so
         raise ModelFetchError(f"{url}: {_http_cause(error)}") from error
     except _CutShort as error:
         raise ModelFetchError(f"{url}: {error}") from error
     return {name: {"digest": digest, **validators}}
+
+
+def _available_chunks(raw) -> Iterator[bytes]:
+    """What has arrived, as it arrives: a server sending a byte at a time cannot hold one read past the time
+    limit, as a read of a full chunk would."""
+    while chunk := raw.read1(CHUNK_BYTES, decode_content=True):
+        yield chunk
 
 
 def _unchanged(entry: dict, validators: dict) -> bool:
@@ -258,21 +298,29 @@ def _unchanged(entry: dict, validators: dict) -> bool:
 
 
 def _http_cause(error: Exception) -> str:
+    """A cause in Ferry's words: the library's message can carry addresses and hosts met along redirects."""
     import requests
+    import urllib3
 
     if isinstance(error, requests.ConnectionError) and "refused" in str(error).lower():
         return "connection refused"
-    if isinstance(error, requests.Timeout):
+    if isinstance(error, (requests.Timeout, urllib3.exceptions.TimeoutError)):
         return "timed out"
-    if isinstance(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)):
-        return f"the connection broke during the download ({error})"
-    return f"{type(error).__name__}: {error}"
+    if isinstance(error, requests.TooManyRedirects):
+        return "too many redirects"
+    if isinstance(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError,
+                          urllib3.exceptions.ProtocolError)):
+        return "the connection broke during the download"
+    if isinstance(error, requests.exceptions.InvalidSchema):
+        return "a redirect led to a URL that is not http(s)"
+    return f"the request failed ({type(error).__name__})"
 
 
 # -- s3:// and oss:// ---------------------------------------------------------------------------------------
 
 
-def _s3_files(url: str, endpoint: str | None, cache: Cache, old: dict, on_progress: Progress | None) -> dict:
+def _s3_files(url: str, endpoint: str | None, cache: Cache, old: dict, on_progress: Progress | None,
+              policy: FetchPolicy | None) -> dict:
     import botocore.exceptions
 
     parsed = urlparse(url)
@@ -285,9 +333,13 @@ def _s3_files(url: str, endpoint: str | None, cache: Cache, old: dict, on_progre
         files = {relative: old[relative] for relative, item in objects.items() if _same_object(old.get(relative), item)}
         missing = {relative: item for relative, item in objects.items() if relative not in files}
         counter = _Counter(sum(item["size"] for item in missing.values()), on_progress)
+        if policy is not None:
+            policy.check_size(sum(item["size"] for item in objects.values()))
         for relative, item in missing.items():
             body = client.get_object(Bucket=bucket, Key=item["key"])["Body"]
-            digest = cache.store(body.iter_chunks(CHUNK_BYTES), item["size"], counter)
+            chunks = policy.guarded(body.iter_chunks(CHUNK_BYTES), counter.done) if policy else body.iter_chunks(
+                CHUNK_BYTES)
+            digest = cache.store(chunks, item["size"], counter)
             files[relative] = {"digest": digest, "etag": item["etag"], "size": item["size"]}
         return files
     except botocore.exceptions.ClientError as error:

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import signal
+import tempfile
 import time
 
 import pytest
@@ -39,6 +40,10 @@ class Harness:
 
     def start(self) -> None:
         os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
+        # Tests keep their models in temporary directories and serve them from loopback; tests/security refuses
+        # both by overriding these settings.
+        os.environ.setdefault("FERRY_FILE_SOURCE_ROOTS", os.path.realpath(tempfile.gettempdir()))
+        os.environ.setdefault("FERRY_FETCH_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
         if not os.environ.get("FERRY_VAR_DIR"):
             self.var_dir = str(make_tempdir("ferry-test-var-"))
             os.environ["FERRY_VAR_DIR"] = self.var_dir

@@ -39,7 +39,8 @@ class Command(BaseCommand):
                 time.sleep(3600)
 
     def _deploy(self, wait: int) -> None:
-        paths = train_demo_models(settings.VAR_DIR / "demo-models")
+        # Under a file source root (never var/, which sources may not read): the demo deploys them by file://.
+        paths = train_demo_models(settings.FERRY_FILE_SOURCE_ROOTS[0] / "demo")
         owner = get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
         project = Project.objects.get(name=settings.FERRY_DEFAULT_PROJECT)
         for service_file in demo_service_files(paths):

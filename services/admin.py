@@ -5,7 +5,7 @@ Secrets (service tokens, AccessKey secrets, token digests, kubeconfigs) are neve
 
 from django.contrib import admin
 
-from .models import AccessKey, ApiToken, Cluster, Event, Project, ProjectMembership, Service, Version
+from .models import AccessKey, ApiToken, Cluster, ClusterGrant, Event, Project, ProjectMembership, Service, Version
 
 
 class MembershipInline(admin.TabularInline):
@@ -14,11 +14,20 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class ClusterGrantInline(admin.TabularInline):
+    """The clusters the project's members may deploy to and see (docs/security.md, Project boundaries)."""
+
+    model = ClusterGrant
+    extra = 1
+    fields = ["cluster", "granted_by", "created_at"]
+    readonly_fields = ["granted_by", "created_at"]
+
+
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "description", "created_at"]
     search_fields = ["name"]
-    inlines = [MembershipInline]
+    inlines = [MembershipInline, ClusterGrantInline]
 
 
 @admin.register(Cluster)

@@ -68,11 +68,12 @@ class ClusterView:
     services: list
 
 
-def cluster_views(services_by_cluster: dict[int, list[Service]]) -> list[ClusterView]:
-    from services import selectors
+def cluster_views(user, services_by_cluster: dict[int, list[Service]]) -> list[ClusterView]:
+    """The clusters granted to the user's projects (every one for admins): the host's CPU and memory included."""
+    from services.selectors.grants import clusters_visible_to
 
     views = []
-    for cluster in selectors.clusters_list():
+    for cluster in clusters_visible_to(user):
         services = services_by_cluster.get(cluster.pk, [])
         running = [s for s in services if s.desired_state == "running"]
         cpu = sum(float(s.spec.get("metadata", {}).get("cpu", 0) or 0) * s.instance_count for s in running)

@@ -1,5 +1,5 @@
 from .accounts import AccessKey, ApiToken, Project, ProjectMembership, ProjectRole
-from .clusters import Cluster, ClusterFlavor, ClusterKind, TrafficApi
+from .clusters import Cluster, ClusterFlavor, ClusterGrant, ClusterKind, TrafficApi
 from .inference import DesiredState, Event, EventType, Instance, Phase, Service, Version
 
 __all__ = [
@@ -7,6 +7,7 @@ __all__ = [
     "ApiToken",
     "Cluster",
     "ClusterFlavor",
+    "ClusterGrant",
     "ClusterKind",
     "DesiredState",
     "Event",

@@ -1,5 +1,6 @@
 """Where services run. EAS calls a cluster a resource group; its name is the ClusterId of EAS paths."""
 
+from django.conf import settings
 from django.db import models
 
 
@@ -39,3 +40,21 @@ class Cluster(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ClusterGrant(models.Model):
+    """An admin's grant of a cluster to a project: its members may deploy there and see the cluster (and, for
+    the local cluster, the host's CPU and memory). Without a grant the cluster does not exist for them."""
+
+    project = models.ForeignKey("services.Project", on_delete=models.CASCADE, related_name="cluster_grants")
+    cluster = models.ForeignKey(Cluster, on_delete=models.CASCADE, related_name="grants")
+    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["cluster", "project"]
+        constraints = [models.UniqueConstraint(fields=["project", "cluster"], name="unique_cluster_grant")]
+
+    def __str__(self) -> str:
+        return f"{self.cluster} granted to {self.project}"

@@ -3,6 +3,7 @@
 import re
 from datetime import UTC, datetime
 
+from services.errors import NotFound
 from services.models import Service
 
 # Both "2026-11-21T21:34:46.508Z" (the node agent) and "2026-11-21 21:34:48.291" (servers' logging) lead lines.
@@ -15,16 +16,29 @@ def service_log_lines(service: Service, *, instance_name: str = "", keyword: str
     with its instance's name. A line with no timestamp (a traceback's) takes the time of the line before."""
     from deployer.drivers import driver_for  # the deployer depends on services; import at call time
 
+    names = [instance_of(service, instance_name)] if instance_name else list(
+        service.instances.values_list("name", flat=True))
     driver = driver_for(service.cluster)
     if driver is None:
         return []  # nothing has run: a cluster without a driver has no logs to show
-    names = [instance_name] if instance_name else list(service.instances.values_list("name", flat=True))
     lines = []
     for name in names:
         prefix = "" if instance_name else f"{name}: "
         lines.extend(prefix + line for line in _matching(driver.logs(service, name, since=start, follow=False),
                                                            keyword, start, end))
     return lines
+
+
+def instance_of(service: Service, instance_name: str) -> str:
+    """The name, if it names an instance of this very service (observed, or one the node agent still keeps).
+    Checked against the service's rows, never used as a path: another service's instance, another project's, a
+    deleted service's or `../` answer the same "not found"."""
+    from deployer.models import LocalInstance  # the deployer depends on services; import at call time
+
+    if service.instances.filter(name=instance_name).exists() or \
+            LocalInstance.objects.filter(service=service, name=instance_name).exists():
+        return instance_name
+    raise NotFound(f"No instance named {instance_name} in service {service.name}.", code="InstanceNotFound")
 
 
 def _matching(lines, keyword: str, start: datetime | None, end: datetime | None):

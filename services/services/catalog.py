@@ -12,12 +12,14 @@ from django.utils import timezone
 from services.encryption import encrypt
 from services.errors import AlreadyExists, InvalidRequest, NotFound
 from services.models import Cluster, DesiredState, Instance, Phase, Project, Service, Version
+from services.selectors.grants import cluster_granted, granted_cluster_names
 from services.selectors.locks import require_unlocked
 from services.servicefile import instance_spec, merge_update, validate_service_file
 
 from .events import event_record
 from .labels import labels_after_update, labels_changed_message, labels_checked
 from .reconcile import reconcile_request
+from .kubernetes_support import kubernetes_check_allowed
 from .scaling_support import autoscaler_check_supported
 
 UPDATE_TYPES = ("merge", "replace")
@@ -27,19 +29,29 @@ def new_service_token() -> str:
     return secrets.token_urlsafe(30)
 
 
-def cluster_for_file(service_file: dict) -> Cluster:
-    """`metadata.resource` names the cluster (EAS: the resource group); empty means the default cluster."""
+def cluster_for_file(service_file: dict, *, project: Project | None = None) -> Cluster:
+    """`metadata.resource` names the cluster (EAS: the resource group); empty means the default cluster.
+
+    With `project`, the cluster must be granted to it: one that is not, and one that does not exist, are refused
+    with the same words, naming only the clusters the project has, so other projects' clusters never show."""
     name = service_file.get("metadata", {}).get("resource") or ""
     if not name:
         cluster = Cluster.objects.filter(is_default=True).first()
         if cluster is None:
             raise InvalidRequest.at("metadata.resource", "no default cluster is configured; name one")
+    else:
+        cluster = Cluster.objects.filter(name=name).first()
+    if project is not None:
+        if cluster is None or not cluster_granted(project, cluster):
+            granted = ", ".join(granted_cluster_names(project)) or "none; ask an administrator for a grant"
+            shown = name or f"{cluster.name} (the default)"
+            raise InvalidRequest.at("metadata.resource", f'cluster "{shown}" is not granted to project '
+                                                         f'{project.name} (granted: {granted})',
+                                    code="ClusterNotGranted")
         return cluster
-    try:
-        return Cluster.objects.get(name=name)
-    except Cluster.DoesNotExist:
-        known = ", ".join(Cluster.objects.values_list("name", flat=True)) or "none"
-        raise InvalidRequest.at("metadata.resource", f'unknown cluster "{name}" (known: {known})') from None
+    if cluster is None:
+        raise InvalidRequest.at("metadata.resource", f'unknown cluster "{name}"')
+    return cluster
 
 
 def _scaling_fields(service_file: dict) -> dict:
@@ -64,10 +76,12 @@ def service_create(*, actor, project: Project, document: object, labels: dict | 
     """`labels` (CreateService's Labels) join the file's `labels`, and win where both name a key."""
     service_file = validate_service_file(document)
     labels = {**labels_checked(service_file.get("labels") or {}, "labels"), **labels_checked(labels or {}, "Labels")}
-    cluster = cluster_for_file(service_file)
+    # A user's deploy needs the cluster granted to the project; the system's own (actor None) is trusted.
+    cluster = cluster_for_file(service_file, project=project if actor is not None else None)
     spec, token = _without_token(service_file)
     name = spec["name"]
     autoscaler_check_supported(spec.get("autoscaler"), cluster=cluster, service_name=name)
+    kubernetes_check_allowed(spec, cluster=cluster)
     if Service.objects.filter(cluster=cluster, name=name).exists():
         raise AlreadyExists(f'A service named "{name}" already exists in cluster "{cluster.name}".')
     try:
@@ -144,6 +158,7 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
     spec, token = _without_token(new_file)
     if spec.get("autoscaler") != service.autoscaler:  # a service made before a refusal may keep what it has
         autoscaler_check_supported(spec.get("autoscaler"), cluster=service.cluster, service_name=service.name)
+    kubernetes_check_allowed(spec, cluster=service.cluster)
     if spec == service.spec and token is None and labels == service.labels:
         return service
     if instance_spec(spec) != _current_version(service).instance_spec:

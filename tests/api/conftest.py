@@ -10,7 +10,7 @@ from darabonba.core import DaraCore
 from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
-from services.models import Project, ProjectMembership
+from services.models import Cluster, ClusterGrant, Project, ProjectMembership
 from services.services import access_key_create, api_token_create
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
@@ -28,6 +28,8 @@ def make_member(username: str, project_name: str, role: str = "developer"):
     user = get_user_model().objects.create_user(username, password="not-used-in-tests")
     project, _ = Project.objects.get_or_create(name=project_name)
     ProjectMembership.objects.create(user=user, project=project, role=role)
+    # An administrator grants clusters to projects (docs/security.md); test projects get the local one.
+    ClusterGrant.objects.get_or_create(project=project, cluster=Cluster.objects.get(name="local"))
     return user
 
 

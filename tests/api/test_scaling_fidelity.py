@@ -14,7 +14,7 @@ from django.conf import settings
 from deployer.autoscaling import AutoscalerLoop
 from deployer.metrics import second_key
 from deployer.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY
-from services.models import Cluster, Service
+from services.models import Cluster, ClusterGrant, Project, Service
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 T0 = 1_900_000_000  # 2030-03-17 17:46:40 UTC
@@ -105,7 +105,8 @@ def test_strategies_nothing_would_measure_are_refused_by_field_and_change_nothin
 
 
 def test_a_kubernetes_cluster_takes_gpu_strategies_but_refuses_a_cron_scaler(alice_sdk):
-    Cluster.objects.create(name="kube", kind="kubernetes", flavor="raw")
+    kube = Cluster.objects.create(name="kube", kind="kubernetes", flavor="raw")
+    ClusterGrant.objects.create(project=Project.objects.get(name="team_a"), cluster=kube)  # an admin's grant
     document = {**SLEEPER, "metadata": {"instance": 1, "resource": "kube"},
                 "autoscaler": {"min": 1, "max": 3, "scaleStrategies": [{"metricName": "gpu[util]", "threshold": 60}]}}
     create(alice_sdk, document)  # rendered as the HPA's GPU metric there (docs/kubernetes.md)

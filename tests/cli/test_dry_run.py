@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from services.models import Cluster, Service
+from services.models import Cluster, ClusterGrant, Project, Service
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -13,7 +13,10 @@ IRIS = {"name": "iris_k8s", "processor": "sklearn", "model_path": "s3://models/i
 
 @pytest.fixture
 def kube_cluster():
-    return Cluster.objects.create(name="kube", kind="kubernetes", flavor="raw")
+    cluster = Cluster.objects.create(name="kube", kind="kubernetes", flavor="raw")
+    for project in Project.objects.all():  # an administrator's grant (docs/security.md)
+        ClusterGrant.objects.create(project=project, cluster=cluster)
+    return cluster
 
 
 def test_it_prints_the_manifests_of_a_create_and_creates_nothing(ferry, kube_cluster):

@@ -1,6 +1,9 @@
 """Registering clusters, their health, and the manifests endpoints, through the REST API."""
 
+from io import StringIO
+
 import pytest
+from django.core.management import call_command
 from django.contrib.auth import get_user_model
 
 from services.models import Cluster, Project
@@ -67,6 +70,7 @@ def test_health_of_an_unreachable_cluster_says_so(admin_api, registered, fake):
 
 def test_the_manifests_of_a_service_and_of_a_dry_run(admin_api, registered):
     Project.objects.get_or_create(name="default")
+    call_command("ferry_grant_cluster", "kube", "default", stdout=StringIO())  # dry runs need the grant too
     service = service_create(actor=None, project=Project.objects.get(name="default"), document=IRIS)
     body = admin_api.get(f"/api/v2/services/kube/{service.name}/manifests").json()
     assert body["Namespace"] == "ferry-default" and [m["kind"] for m in body["Manifests"]] == ["Service"]

@@ -9,11 +9,11 @@ from deployer.kubernetes.render import to_yaml
 from services import selectors
 from services.selectors.clusters import (
     cluster_describe,
-    cluster_get,
     cluster_health,
     service_file_manifests,
     service_manifests,
 )
+from services.selectors.grants import cluster_visible, clusters_visible_to
 from services.services.clusters import cluster_delete, cluster_register, cluster_update
 
 from .base import EasView
@@ -40,7 +40,7 @@ class UpdateClusterBody(serializers.Serializer):
 class ClustersView(EasView):
     @extend_schema(operation_id="ListClusters", tags=TAG, responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        clusters = [cluster_describe(c) for c in selectors.clusters_list()]
+        clusters = [cluster_describe(c) for c in clusters_visible_to(request.user)]
         return self.respond(request, {"Clusters": clusters, "TotalCount": len(clusters)})
 
     @extend_schema(operation_id="CreateCluster", tags=TAG, request=RegisterClusterBody,
@@ -59,20 +59,20 @@ class ClustersView(EasView):
 class ClusterView(EasView):
     @extend_schema(operation_id="DescribeCluster", tags=TAG, responses={200: OpenApiTypes.OBJECT})
     def get(self, request, cluster_name):
-        return self.respond(request, cluster_describe(cluster_get(name=cluster_name)))
+        return self.respond(request, cluster_describe(cluster_visible(request.user, cluster_name)))
 
     @extend_schema(operation_id="UpdateCluster", tags=TAG, request=UpdateClusterBody,
                    responses={200: OpenApiTypes.OBJECT})
     def put(self, request, cluster_name):
         body = self.body(UpdateClusterBody, request)
-        cluster = cluster_update(actor=request.user, cluster=cluster_get(name=cluster_name),
+        cluster = cluster_update(actor=request.user, cluster=cluster_visible(request.user, cluster_name),
                                  flavor=body.get("Flavor"), traffic_api=body.get("TrafficApi"),
                                  settings=body.get("Settings"), kubeconfig=body.get("Kubeconfig"))
         return self.respond(request, cluster_describe(cluster))
 
     @extend_schema(operation_id="DeleteCluster", tags=TAG, responses={200: OpenApiTypes.OBJECT})
     def delete(self, request, cluster_name):
-        cluster_delete(actor=request.user, cluster=cluster_get(name=cluster_name))
+        cluster_delete(actor=request.user, cluster=cluster_visible(request.user, cluster_name))
         return self.respond(request, {"Message": f"Removed cluster {cluster_name}"})
 
 
@@ -81,7 +81,7 @@ class ClusterHealthView(EasView):
                    description="Reads the server version and the nodes' capacity (CPU, memory, GPUs) now, and "
                                "checks that the APIs the cluster's flavor needs are served.")
     def get(self, request, cluster_name):
-        return self.respond(request, cluster_health(cluster_get(name=cluster_name)))
+        return self.respond(request, cluster_health(cluster_visible(request.user, cluster_name)))
 
 
 def _manifests_body(cluster, namespace: str, manifests: list[dict]) -> dict:
@@ -120,6 +120,6 @@ class ManifestsPreviewView(EasView):
         from services.services.catalog import cluster_for_file
 
         project = selectors.project_for_write(request.user, request.query_params.get("WorkspaceId"))
-        cluster = cluster_for_file(validate_service_file(request.data))
+        cluster = cluster_for_file(validate_service_file(request.data), project=project)
         namespace, manifests = service_file_manifests(cluster=cluster, project=project, document=request.data)
         return self.respond(request, _manifests_body(cluster, namespace, manifests))

@@ -52,4 +52,4 @@ class MachineSpecView(EasView):
                    description="What the local cluster's machine (this host) offers: CPUs and memory, no GPU.")
     def get(self, request):
         query = self.query(s.DescribeMachineSpecQuery, request)
-        return self.respond(request, machine_spec_body(machine_specs(query["InstanceTypes"])))
+        return self.respond(request, machine_spec_body(machine_specs(request.user, query["InstanceTypes"])))

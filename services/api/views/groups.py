@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema
 
 from services import selectors
 from services.errors import NotFound
+from services.selectors.grants import clusters_visible_to
 from services.models import Cluster
 
 from .. import serializers as s
@@ -66,12 +67,12 @@ class ResourcesView(EasView):
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
         query = self.query(s.PageQuery, request)
-        page = selectors.paginate(selectors.clusters_list(), query["PageNumber"], query["PageSize"])
+        page = selectors.paginate(clusters_visible_to(request.user), query["PageNumber"], query["PageSize"])
         return self.respond(request, page_body(page, "Resources", [_with_capacity(c) for c in page.items]))
 
 
-def _cluster(cluster_id: str, resource_id: str) -> Cluster:
-    cluster = selectors.clusters_list().filter(name=resource_id).first()
+def _cluster(user, cluster_id: str, resource_id: str) -> Cluster:
+    cluster = clusters_visible_to(user).filter(name=resource_id).first()
     if cluster is None or cluster_id != resource_id:
         raise NotFound(f"Resource group {resource_id} not found.", code="ResourceNotFound")
     return cluster
@@ -81,7 +82,7 @@ class ResourceView(EasView):
     @extend_schema(operation_id="DescribeResource", tags=["Resource groups (clusters)"],
                    responses={200: OpenApiTypes.OBJECT})
     def get(self, request, cluster_id, resource_id):
-        return self.respond(request, _with_capacity(_cluster(cluster_id, resource_id)))
+        return self.respond(request, _with_capacity(_cluster(request.user, cluster_id, resource_id)))
 
 
 class ResourceServicesView(EasView):
@@ -89,7 +90,7 @@ class ResourceServicesView(EasView):
                    parameters=[s.PageQuery], responses={200: OpenApiTypes.OBJECT})
     def get(self, request, cluster_id, resource_id):
         query = self.query(s.PageQuery, request)
-        cluster = _cluster(cluster_id, resource_id)
+        cluster = _cluster(request.user, cluster_id, resource_id)
         services = selectors.services_list(request.user, cluster=cluster.name)
         page = selectors.paginate(services, query["PageNumber"], query["PageSize"])
         return self.respond(request, page_body(page, "Services", [service_body(x) for x in page.items]))

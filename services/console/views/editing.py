@@ -14,6 +14,7 @@ from services import selectors
 from services import services as writes
 from services.api.presenters import service_config
 from services.errors import FerryError
+from services.selectors.grants import clusters_visible_to
 from services.servicefile import ServiceFileError
 
 from ..rendering import render
@@ -48,7 +49,7 @@ def service_create(request):
     chosen = current_project(request)
     initial_project = chosen.name if chosen and chosen in projects else projects[0].name
     mode = _mode(request)
-    form_kwargs = {"projects": projects, "clusters": selectors.clusters_list()}
+    form_kwargs = {"projects": projects, "clusters": clusters_visible_to(request.user)}
     service_form = ServiceForm(initial={"project": initial_project, "instances": 1, "cpu": 1, "memory": 1024},
                                **form_kwargs)
     file_form = ServiceFileForm(initial={"project": initial_project, "text": pretty(EXAMPLE_FILE)},

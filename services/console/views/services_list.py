@@ -12,6 +12,7 @@ from django.views.decorators.http import require_POST, require_safe
 from services import selectors
 from services.api.presenters import predict_url
 from services.models import Phase, Service
+from services.selectors.grants import clusters_visible_to
 
 from .. import metrics
 from ..rendering import render
@@ -53,7 +54,7 @@ def service_list(request):
         "rows": rows,
         "filters": filters,
         "phases": Phase.values,
-        "clusters": selectors.clusters_list(),
+        "clusters": clusters_visible_to(request.user),
         "running_count": sum(1 for row in rows if row.service.phase == Phase.RUNNING),
         "may_create": bool(writable_projects(request.user)),
         "poll_url": request.get_full_path(),
@@ -85,4 +86,4 @@ def clusters(request):
     visible: dict[int, list[Service]] = {}
     for service in selectors.services_list(request.user).prefetch_related("instances"):
         visible.setdefault(service.cluster_id, []).append(service)
-    return render(request, "console/clusters.html", {"cluster_views": cluster_views(visible)})
+    return render(request, "console/clusters.html", {"cluster_views": cluster_views(request.user, visible)})

@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from services.models import Project, ProjectMembership, ProjectRole
+from services.models import Cluster, ClusterGrant, Project, ProjectMembership, ProjectRole
 from services.selectors.credentials import api_token_by_plaintext
 from services.services.credentials import api_token_create
 
@@ -30,6 +30,7 @@ class Command(BaseCommand):
         var_dir = Path(var_dir or settings.VAR_DIR)
         var_dir.mkdir(parents=True, exist_ok=True)
         project, _ = Project.objects.get_or_create(name=settings.FERRY_DEFAULT_PROJECT)
+        _ensure_default_cluster_granted(project)
         admin = self._ensure_admin(username, var_dir / "admin-password")
         _ensure_owner(project, admin)
         self._ensure_admin_token(admin, var_dir / "admin-token")
@@ -64,6 +65,13 @@ def _existing_admin(username: str):
     if admin is None and users.filter(username=username).exists():
         raise CommandError(f"User '{username}' exists but is not a superuser; choose another --username.")
     return admin
+
+
+def _ensure_default_cluster_granted(project: Project) -> None:
+    """The default project deploys to the default (local) cluster out of the box (docs/security.md)."""
+    default = Cluster.objects.filter(is_default=True).first()
+    if default is not None:
+        ClusterGrant.objects.get_or_create(project=project, cluster=default)
 
 
 def _ensure_owner(project: Project, user) -> None:

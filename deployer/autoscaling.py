@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from django import db
 from django.db.models import Count, Q
 
 from services.models import Service
@@ -20,6 +21,7 @@ from services.services import event_record
 from . import autoscaler as scalers
 from .metrics import read_seconds
 from .scale import activation_failed, service_instance_count, scale_write
+from .scaling_failures import scaling_failed, scaling_recovered
 from .scaling_records import DECISION_KEY, cron_jobs_read, cron_jobs_write, decision_write
 
 __all__ = ["DECISION_KEY", "TICK_SECONDS", "AutoscalerLoop"]
@@ -51,7 +53,14 @@ class AutoscalerLoop:
         changes = []
         services = list(_scaled_services())
         for service in services:
-            change = self._decide(service, now)
+            try:
+                change = self._decide(service, now)
+            except (db.OperationalError, db.InterfaceError):
+                raise  # the database is away: every service's tick fails alike; runautoscaler reports it once
+            except Exception as exc:  # noqa: BLE001 -- one service's broken scaling must not stop the others'
+                scaling_failed(service, exc, now)
+                continue
+            scaling_recovered(service, now)
             if change:
                 changes.append(change)
         for gone in set(self.tracked) - {service.pk for service in services}:

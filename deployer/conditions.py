@@ -3,7 +3,8 @@ observed_generation}]. Pure functions: they return new lists and never touch the
 
 from datetime import datetime
 
-CONDITION_TYPES = ("Ready", "Progressing", "Degraded")
+# ScalingActive (as a Kubernetes HPA reports it): written by the autoscaler loop, only once a service's scaling failed.
+CONDITION_TYPES = ("Ready", "Progressing", "Degraded", "ScalingActive")
 
 
 def condition_set(conditions: list[dict], *, type: str, status: bool, reason: str, message: str,

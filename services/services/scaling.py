@@ -1,8 +1,9 @@
 """Writes to scaling: fixed instance count, autoscaler (both live in the service file) and the cron scaler."""
 
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterError, croniter
 from django.db import transaction
 from django.utils import timezone
 
@@ -32,6 +33,20 @@ def autoscaler_delete(*, actor, service: Service) -> Service:
     return service_update(actor=actor, service=service, patch={"autoscaler": None})
 
 
+# A valid expression for a date that never comes ("0 0 0 31 2 *": 31 February) would raise at every tick.
+SCHEDULE_HORIZON_YEARS = 5
+
+
+def _fires_within_years(schedule: str) -> bool:
+    now = timezone.now()
+    try:
+        upcoming = croniter(schedule, now, second_at_beginning=True).get_next(datetime)
+        croniter(schedule, now, second_at_beginning=True).get_prev(datetime)
+    except (CroniterError, ValueError, OverflowError):
+        return False
+    return upcoming - now <= timedelta(days=366 * SCHEDULE_HORIZON_YEARS)
+
+
 def _cron_errors(jobs: list[dict], exclude_dates: list[str]) -> list[dict]:
     errors = []
     names = set()
@@ -39,6 +54,9 @@ def _cron_errors(jobs: list[dict], exclude_dates: list[str]) -> list[dict]:
         path = f"ScaleJobs[{index}]"
         if not croniter.is_valid(job["Schedule"], second_at_beginning=True) or len(job["Schedule"].split()) != 6:
             errors.append({"Path": f"{path}.Schedule", "Message": "must be a 6-field cron expression, seconds first"})
+        elif not _fires_within_years(job["Schedule"]):
+            errors.append({"Path": f"{path}.Schedule", "Message": f"never fires within {SCHEDULE_HORIZON_YEARS} "
+                                                                  "years (a date that does not exist?)"})
         if job.get("TimeZone"):
             try:
                 ZoneInfo(job["TimeZone"])

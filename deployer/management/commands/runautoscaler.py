@@ -5,6 +5,7 @@ import signal
 import time
 
 import redis
+from django import db
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -26,13 +27,28 @@ class Command(BaseCommand):
         stopping = []
         signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
         logger.info("Started the autoscaler (a decision every %s s)", TICK_SECONDS)
+        database_down = False
         while not stopping:
             started = time.monotonic()
+            # Django drops a connection that failed or outlived CONN_MAX_AGE only when told to (the web does it
+            # per request, Celery per task): without this a loop keeps its dead connection after a database
+            # restart and every tick fails with "the connection is closed".
+            db.close_old_connections()
             try:
                 for change in loop.tick():
                     logger.info("%s", change)
-            except Exception:  # noqa: BLE001 -- one bad tick (database restart, say) must not stop scaling
+            except (db.OperationalError, db.InterfaceError) as exc:
+                # The database is away: one line per outage, not a traceback every tick; the tick is the backoff.
+                if not database_down:
+                    logger.warning("Cannot reach the database (%s); trying again every %g s",
+                                   str(exc).strip().splitlines()[0], TICK_SECONDS)
+                database_down = True
+            except Exception:  # noqa: BLE001 -- one bad tick must not stop scaling
                 logger.exception("An autoscaler tick failed; trying again at the next one")
+            else:
+                if database_down:
+                    logger.info("Reached the database again")
+                database_down = False
             if once:
                 return
             time.sleep(max(0.0, TICK_SECONDS - (time.monotonic() - started)))

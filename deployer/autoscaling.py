@@ -16,6 +16,7 @@ from django import db
 from django.db.models import Count, Q
 
 from services.models import Service
+from services.selectors.quotas import quota_instance_cap
 from services.services import event_record
 
 from . import autoscaler as scalers
@@ -84,6 +85,9 @@ class AutoscalerLoop:
         desired, why = scalers.combine(metric_desired=metric_desired, cron_floor=floor,
                                        min_scale=int(scaler.get("min", 0)), max_scale=scaler.get("max"))
         reason = decision.reason if decision and desired == metric_desired else f"{why}; {cron_reason}"
+        cap = quota_instance_cap(service)
+        if cap is not None and desired > cap:
+            desired, reason = cap, f"{reason}; held at {cap} by project {service.project.name}'s quota"
         self._record(service, now, current, desired, reason, decision)
         change, applied, outcome = self._act(service, tracked, current, desired, reason)
         self._record_cron_jobs(service, now, applied=applied, outcome=outcome)
@@ -191,6 +195,7 @@ def _scaled_services():
     return (Service.objects.filter(Q(autoscaler__isnull=False) | Q(cron_scaler__isnull=False),
                                    desired_state="running", deletion_requested_at__isnull=True,
                                    cluster__kind="local")
+            .select_related("project")
             .annotate(ready_count=Count("instances", filter=Q(instances__ready=True))))
 
 

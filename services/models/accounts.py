@@ -10,6 +10,12 @@ class Project(models.Model):
     name = models.SlugField(max_length=63, unique=True)
     description = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Quotas, set by admins; empty is no limit. A service counts at the most instances it may reach (docs/security.md,
+    # Sources, limits and credentials), so the autoscaler can never take a project past them.
+    max_instances = models.PositiveIntegerField(null=True, blank=True, help_text="Instances across all services.")
+    max_cpu = models.FloatField(null=True, blank=True, help_text="Cores across all instances (metadata.cpu each).")
+    max_memory_mb = models.PositiveIntegerField(
+        null=True, blank=True, help_text="MB across all instances (metadata.memory each).")
 
     class Meta:
         ordering = ["name"]

@@ -14,12 +14,14 @@ from services.errors import AlreadyExists, InvalidRequest, NotFound
 from services.models import Cluster, DesiredState, Instance, Phase, Project, Service, Version
 from services.selectors.grants import cluster_granted, granted_cluster_names
 from services.selectors.locks import require_unlocked
+from services.selectors.quotas import service_demand
 from services.servicefile import instance_spec, merge_update, validate_service_file
 
 from .events import event_record
 from .labels import labels_after_update, labels_changed_message, labels_checked
 from .reconcile import reconcile_request
 from .kubernetes_support import kubernetes_check_allowed
+from .quotas import scaling_checked
 from .scaling_support import autoscaler_check_supported
 
 UPDATE_TYPES = ("merge", "replace")
@@ -81,6 +83,7 @@ def service_create(*, actor, project: Project, document: object, labels: dict | 
     spec, token = _without_token(service_file)
     name = spec["name"]
     autoscaler_check_supported(spec.get("autoscaler"), cluster=cluster, service_name=name)
+    scaling_checked(project=project, spec=spec, cron_scaler=None)
     kubernetes_check_allowed(spec, cluster=cluster)
     if Service.objects.filter(cluster=cluster, name=name).exists():
         raise AlreadyExists(f'A service named "{name}" already exists in cluster "{cluster.name}".')
@@ -158,6 +161,8 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
     spec, token = _without_token(new_file)
     if spec.get("autoscaler") != service.autoscaler:  # a service made before a refusal may keep what it has
         autoscaler_check_supported(spec.get("autoscaler"), cluster=service.cluster, service_name=service.name)
+    scaling_checked(project=service.project, spec=spec, cron_scaler=service.cron_scaler, service_pk=service.pk,
+                    before=service_demand(service.spec, service.cron_scaler))
     kubernetes_check_allowed(spec, cluster=service.cluster)
     if spec == service.spec and token is None and labels == service.labels:
         return service

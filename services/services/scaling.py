@@ -9,9 +9,11 @@ from django.utils import timezone
 
 from services.errors import InvalidRequest, NotFound
 from services.models import Service
+from services.selectors.quotas import service_demand
 
 from .catalog import desired_state_changed, service_update
 from .events import event_record
+from .quotas import scaling_checked
 from .scaling_support import cron_scaler_check_supported
 
 
@@ -81,6 +83,9 @@ def cron_scaler_set(*, actor, service: Service, scale_jobs: list[dict], exclude_
         raise InvalidRequest("; ".join(f"{e['Path']}: {e['Message']}" for e in errors), errors=errors)
     service = Service.objects.select_for_update().select_related("cluster").get(pk=service.pk)
     cron_scaler_check_supported(service)
+    new_scaler = {"ScaleJobs": scale_jobs, "ExcludeDates": exclude_dates}
+    scaling_checked(project=service.project, spec=service.spec, cron_scaler=new_scaler, service_pk=service.pk,
+                    before=service_demand(service.spec, service.cron_scaler))
     # SetAt: DescribeServiceCronScaler's CreateTime.
     service.cron_scaler = {"ScaleJobs": scale_jobs, "ExcludeDates": exclude_dates,
                            "SetAt": timezone.now().isoformat()}

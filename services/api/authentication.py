@@ -21,9 +21,10 @@ from django.http.request import RawPostDataException
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
+from rest_framework.permissions import SAFE_METHODS
 
-from services.models import AccessKey
+from services.models import AccessKey, CredentialScope
 from services.selectors.credentials import access_key_by_id, access_key_secret, api_token_by_plaintext
 from services.services.credentials import access_key_mark_used, api_token_mark_used
 
@@ -51,6 +52,7 @@ class BearerTokenAuthentication(BaseAuthentication):
             raise AuthenticationFailed(f"The bearer token {token.prefix}… has been revoked.")
         if not token.user.is_active:
             raise AuthenticationFailed("The user of this bearer token is inactive.")
+        credential_limits_check(token, request, f"The bearer token {token.prefix}…")
         api_token_mark_used(token=token)
         return token.user, token
 
@@ -103,11 +105,20 @@ class AccessKeySignatureAuthentication(BaseAuthentication):
         _check_signature(request, authorization, payload_hash, _secret_of(access_key))
         # Only a verified request may spend a nonce, or anyone could block a client by guessing its nonces.
         _spend_nonce(access_key.access_key_id, nonce)
+        credential_limits_check(access_key, request, f"AccessKey {access_key.access_key_id}")
         access_key_mark_used(access_key=access_key)
         return access_key.user, access_key
 
     def authenticate_header(self, request):
         return ACS3_ALGORITHM
+
+
+def credential_limits_check(credential, request, what: str) -> None:
+    """A credential's own limits, beyond its user's role: its expiry, and a read-only scope (safe methods only)."""
+    if credential.expires_at is not None and credential.expires_at <= timezone.now():
+        raise AuthenticationFailed(f"{what} expired at {credential.expires_at.isoformat()}.")
+    if credential.scope == CredentialScope.READ_ONLY and request.method not in SAFE_METHODS:
+        raise PermissionDenied(f"{what} is read-only: it may only read (GET, HEAD, OPTIONS).")
 
 
 def _parse_acs3_authorization(header: str) -> Acs3Authorization | None:

@@ -1,4 +1,4 @@
-from .accounts import AccessKey, ApiToken, Project, ProjectMembership, ProjectRole
+from .accounts import AccessKey, ApiToken, CredentialScope, Project, ProjectMembership, ProjectRole
 from .clusters import Cluster, ClusterFlavor, ClusterGrant, ClusterKind, TrafficApi
 from .inference import DesiredState, Event, EventType, Instance, Phase, Service, Version
 
@@ -9,6 +9,7 @@ __all__ = [
     "ClusterFlavor",
     "ClusterGrant",
     "ClusterKind",
+    "CredentialScope",
     "DesiredState",
     "Event",
     "EventType",

@@ -46,7 +46,27 @@ class ProjectMembership(models.Model):
         return self.role in (ProjectRole.DEVELOPER, ProjectRole.OWNER)
 
 
-class ApiToken(models.Model):
+class CredentialScope(models.TextChoices):
+    READ_WRITE = "read-write", "Read and write (what its user may do)"
+    READ_ONLY = "read-only", "Read only (GET requests)"
+
+
+class CredentialLimits(models.Model):
+    """What a credential may do beyond its user's role: its scope and expiry, and the credential it was created
+    with, so that revoking that one revokes this one too (docs/security.md, Sources, limits and credentials)."""
+
+    scope = models.CharField(max_length=16, choices=CredentialScope.choices, default=CredentialScope.READ_WRITE)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    minted_by_token = models.ForeignKey("services.ApiToken", null=True, blank=True, on_delete=models.CASCADE,
+                                        related_name="+")
+    minted_by_access_key = models.ForeignKey("services.AccessKey", null=True, blank=True,
+                                             on_delete=models.CASCADE, related_name="+")
+
+    class Meta:
+        abstract = True
+
+
+class ApiToken(CredentialLimits):
     """A bearer token for the REST API. Only its SHA-256 digest is stored; the token is shown once."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
@@ -61,7 +81,7 @@ class ApiToken(models.Model):
         return f"{self.name} ({self.prefix}…)"
 
 
-class AccessKey(models.Model):
+class AccessKey(CredentialLimits):
     """An AccessKey pair for ACS3-HMAC-SHA256 signed requests, as the EAS SDK sends them.
 
     The secret is needed to verify signatures, so it is stored encrypted (not hashed) and shown only once.

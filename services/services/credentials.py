@@ -2,6 +2,10 @@
 
 Plaintext secrets are returned to the caller once and never logged; tokens are stored as SHA-256 digests,
 AccessKey secrets encrypted (a signature check needs the secret itself).
+
+A credential made with another one (`minted_by`: the request's token or AccessKey; None from a signed-in session)
+is never more powerful than it: not read-write if it is read-only, and never expiring after it (one given no
+expiry takes its parent's). Revoking a credential revokes every credential made with it, and theirs.
 """
 
 import logging
@@ -9,11 +13,13 @@ import secrets
 import string
 from datetime import timedelta
 
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from services.encryption import encrypt
-from services.models import AccessKey, ApiToken
+from services.errors import Forbidden, InvalidRequest
+from services.models import AccessKey, ApiToken, CredentialScope
 from services.selectors.credentials import token_digest
 
 logger = logging.getLogger("ferry.credentials")
@@ -26,9 +32,12 @@ ACCESS_KEY_ID_ALPHABET = string.ascii_uppercase + string.digits
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def api_token_create(*, user, name: str) -> tuple[ApiToken, str]:
+def api_token_create(*, user, name: str, scope: str = CredentialScope.READ_WRITE, expires_at=None,
+                     minted_by: ApiToken | AccessKey | None = None) -> tuple[ApiToken, str]:
+    limits = _limits_within(scope, expires_at, minted_by)
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    token = ApiToken.objects.create(user=user, name=name, prefix=plaintext[:8], digest=token_digest(plaintext))
+    token = ApiToken.objects.create(user=user, name=name, prefix=plaintext[:8], digest=token_digest(plaintext),
+                                    **limits)
     logger.info("Created API token %r (%s…) of %s", token.name, token.prefix, user)
     return token, plaintext
 
@@ -42,11 +51,13 @@ def api_token_mark_used(*, token: ApiToken) -> None:
     _mark_used(token)
 
 
-def access_key_create(*, user, description: str = "") -> tuple[AccessKey, str]:
+def access_key_create(*, user, description: str = "", scope: str = CredentialScope.READ_WRITE, expires_at=None,
+                      minted_by: ApiToken | AccessKey | None = None) -> tuple[AccessKey, str]:
+    limits = _limits_within(scope, expires_at, minted_by)
     access_key_id = ACCESS_KEY_ID_PREFIX + "".join(secrets.choice(ACCESS_KEY_ID_ALPHABET) for _ in range(17))
     secret = secrets.token_urlsafe(30)
     access_key = AccessKey.objects.create(
-        user=user, access_key_id=access_key_id, secret_encrypted=encrypt(secret), description=description
+        user=user, access_key_id=access_key_id, secret_encrypted=encrypt(secret), description=description, **limits
     )
     logger.info("Created AccessKey %s of %s", access_key.access_key_id, user)
     return access_key, secret
@@ -61,8 +72,41 @@ def access_key_mark_used(*, access_key: AccessKey) -> None:
     _mark_used(access_key)
 
 
+def _limits_within(scope: str, expires_at, minted_by: ApiToken | AccessKey | None) -> dict:
+    if scope not in CredentialScope.values:
+        raise InvalidRequest.at("Scope", f"must be one of {', '.join(CredentialScope.values)}")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidRequest.at("ExpiresInSeconds", "must be in the future")
+    if minted_by is None:
+        return {"scope": scope, "expires_at": expires_at}
+    if minted_by.scope == CredentialScope.READ_ONLY and scope != CredentialScope.READ_ONLY:
+        raise Forbidden("Scope: a read-only credential cannot create a read-write one.", code="CredentialTooPowerful")
+    if minted_by.expires_at is not None:
+        if expires_at is None:
+            expires_at = minted_by.expires_at
+        elif expires_at > minted_by.expires_at:
+            raise Forbidden("ExpiresInSeconds: a credential cannot outlive the one that creates it (which expires "
+                            f"at {minted_by.expires_at.isoformat()}).", code="CredentialTooPowerful")
+    parent = {"minted_by_token": minted_by} if isinstance(minted_by, ApiToken) else {"minted_by_access_key": minted_by}
+    return {"scope": scope, "expires_at": expires_at, **parent}
+
+
+@transaction.atomic
 def _revoke(credential: ApiToken | AccessKey) -> None:
-    """Idempotent: revoking twice keeps the first revocation time."""
+    """Idempotent: revoking twice keeps the first revocation time. Credentials made with this one go too."""
+    _revoke_one(credential)
+    pending = [credential]
+    while pending:
+        parent = pending.pop()
+        field = "minted_by_token" if isinstance(parent, ApiToken) else "minted_by_access_key"
+        for model in (ApiToken, AccessKey):
+            children = list(model.objects.filter(**{field: parent}))
+            for child in children:
+                _revoke_one(child)
+            pending.extend(children)
+
+
+def _revoke_one(credential: ApiToken | AccessKey) -> None:
     now = timezone.now()
     updated = type(credential).objects.filter(pk=credential.pk, revoked_at__isnull=True).update(revoked_at=now)
     if updated:

@@ -60,6 +60,8 @@ def test_it_returns_a_new_access_key_secret_once_and_never_lists_it(alice):
             "Description": "laptop",
             "CreateTime": created["CreateTime"],
             "LastUsedTime": None,
+            "ExpireTime": None,
+            "Scope": "read-write",
             "Status": "Active",
         }
     ]
@@ -116,6 +118,8 @@ def test_it_returns_a_new_token_once_and_lists_only_its_prefix(alice):
         "Prefix": created["Prefix"],
         "CreateTime": created["CreateTime"],
         "LastUsedTime": None,
+        "ExpireTime": None,
+        "Scope": "read-write",
         "Status": "Active",
     }
     assert "Token" not in deploy

@@ -1,14 +1,19 @@
 """Ferry extensions to the EAS API: who am I, and my AccessKeys and API tokens.
 
-Secrets (AccessKeySecret, Token) appear only in the answer to the POST that created them.
+Secrets (AccessKeySecret, Token) appear only in the answer to the POST that created them. A credential created
+with another one is never more powerful than it (Scope, ExpireTime), and goes when it is revoked.
 """
 
+from datetime import timedelta
+
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from services.api.errors import NotFound
+from services.models import AccessKey, ApiToken, CredentialScope
 from services.selectors.credentials import access_keys_of, api_tokens_of
 from services.services.credentials import access_key_create, access_key_revoke, api_token_create, api_token_revoke
 
@@ -51,6 +56,8 @@ class FerryAccessKeySerializer(serializers.Serializer):
     Description = serializers.CharField(source="description", read_only=True)
     CreateTime = _eas_time("created_at")
     LastUsedTime = _eas_time("last_used_at", allow_null=True)
+    ExpireTime = _eas_time("expires_at", allow_null=True)
+    Scope = serializers.CharField(source="scope", read_only=True)
     Status = CredentialStatusField()
 
 
@@ -58,7 +65,14 @@ class FerryAccessKeyListSerializer(RequestIdSerializer):
     AccessKeys = FerryAccessKeySerializer(many=True)
 
 
-class FerryAccessKeyCreateRequestSerializer(serializers.Serializer):
+class CredentialLimitsRequestSerializer(serializers.Serializer):
+    Scope = serializers.ChoiceField(choices=CredentialScope.values, required=False,
+                                    help_text="read-write (the default) or read-only; never more than the caller's.")
+    ExpiresInSeconds = serializers.IntegerField(min_value=60, max_value=10 * 366 * 86400, required=False,
+                                                help_text="Without it: no expiry, or the caller's credential's.")
+
+
+class FerryAccessKeyCreateRequestSerializer(CredentialLimitsRequestSerializer):
     Description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
 
 
@@ -73,6 +87,8 @@ class FerryApiTokenSerializer(serializers.Serializer):
     Prefix = serializers.CharField(source="prefix", read_only=True)
     CreateTime = _eas_time("created_at")
     LastUsedTime = _eas_time("last_used_at", allow_null=True)
+    ExpireTime = _eas_time("expires_at", allow_null=True)
+    Scope = serializers.CharField(source="scope", read_only=True)
     Status = CredentialStatusField()
 
 
@@ -80,7 +96,7 @@ class FerryApiTokenListSerializer(RequestIdSerializer):
     Tokens = FerryApiTokenSerializer(many=True)
 
 
-class FerryApiTokenCreateRequestSerializer(serializers.Serializer):
+class FerryApiTokenCreateRequestSerializer(CredentialLimitsRequestSerializer):
     Name = serializers.CharField(max_length=100)
 
 
@@ -91,6 +107,15 @@ class FerryApiTokenCreatedSerializer(FerryApiTokenSerializer):
 
 class FerryRevokedSerializer(RequestIdSerializer):
     Message = serializers.CharField()
+
+
+def _limits(request, params: dict) -> dict:
+    """Scope, expiry and the credential the request came with (None from a session)."""
+    minted_by = request.auth if isinstance(request.auth, (ApiToken, AccessKey)) else None
+    default_scope = minted_by.scope if minted_by is not None else CredentialScope.READ_WRITE
+    seconds = params.get("ExpiresInSeconds")
+    return {"scope": params.get("Scope") or default_scope, "minted_by": minted_by,
+            "expires_at": timezone.now() + timedelta(seconds=seconds) if seconds else None}
 
 
 def _answer(request, data: dict) -> Response:
@@ -130,14 +155,15 @@ class AccessKeyListView(APIView):
     def post(self, request):
         params = FerryAccessKeyCreateRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        access_key, secret = access_key_create(user=request.user, description=params.validated_data["Description"])
+        access_key, secret = access_key_create(user=request.user, description=params.validated_data["Description"],
+                                               **_limits(request, params.validated_data))
         return _answer(request, {**FerryAccessKeySerializer(access_key).data, "AccessKeySecret": secret})
 
 
 class AccessKeyDetailView(APIView):
     @extend_schema(
         operation_id="FerryRevokeAccessKey", tags=TAGS, responses=FerryRevokedSerializer,
-        summary="Revokes one of your AccessKeys.",
+        summary="Revokes one of your AccessKeys, and every credential created with it.",
     )
     def delete(self, request, access_key_id: str):
         access_key = access_keys_of(request.user).filter(access_key_id=access_key_id).first()
@@ -164,14 +190,15 @@ class ApiTokenListView(APIView):
     def post(self, request):
         params = FerryApiTokenCreateRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        token, plaintext = api_token_create(user=request.user, name=params.validated_data["Name"])
+        token, plaintext = api_token_create(user=request.user, name=params.validated_data["Name"],
+                                            **_limits(request, params.validated_data))
         return _answer(request, {**FerryApiTokenSerializer(token).data, "Token": plaintext})
 
 
 class ApiTokenDetailView(APIView):
     @extend_schema(
         operation_id="FerryRevokeToken", tags=TAGS, responses=FerryRevokedSerializer,
-        summary="Revokes one of your API tokens.",
+        summary="Revokes one of your API tokens, and every credential created with it.",
     )
     def delete(self, request, token_id: int):
         token = api_tokens_of(request.user).filter(pk=token_id).first()

@@ -16,6 +16,7 @@ import logging
 from django.conf import settings
 
 from services.models import Service
+from services.selectors.traffic_refs import published_group, published_mirror
 
 from .scale import activation_failed
 
@@ -46,8 +47,10 @@ def route_entry(service: Service, token: str) -> dict:
         "instance_concurrency": int(metadata.get("container_concurrency") or 0),
         "scale_to_zero": autoscaler.get("min") == 0,
         "versions": versions,
-        "mirror": service.mirror,
-        "group": service.group,
+        # Targets and group as checked now, by identity within the project and cluster
+        # (services/selectors/traffic_refs.py): a deleted target, a foreign group are not published.
+        "mirror": published_mirror(service),
+        "group": published_group(service),
         "group_weight": service.group_weight,
         "traffic_state": service.traffic_state,
         "generation": service.generation,

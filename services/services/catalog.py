@@ -18,6 +18,7 @@ from services.selectors.quotas import service_demand
 from services.servicefile import instance_spec, merge_update, validate_service_file
 
 from .events import event_record
+from .gateway_names import gateway_names_check, traffic_references_changed
 from .labels import labels_after_update, labels_changed_message, labels_checked
 from .reconcile import reconcile_request
 from .kubernetes_support import kubernetes_check_allowed
@@ -85,6 +86,8 @@ def service_create(*, actor, project: Project, document: object, labels: dict | 
     autoscaler_check_supported(spec.get("autoscaler"), cluster=cluster, service_name=name)
     scaling_checked(project=project, spec=spec, cron_scaler=None)
     kubernetes_check_allowed(spec, cluster=cluster)
+    gateway_names_check(project_id=project.pk, cluster_id=cluster.pk, name=name,
+                        group=spec.get("metadata", {}).get("group") or "")
     if Service.objects.filter(cluster=cluster, name=name).exists():
         raise AlreadyExists(f'A service named "{name}" already exists in cluster "{cluster.name}".')
     try:
@@ -176,6 +179,11 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
         service.token_encrypted = encrypt(token)
         event_record(service=service, reason="RotatedToken", message=f"Replaced the access token of {service.name}")
     old_scaling = _scaling_fields(service.spec)
+    new_group = _scaling_fields(spec)["group"]
+    if new_group != old_scaling["group"]:
+        if new_group:
+            gateway_names_check(project_id=service.project_id, cluster_id=service.cluster_id, group=new_group)
+        traffic_references_changed(service, group=old_scaling["group"])
     for field, value in _scaling_fields(spec).items():
         setattr(service, field, value)
     if old_scaling["autoscaler"] is not None and service.autoscaler is None:
@@ -257,6 +265,7 @@ def service_delete(*, actor, service: Service) -> Service:
     if service.deletion_requested_at is not None:
         return service
     event_record(service=service, reason="DeletionRequested", message=f"Requested deletion of {service.name}")
+    traffic_references_changed(service)
     return desired_state_changed(service, deletion_requested_at=timezone.now(), phase=Phase.DELETING)
 
 

@@ -5,6 +5,8 @@ from django.db import transaction
 from services.errors import InvalidRequest, NotFound
 from services.models import Service, Version
 
+from services.selectors.traffic_refs import mirror_target_uids, published_group
+
 from .catalog import desired_state_changed
 from .events import event_record
 from .rollouts import all_traffic_to
@@ -96,6 +98,9 @@ def service_release(*, actor, service: Service, weight: int | None, traffic_stat
         raise InvalidRequest.at(
             "Weight", f"service {service.name} is in no service group; set metadata.group first"
         )
+    if not published_group(service):
+        raise InvalidRequest.at("TrafficState", f"group {service.group} belongs to another project or cluster: "
+                                                "choose another metadata.group", code="GroupNotOwned")
     old = (service.group_weight, service.traffic_state)
     service.group_weight = service.group_weight if weight is None else weight
     service.traffic_state = traffic_state or service.traffic_state
@@ -122,7 +127,10 @@ def mirror_set(*, actor, service: Service, targets: list[str], ratio: int) -> Se
     missing = [name for name in targets if name not in found]
     if missing:
         raise InvalidRequest.at("Target", f"no service named {', '.join(missing)} in this project and cluster")
-    service.mirror = {"targets": list(dict.fromkeys(targets)), "ratio": ratio}
+    # Targets are kept by identity too: the route publishes a target only while it is still this very service
+    # (services.selectors.traffic_refs), never a later one of the same name.
+    targets = list(dict.fromkeys(targets))
+    service.mirror = {"targets": targets, "ratio": ratio, "target_uids": mirror_target_uids(service, targets)}
     event_record(service=service, reason="SetMirror",
                  message=f"Mirrored {ratio} % of {service.name}'s requests to {', '.join(targets)}")
     return desired_state_changed(service)

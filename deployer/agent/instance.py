@@ -16,9 +16,10 @@ from __future__ import annotations
 import logging
 import shlex
 import signal
+import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
@@ -27,10 +28,10 @@ from django.utils import timezone
 
 from deployer.models import LocalInstanceState as State
 
-from . import logs, statefiles
+from . import logs, sandbox, statefiles
 from .launch import DEFAULT_GRACE_PERIOD_SECONDS, InvalidLaunch, LaunchSpec, limits_note, pick_free_port
 from .probes import Prober
-from .processes import ExitStatus, ProcessHandle, spawn
+from .processes import Confinement, ExitStatus, ProcessHandle, spawn
 from .warmpool import WarmPool
 
 logger = logging.getLogger("ferry.agent")
@@ -77,6 +78,7 @@ class Context:
     prober: Prober
     ports_in_use: Callable[[], set[int]]
     pool: WarmPool | None = None
+    isolation: sandbox.Isolation = field(default_factory=sandbox.host_isolation)
 
 
 class InstanceRuntime:
@@ -233,14 +235,30 @@ class InstanceRuntime:
         self._record(f"Starting instance {self.name} on port {port}: {shlex.join(argv)}", quiet=True)
         for line in limits_note(spec):
             logs.write_agent_line(self.log_path, line)
-        env = spec.env_for(port, name=self.name, var_dir=self.context.var_dir)
+        isolation, instance_dir = self.context.isolation, self.log_path.parent
+        uid = sandbox.uid_for(self.name) if isolation.separate_user else None
+        try:
+            if isolation.separate_user:
+                sandbox.harden_var(Path(self.context.var_dir))
+            work = sandbox.prepare_work_dir(instance_dir, uid)
+        except OSError as exc:
+            self._fail(f"could not prepare its directory: {exc}")
+            return
+        # A custom command without a model runs in the temporary directory: its own directory instead.
+        cwd = str(work) if spec.cwd in (None, tempfile.gettempdir()) else spec.cwd
+        env = spec.env_for(port, name=self.name, var_dir=self.context.var_dir, home=str(work))
         pool = self.context.pool
         handoff = pool.take(spec, argv, env, self.name, self.log_path) if pool is not None else None
+        confinement = Confinement(isolation, Path(self.context.var_dir), uid, [instance_dir],
+                                  sandbox.paths_named(argv, spec.env, cwd))
         try:
-            process = handoff.process if handoff else spawn(argv, env, spec.cwd, self.log_path, spec.memory_limit_mb)
+            process = handoff.process if handoff else spawn(argv, env, cwd, self.log_path, spec.memory_limit_mb,
+                                                            confinement=confinement)
         except OSError as exc:  # command missing, not executable, bad cwd: retrying will not help
             self._fail(f"could not start: {exc}")
             return
+        for line in sandbox.notes(isolation, process.uid):
+            logs.write_agent_line(self.log_path, line)
         self.probe_every_starting = PROBE_EVERY_SECONDS_STARTING_POOLED if handoff else PROBE_EVERY_SECONDS_STARTING
         self._took_off(process, port, spec, now)
 

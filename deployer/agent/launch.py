@@ -16,9 +16,10 @@ DEFAULT_READY_TIMEOUT_SECONDS = 300.0
 DEFAULT_GRACE_PERIOD_SECONDS = 30.0
 
 # What an instance inherits from the agent's environment. Not everything: the agent's environment holds
-# the control plane's secrets (DATABASE_URL, DJANGO_SECRET_KEY, ...), which user code must not see.
-# The launch spec's env adds whatever the command needs.
-INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR")
+# the control plane's secrets (DATABASE_URL, DJANGO_SECRET_KEY, ...), which user code must not see, and
+# its user's HOME, USER and TMPDIR, which are not the instance's (its HOME is its own directory). The
+# launch spec's env adds whatever the command needs.
+INHERITED_ENV = ("PATH", "LANG", "LANGUAGE", "TZ")
 
 # Marks every instance process (and its children, which inherit the environment) as ours, so that a
 # restarted agent can find strays that no state file describes. The var dir keeps two agents apart.
@@ -68,8 +69,10 @@ class LaunchSpec:
     def argv_for(self, port: int) -> list[str]:
         return [item.replace(PORT_PLACEHOLDER, str(port)) for item in self.argv]
 
-    def env_for(self, port: int, *, name: str, var_dir: str) -> dict[str, str]:
+    def env_for(self, port: int, *, name: str, var_dir: str, home: str | None = None) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if key in INHERITED_ENV or key.startswith("LC_")}
+        if home:
+            env["HOME"] = home
         # Instances write to a file, where Python would block-buffer its output: logs would lag behind.
         env["PYTHONUNBUFFERED"] = "1"
         env.update({key: value.replace(PORT_PLACEHOLDER, str(port)) for key, value in self.env.items()})

@@ -39,7 +39,7 @@ def timestamp() -> str:
 
 def write_agent_line(path: Path, message: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, f"{timestamp()} {AGENT_TAG} {message}\n".encode())
     finally:

@@ -13,12 +13,12 @@ import shutil
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from . import limited_exec
+from . import limited_exec, sandbox
 from .launch import MARK_VAR_DIR
 
 logger = logging.getLogger("ferry.agent")
@@ -51,13 +51,31 @@ class ExitStatus:
         return "exited (code unknown: the process was adopted from an earlier agent)"
 
 
-class ProcessHandle:
-    """One instance process: a child of this agent (`popen`), or adopted from an agent that died."""
+@dataclass(frozen=True)
+class Confinement:
+    """How one process is sandboxed (sandbox.py): the host's layers, its uid (None: Ferry's own), and what of
+    the var directory it may see besides the model cache (its own directory; a standby: every instance's)."""
 
-    def __init__(self, pid: int, create_time: float, popen: subprocess.Popen | None = None):
+    isolation: sandbox.Isolation
+    var_dir: Path
+    uid: int | None = None
+    own_dirs: list[Path] = field(default_factory=list)
+    extra_paths: list[str] = field(default_factory=list)
+
+
+class ProcessHandle:
+    """One instance process: a child of this agent (`popen`), or adopted from an agent that died.
+
+    Under bubblewrap `pid` is bwrap's outer process (the group leader the agent signals, which exits with the
+    command's status, 128 + n when a signal n ended it); `worker_pid()` is the command itself."""
+
+    def __init__(self, pid: int, create_time: float, popen: subprocess.Popen | None = None,
+                 uid: int | None = None, in_bwrap: bool = False):
         self.pid = pid
         self.create_time = create_time
         self.popen = popen
+        self.uid = uid
+        self.in_bwrap = in_bwrap
 
     @classmethod
     def adopt(cls, pid: int, create_time: float) -> ProcessHandle | None:
@@ -76,7 +94,11 @@ class ProcessHandle:
         """How it ended, or None while it runs. Adopted processes are not our children: no exit code."""
         if self.popen is not None:
             returncode = self.popen.poll()
-            return None if returncode is None else ExitStatus.from_returncode(returncode)
+            if returncode is None:
+                return None
+            if self.in_bwrap and 128 < returncode < 128 + signal.NSIG:
+                return ExitStatus(code=returncode, signal=returncode - 128)
+            return ExitStatus.from_returncode(returncode)
         if self.is_alive():
             return None
         return ExitStatus()
@@ -93,6 +115,19 @@ class ProcessHandle:
 
     def signal_group(self, sig: int) -> None:
         signal_group(self.pid, sig)
+
+    def worker_pid(self) -> int | None:
+        """The command's own pid: under bubblewrap the first descendant that is not bwrap (None while bwrap
+        is still setting up)."""
+        if not self.in_bwrap:
+            return self.pid
+        try:
+            for child in psutil.Process(self.pid).children(recursive=True):
+                if child.name() != "bwrap":
+                    return child.pid
+        except psutil.Error:
+            pass
+        return None
 
     def kill_leftovers(self) -> None:
         """After the leader exited: whatever it started in its group goes too (it may hold the port)."""
@@ -124,9 +159,10 @@ def resolve_executable(command: str, env: dict[str, str], cwd: str | None) -> st
 
 
 def spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path,
-          memory_limit_mb: int | None, stdin: int = subprocess.DEVNULL) -> ProcessHandle:
+          memory_limit_mb: int | None, stdin: int = subprocess.DEVNULL,
+          confinement: Confinement | None = None) -> ProcessHandle:
     """Starts the command with stdout and stderr appended to the instance log (stdin: /dev/null, or for a
-    warm pool's standby its end of the hand-off channel).
+    warm pool's standby its end of the hand-off channel), inside its sandbox when `confinement` is given.
 
     The log is a file opened with O_APPEND, not a pipe to the agent: instances keep running, and keep
     logging, when the agent dies; and copy-truncate rotation works because every write goes to the end.
@@ -134,14 +170,12 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path,
     if cwd and not os.path.isdir(cwd):
         raise FileNotFoundError(f"working directory does not exist: {cwd}")
     executable = resolve_executable(argv[0], env, cwd)
-    command = argv
-    if memory_limit_mb:
-        command = [sys.executable, "-I", "-S", LIMITED_EXEC, str(memory_limit_mb * 1024 * 1024), executable, *argv]
-        executable = sys.executable
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    program, command = confined_command(argv, executable, env, cwd, memory_limit_mb, confinement)
+    in_bwrap = confinement is not None and confinement.isolation.bwrap is not None
+    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         popen = subprocess.Popen(
-            command, executable=executable, env=env, cwd=cwd or None, stdin=stdin,
+            command, executable=program, env=env, cwd=cwd or None, stdin=stdin,
             stdout=log_fd, stderr=log_fd, start_new_session=True, close_fds=True,
         )
     finally:
@@ -150,7 +184,28 @@ def spawn(argv: list[str], env: dict[str, str], cwd: str | None, log_path: Path,
         create_time = psutil.Process(popen.pid).create_time()
     except psutil.NoSuchProcess:
         create_time = 0.0  # exited at once; poll() reports it through popen
-    return ProcessHandle(popen.pid, create_time, popen)
+    uid = confinement.uid if confinement is not None else None
+    return ProcessHandle(popen.pid, create_time, popen, uid=uid, in_bwrap=in_bwrap)
+
+
+def confined_command(argv: list[str], executable: str, env: dict[str, str], cwd: str | None,
+                     memory_limit_mb: int | None, confinement: Confinement | None) -> tuple[str, list[str]]:
+    """The program to execute and the whole command line: [limited_exec --ignore-stop, bwrap ...,]
+    [limited_exec options,] the command."""
+    options = ["--memory", str(memory_limit_mb * 1024 * 1024)] if memory_limit_mb else []
+    bwrap = confinement.isolation.bwrap if confinement is not None else None
+    if confinement is not None and confinement.uid is not None:
+        options += ["--uid", str(confinement.uid), "--gid", str(confinement.uid)]
+    elif bwrap:
+        options.append("--restore-signals")
+    if not options:
+        return executable, list(argv)
+    inner = [sys.executable, "-I", "-S", LIMITED_EXEC, *options, "--", executable, *argv]
+    if not bwrap:
+        return sys.executable, inner
+    view = sandbox.bwrap_args(bwrap, confinement.var_dir, confinement.own_dirs,
+                              [*confinement.extra_paths, executable, LIMITED_EXEC], cwd)
+    return sys.executable, [sys.executable, "-I", "-S", LIMITED_EXEC, "--ignore-stop", "--", bwrap, *view, *inner]
 
 
 def marked_processes(var_dir: str, mark: str = MARK_VAR_DIR) -> list[psutil.Process]:

@@ -45,6 +45,7 @@ def write_record(instances_dir: Path, record: ProcessRecord) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     temporary = directory / (STATE_FILE + ".tmp")
     temporary.write_text(json.dumps(asdict(record), indent=1))
+    os.chmod(temporary, 0o600)  # the agent's own: an instance with a user of its own may not read or forge it
     os.replace(temporary, directory / STATE_FILE)  # atomic: a crash leaves the old file or the new one
 
 

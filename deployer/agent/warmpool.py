@@ -33,9 +33,9 @@ from django.conf import settings
 
 from processors.modelserver import handoff
 
-from . import logs
+from . import logs, sandbox
 from .launch import MARK_INSTANCE, MARK_VAR_DIR, PORT_PLACEHOLDER, LaunchSpec
-from .processes import ProcessHandle, signal_group, spawn
+from .processes import Confinement, ProcessHandle, signal_group, spawn
 
 logger = logging.getLogger("ferry.agent")
 
@@ -130,6 +130,7 @@ class WarmPool:
         self.wanted_since: float | None = None
         self.closed = False
         self.log_limit = logs.max_bytes()
+        self.isolation = sandbox.host_isolation()
 
     @classmethod
     def from_settings(cls, var_dir: Path) -> WarmPool | None:
@@ -201,6 +202,8 @@ class WarmPool:
         flavor = Flavor.of(spec)
         if flavor is None or flavor != self.flavor or self.closed:
             return None  # another flavor: `observe` switches when the current one is no longer in use
+        if self.isolation.bwrap and not self._visible(argv):
+            return None  # names a file the standby's sandbox does not show (a model outside the cache)
         now = time.monotonic()
         for standby in list(self.standbys):
             self._read(standby, now)
@@ -213,10 +216,16 @@ class WarmPool:
             return self._hand_over(standby, argv, env, spec.cwd, name, log_path)
         return None
 
+    def _visible(self, argv: list[str]) -> bool:
+        shown = [*sandbox.standby_view(self.var_dir)]
+        return all(any(path == root or path.startswith(root.rstrip("/") + "/") for root in shown)
+                   for path in sandbox.paths_named(argv, {}, None))
+
     def _limit(self, standby: Standby, limit_mb: int, name: str, log_path: Path) -> bool:
-        """RLIMIT_DATA of the instance, set on the standby before it becomes the instance (prlimit(2))."""
-        pid, limit = standby.process.pid, limit_mb * 1024 * 1024
-        used = _data_bytes(pid)
+        """RLIMIT_DATA of the instance, set on the standby before it becomes the instance (prlimit(2)); under
+        bubblewrap on the model server inside, not on bwrap."""
+        pid, limit = standby.process.worker_pid(), limit_mb * 1024 * 1024
+        used = _data_bytes(pid) if pid is not None else None
         if used is None or used >= limit:
             logs.write_agent_line(log_path, f"Not starting instance {name} from the warm pool: its standby process "
                                             f"already uses {(used or 0) // 2**20} MB of data, over the {limit_mb} MB "
@@ -236,7 +245,9 @@ class WarmPool:
         pid, began = standby.process.pid, time.monotonic()
         message = {"type": "assign", "name": name, "argv": argv, "env": env, "cwd": cwd, "sent_at": time.time()}
         try:
-            log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            # The instance's directory becomes the standby's user's: it runs as that user from now on.
+            sandbox.prepare_work_dir(log_path.parent, standby.process.uid)
+            log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 standby.channel.settimeout(HANDOFF_TIMEOUT_SECONDS)
                 handoff.send(standby.channel, message, [log_fd])
@@ -293,8 +304,15 @@ class WarmPool:
         env[handoff.POOL_MARK] = str(self.var_dir)
         self.directory.mkdir(parents=True, exist_ok=True)
         agent_end, standby_end = handoff.channel_pair()
+        uid = sandbox.fresh_uid() if self.isolation.separate_user else None
+        # Its instance is not known yet: it sees every instance's directory (with a user of its own, only its
+        # instance's is open to it) and keeps the pool's cwd; the hand-over gives it its HOME.
+        confinement = Confinement(self.isolation, self.var_dir, uid, [self.var_dir / "instances"])
         try:
-            process = spawn(argv, env, flavor.cwd, self.log_path, None, stdin=standby_end.fileno())
+            if self.isolation.separate_user:
+                sandbox.harden_var(self.var_dir)
+            process = spawn(argv, env, flavor.cwd, self.log_path, None, stdin=standby_end.fileno(),
+                            confinement=confinement)
         except OSError as exc:
             agent_end.close()
             self._failed(now, f"Could not start a standby process for the warm pool: {exc}")

@@ -175,11 +175,12 @@ class LocalCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def processes(self, name: str | None = None) -> list[psutil.Process]:
-        """Live processes marked with this var dir (and instance name): what the agent started."""
+        """Live processes marked with this var dir (and instance name): what the agent started. Not the
+        sandbox's own (bubblewrap's outer and init processes), which come and go with the command."""
         found = []
         for process in psutil.process_iter():
             try:
-                if process.status() == psutil.STATUS_ZOMBIE:
+                if process.status() == psutil.STATUS_ZOMBIE or process.name() == "bwrap":
                     continue
                 env = process.environ()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):

@@ -22,6 +22,7 @@ from deployer.kubernetes.meta import dns_name, service_selector
 from deployer.kubernetes.observe import EventEntry, event_entries, knative_problems, observed_instances
 from deployer.kubernetes.pod import CONTAINER
 from deployer.kubernetes.render import namespace_manifest, render
+from deployer.kubernetes.token import token_secret
 from deployer.kubernetes.volumes import RenderError
 
 from .base import Observed, PermanentError
@@ -105,8 +106,11 @@ class KubernetesDriver:
     # -- the contract -----------------------------------------------------------------------------------
     def apply(self, service, desired: ServiceDesired) -> list[str]:
         """Makes the cluster match `desired`; returns the objects it created ("Kind/name")."""
-        manifests = self.manifests(desired)
-        self.api.apply(namespace_manifest(desired.namespace, desired.project))
+        from services.selectors import service_token
+
+        # The token Secret first, so no pod starts without it; never part of render() (what users are shown).
+        manifests = [token_secret(desired, service_token(service)), *self.manifests(desired)]
+        self.api.apply(namespace_manifest(desired.namespace, desired.project, desired.cluster.pod_security))
         result = apply_manifests(self.api, manifests, namespace=desired.namespace,
                                  selector=service_selector(desired.name))
         for name in result.pruned:

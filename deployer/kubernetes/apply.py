@@ -25,6 +25,7 @@ MANAGED_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
+    ("v1", "Secret"),  # the service token (token.py): goes last, once no pod of the service needs it
 )
 
 

@@ -20,6 +20,7 @@ from .desired import (
     ServiceDesired,
     VersionDesired,
 )
+from .tenancy import DEFAULT_POD_SECURITY
 
 DEFAULT_NAMESPACE_TEMPLATE = "ferry-{project}"
 
@@ -51,6 +52,8 @@ def cluster_settings(cluster) -> ClusterSettings:
         model_cache_pvc=raw.get("model_cache_pvc", ""),
         drain_seconds=int(raw.get("drain_seconds", 5)),
         metrics=metrics,
+        host_path_roots=tuple(raw.get("host_path_roots") or ()),
+        pod_security=raw.get("pod_security") or DEFAULT_POD_SECURITY,
     )
 
 

@@ -62,6 +62,8 @@ class ClusterSettings:
     model_cache_pvc: str = ""  # a PVC (e.g. a Fluid dataset's) shared by pods as the model cache
     drain_seconds: int = 5  # preStop: the endpoints controller and proxies stop routing before SIGTERM
     metrics: dict[str, MetricSpec] = field(default_factory=lambda: dict(DEFAULT_METRICS))
+    host_path_roots: tuple[str, ...] = ()  # node paths an admin lets services mount read-only (tenancy.py)
+    pod_security: str = "restricted"  # the Pod Security level the namespaces Ferry creates enforce
 
     def __post_init__(self) -> None:
         if self.flavor not in FLAVORS:

@@ -1,6 +1,13 @@
 """The pod of one version: container (image, args, ports, env, resources, probes), volumes, annotations,
 scheduling. Pure; shared by the raw Deployment and the Knative revision template, which differ only where
-Knative forbids a field (one port, no lifecycle hooks, no grace period, probe ports implied).
+Knative forbids a field (one port, no lifecycle hooks, no grace period, probe ports implied, no pod-level
+securityContext).
+
+Every pod meets the restricted Pod Security Standard (non-root, no privilege escalation, no capabilities,
+RuntimeDefault seccomp), mounts no service-account token, and only the containers of Ferry's runtime image
+get a read-only root filesystem (a /tmp emptyDir beside it): other servers write into their image. Built-in
+processors receive the service token from the Secret `token.py` renders (env valueFrom, never a value in the
+manifest) and refuse calls without it.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from processors.registry import (
 
 from .desired import ServiceDesired, VersionDesired
 from .meta import is_annotation_key, version_labels
+from .tenancy import annotation_allowed, service_file_problems
+from .token import TOKEN_ENV, token_env
 from .volumes import PROCESSOR_DIR, WARMUP_DIR, RenderError, fetch_container, file_name, pod_mounts
 
 CONTAINER = "server"
@@ -30,6 +39,11 @@ KNATIVE_AUTOSCALING = "autoscaling.knative.dev/"
 ECI_BURST = "alibabacloud.com/burst-resource"
 ECI_SPECS = "k8s.aliyun.com/eci-use-specs"
 RESTARTED_AT = "ferry.dev/restarted-at"
+# A uid no image's files belong to by chance, for images that would run as root (restricted forbids it).
+# Ferry's runtime image has its own user, 10001 (platform/Dockerfile).
+RUNTIME_UID = 10001
+DEFAULT_UID = 65532
+TMP_VOLUME = "tmp"
 
 
 def processor_of(service_file: dict) -> str:
@@ -62,12 +76,22 @@ def container(desired: ServiceDesired, version: VersionDesired, mounts, *, knati
     if args:
         spec["args"] = args
     spec["ports"] = _ports(doc, port, knative=knative)
-    env = [{"name": item["name"], "value": item["value"]} for item in _user_container(doc).get("env", [])]
+    # A user's env cannot shadow the token the server checks.
+    env = [{"name": item["name"], "value": item["value"]} for item in _user_container(doc).get("env", [])
+           if item["name"] != TOKEN_ENV]
+    if processor_of(doc) in BUILTIN_PROCESSORS:
+        env.append(token_env(desired))
     if env:
         spec["env"] = env
     spec["resources"] = resources(doc.get("metadata") or {})
-    if mounts.mounts:
-        spec["volumeMounts"] = mounts.mounts
+    read_only_root = _runs_ferry_runtime(desired, image)
+    volume_mounts = list(mounts.mounts)
+    if read_only_root:
+        volume_mounts.append({"name": TMP_VOLUME, "mountPath": "/tmp"})
+    if volume_mounts:
+        spec["volumeMounts"] = volume_mounts
+    spec["securityContext"] = container_security(read_only_root=read_only_root,
+                                                 uid=RUNTIME_UID if read_only_root else DEFAULT_UID)
     spec.update(probes(desired, doc, knative=knative))
     if not knative:
         drain = desired.cluster.drain_seconds
@@ -78,16 +102,29 @@ def container(desired: ServiceDesired, version: VersionDesired, mounts, *, knati
 
 def pod_spec(desired: ServiceDesired, version: VersionDesired, *, knative: bool) -> dict:
     doc = version.service_file
+    cluster = desired.cluster
+    problems = service_file_problems(doc, host_path_roots=cluster.host_path_roots,
+                                     pod_security=cluster.pod_security, knative=knative)
+    if problems:
+        raise RenderError(*problems[0])
     mounts = pod_mounts(doc, desired.cluster, knative=knative)
-    spec: dict = {"containers": [container(desired, version, mounts, knative=knative)]}
+    server = container(desired, version, mounts, knative=knative)
+    spec: dict = {"automountServiceAccountToken": False, "containers": [server]}
+    if not knative:  # Knative accepts a pod-level securityContext only behind a feature flag
+        spec["securityContext"] = {"runAsNonRoot": True, "fsGroup": RUNTIME_UID,
+                                   "seccompProfile": {"type": "RuntimeDefault"}}
     init = fetch_container(mounts, desired.cluster)
+    volumes = list(mounts.volumes)
     if init:
+        init["securityContext"] = container_security(read_only_root=True, uid=RUNTIME_UID)
+        init["volumeMounts"] = [*init["volumeMounts"], {"name": TMP_VOLUME, "mountPath": "/tmp"}]
         spec["initContainers"] = [init]
-    if mounts.volumes:
-        spec["volumes"] = mounts.volumes
+    if init or server["securityContext"]["readOnlyRootFilesystem"]:
+        volumes.append({"name": TMP_VOLUME, "emptyDir": {}})
+    if volumes:
+        spec["volumes"] = volumes
     if not knative:
         spec["terminationGracePeriodSeconds"] = grace_period(doc) + desired.cluster.drain_seconds
-    cluster = desired.cluster
     if cluster.node_selector:
         spec["nodeSelector"] = dict(cluster.node_selector)
     if cluster.tolerations:
@@ -117,11 +154,24 @@ def pod_annotations(desired: ServiceDesired, version: VersionDesired, *, knative
         if spec:
             annotations[ECI_SPECS] = spec
     for key, value in (doc.get("features") or {}).items():
-        if is_annotation_key(key) and not key.startswith(KNATIVE_AUTOSCALING):
+        # Only allowed keys (pod_spec refuses the others by name); Knative's are the revision's (knative.py).
+        if annotation_allowed(key) and is_annotation_key(key) and not key.startswith(KNATIVE_AUTOSCALING):
             annotations[key] = str(value)
     if desired.restart_token and not knative:
         annotations[RESTARTED_AT] = desired.restart_token
     return annotations
+
+
+def container_security(*, read_only_root: bool, uid: int) -> dict:
+    """The restricted Pod Security Standard, on the container (where Knative accepts it too)."""
+    return {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}, "privileged": False,
+            "readOnlyRootFilesystem": read_only_root, "runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid,
+            "seccompProfile": {"type": "RuntimeDefault"}}
+
+
+def _runs_ferry_runtime(desired: ServiceDesired, image: str) -> bool:
+    """Ferry's model server writes nothing outside /tmp; other images are not known to."""
+    return image in (FERRY_RUNTIME_IMAGE, desired.cluster.runtime_image or FERRY_RUNTIME_IMAGE)
 
 
 def resources(metadata: dict) -> dict:

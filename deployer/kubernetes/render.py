@@ -14,6 +14,7 @@ from .hpa import has_hpa, hpa
 from .knative import knative_service
 from .meta import FIELD_MANAGER, MANAGED_BY, PROJECT_LABEL
 from .raw import deployment, stable_service, version_service
+from .tenancy import DEFAULT_POD_SECURITY
 from .traffic import destination_rule, http_route, virtual_service
 
 
@@ -36,11 +37,18 @@ def render(desired: ServiceDesired) -> list[dict]:
     return manifests
 
 
-def namespace_manifest(name: str, project: str = "") -> dict:
-    """A project's namespace. Applied before a service's objects and never pruned: other services share it."""
+POD_SECURITY = "pod-security.kubernetes.io/"
+
+
+def namespace_manifest(name: str, project: str = "", pod_security: str = DEFAULT_POD_SECURITY) -> dict:
+    """A project's namespace. Applied before a service's objects and never pruned: other services share it.
+    It enforces the cluster's Pod Security level (restricted unless an admin lowered it, tenancy.py) and
+    always warns and audits at restricted, so what a lower level lets through is still reported."""
     labels = {MANAGED_BY: FIELD_MANAGER}
     if project:
         labels[PROJECT_LABEL] = project.replace("_", "-")
+    labels.update({f"{POD_SECURITY}enforce": pod_security, f"{POD_SECURITY}enforce-version": "latest",
+                   f"{POD_SECURITY}warn": "restricted", f"{POD_SECURITY}audit": "restricted"})
     return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
 
 

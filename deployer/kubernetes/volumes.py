@@ -5,7 +5,8 @@
   (`python -m deployer.kubernetes.fetchmodel`) into an emptyDir; with the cluster setting `model_cache_pvc`
   the fetcher keeps its content-addressed cache on that PVC, so a model is downloaded once per cluster
   rather than once per pod (the seeds' "load in seconds", e.g. a Fluid dataset's PVC).
-- A local path or file:// names a path on the node: a read-only hostPath.
+- A local path or file:// names a path on the node: a read-only hostPath, only under a root the cluster's
+  admin lists (`host_path_roots`, see tenancy.py) and typed File or Directory (never a socket or device).
 - `storage[].nfs` is an NFS volume (Knative allows no `nfs` volume: there it is the NFS CSI driver's inline
   volume); `storage[].empty_dir` and `metadata.shm_size` are emptyDirs (medium Memory for /dev/shm).
 """
@@ -19,6 +20,7 @@ from urllib.parse import unquote, urlparse
 from processors.registry import FERRY_RUNTIME_IMAGE, KUBERNETES_MODEL_DIR
 
 from .desired import ClusterSettings
+from .tenancy import host_path_problem, local_path
 
 PROCESSOR_DIR = "/mnt/processor"
 WARMUP_DIR = "/mnt/warmup"
@@ -54,7 +56,7 @@ def pod_mounts(service_file: dict, cluster: ClusterSettings, *, knative: bool) -
                                          ("processor_path", "processor", PROCESSOR_DIR),
                                          ("warm_up_data_path", "warmup", WARMUP_DIR)):
         if service_file.get(field_name):
-            _location(result, field_name, service_file[field_name], volume, directory)
+            _location(result, field_name, service_file[field_name], volume, directory, cluster.host_path_roots)
     for index, storage in enumerate(service_file.get("storage") or []):
         _storage(result, index, storage, knative=knative)
     shm = (service_file.get("metadata") or {}).get("shm_size")
@@ -93,20 +95,24 @@ def file_name(url: str) -> str:
     return PurePosixPath(unquote(urlparse(url).path) or url).name
 
 
-def _location(result: Mounts, field_name: str, url: str, volume: str, directory: str) -> None:
+def _location(result: Mounts, field_name: str, url: str, volume: str, directory: str,
+              host_path_roots: tuple[str, ...]) -> None:
     scheme = urlparse(url).scheme.lower()
     if scheme in REMOTE_SCHEMES:
         _add(result, {"name": volume, "emptyDir": {}}, directory, read_only=True)
         result.fetch_mounts.append({"name": volume, "mountPath": directory})
         result.fetches.append((url, directory))
     elif scheme in ("", "file"):
-        path = unquote(urlparse(url).path) if scheme == "file" else url
-        if not path.startswith("/"):
-            raise RenderError(field_name, "a local path must be absolute (it names a path on the node)")
+        path = local_path(url)
+        problem = host_path_problem(path, host_path_roots)
+        if problem:
+            raise RenderError(field_name, problem)
         # A file is mounted under its own name, so the server finds it in the directory as when fetched.
         is_file = not path.endswith("/") and PurePosixPath(path).suffix != ""
         mount_path = f"{directory}/{PurePosixPath(path).name}" if is_file else directory
-        _add(result, {"name": volume, "hostPath": {"path": path.rstrip("/") or "/"}}, mount_path, read_only=True)
+        # The type makes the kubelet check what is there: a socket, a device or a missing path is refused.
+        host_path = {"path": path.rstrip("/") or "/", "type": "File" if is_file else "Directory"}
+        _add(result, {"name": volume, "hostPath": host_path}, mount_path, read_only=True)
     else:
         raise RenderError(field_name, f'scheme "{scheme}://" cannot be fetched on Kubernetes')
 

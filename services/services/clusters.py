@@ -18,7 +18,7 @@ SETTING_TYPES = {
     "prometheus_url": str, "gateway": (str, dict), "domain": str, "runtime_image": str, "node_selector": dict,
     "tolerations": list, "pod_annotations": dict, "pod_labels": dict, "image_pull_secrets": list,
     "service_account": str, "model_cache_pvc": str, "drain_seconds": int, "metrics": dict,
-    "namespace_template": str, "context": str,
+    "namespace_template": str, "context": str, "host_path_roots": list, "pod_security": str,
 }
 
 
@@ -105,6 +105,11 @@ def _checked_settings(settings: dict, flavor: str, traffic_api: str) -> dict:
         errors.append({"Path": "Flavor", "Message": f"must be one of {', '.join(ClusterFlavor.values)}"})
     if traffic_api not in TrafficApi.values:
         errors.append({"Path": "TrafficApi", "Message": f"must be one of {', '.join(TrafficApi.values)}"})
+    if not errors:
+        from deployer.kubernetes.tenancy import cluster_settings_problems
+
+        errors += [{"Path": f"Settings.{key}", "Message": message}
+                   for key, message in cluster_settings_problems(settings)]
     if not errors:
         try:
             cluster_settings(SimpleNamespace(flavor=flavor, traffic_api=traffic_api, settings=settings))

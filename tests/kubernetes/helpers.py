@@ -25,6 +25,10 @@ def example(name: str) -> dict:
 
 
 def cluster(flavor: str = "raw", traffic_api: str = "gateway-api", **extra) -> ClusterSettings:
+    # The iris example mounts a model from the node: its admin allows that root (which needs the privileged
+    # Pod Security level, tenancy.pod_security_problem).
+    extra.setdefault("host_path_roots", ("/srv/models",))
+    extra.setdefault("pod_security", "privileged")
     return ClusterSettings(flavor=flavor, traffic_api=traffic_api, gateway=GatewayRef("ferry", "ingress"),
                            domain="models.example.test", **extra)
 

@@ -81,9 +81,9 @@ def test_it_drops_a_field_it_no_longer_renders(fake, api):
         return [volume["name"] for volume in spec["volumes"]]
 
     _apply(api, desired_for(with_shm))
-    assert volumes() == ["model", "dshm"]
+    assert volumes() == ["model", "dshm", "tmp"]  # tmp: the runtime image's read-only root needs a /tmp
     _apply(api, desired_for(doc))
-    assert volumes() == ["model"]
+    assert volumes() == ["model", "tmp"]
 
 
 def test_it_retries_conflicts_and_server_errors_then_succeeds(fake, api):

@@ -182,7 +182,7 @@ def test_nfs_is_a_volume_on_raw_and_the_nfs_csi_driver_on_knative():
     raw = by_kind(_render(desired_for(doc)), "Deployment")["spec"]["template"]["spec"]["volumes"]
     assert {"name": "storage-0", "nfs": {"server": "10.0.0.5", "path": "/export", "readOnly": True}} in raw
     knative = by_kind(_render(desired_for(doc, flavor="knative")), "Service")["spec"]["template"]["spec"]["volumes"]
-    assert knative[-1]["csi"]["driver"] == "nfs.csi.k8s.io"
+    assert next(v for v in knative if v["name"] == "storage-0")["csi"]["driver"] == "nfs.csi.k8s.io"
 
 
 def test_a_model_cache_pvc_is_shared_by_the_fetcher():

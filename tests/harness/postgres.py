@@ -108,21 +108,33 @@ class PostgresServer:
         if self.user:
             entry = pwd.getpwnam(self.user)
             os.chown(self.tmp, entry.pw_uid, entry.pw_gid)
-        data = self.tmp / "data"
         initdb = [
-            str(self.bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+            str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
             "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
         ]  # fmt: skip
-        postgres = [
-            str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+        # One shell runs both, so the whole startup overlaps with Django setup and test collection;
+        # `exec` makes postgres the group leader that stop() signals.
+        self._spawn(f"{shlex.join(initdb)} >/dev/null && exec {shlex.join(self._postgres_argv())}")
+
+    def restart(self) -> None:
+        """The server again on the same port and data dir, after it stopped or was killed (it recovers from its
+        write-ahead log as after a crash). Returns at once, like start()."""
+        self._spawn(f"exec {shlex.join(self._postgres_argv())}")
+
+    @property
+    def data(self) -> Path:
+        return self.tmp / "data"
+
+    def _postgres_argv(self) -> list[str]:
+        return [
+            str(self.bindir / "postgres"), "-D", str(self.data), "-p", str(self.port),
             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.tmp}",
             # Durability is pointless for a cluster deleted at the end: skip every flush.
             "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
             "-c", "jit=off", "-c", "max_connections=200",
         ]  # fmt: skip
-        # One shell runs both, so the whole startup overlaps with Django setup and test collection;
-        # `exec` makes postgres the group leader that stop() signals.
-        script = f"{shlex.join(initdb)} >/dev/null && exec {shlex.join(postgres)}"
+
+    def _spawn(self, script: str) -> None:
         self.started_at = time.monotonic()
         # SIGQUIT = immediate shutdown: the postmaster stops its backends and removes its shared memory.
         self.proc = spawn(["sh", "-c", script], log=self.log, cwd=self.tmp, death_signal=signal.SIGQUIT, user=self.user)

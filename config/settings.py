@@ -216,6 +216,10 @@ for _network in FERRY_FETCH_ALLOWED_NETWORKS:
         ipaddress.ip_network(_network, strict=False)
     except ValueError as _error:
         raise ImproperlyConfigured(f"FERRY_FETCH_ALLOWED_NETWORKS: {_network!r} is not a CIDR network") from _error
+# Projects whose s3:// and oss:// sources may use the platform's own S3 credentials (FERRY_S3_ACCESS_KEY_ID, the
+# host's role); every other project uses its own access key, or none.
+FERRY_S3_PLATFORM_CREDENTIALS_PROJECTS = [p.strip() for p in os.environ.get(
+    "FERRY_S3_PLATFORM_CREDENTIALS_PROJECTS", "").split(",") if p.strip()]
 FERRY_FETCH_MAX_BYTES = int(os.environ.get("FERRY_FETCH_MAX_BYTES", str(20 * 2**30)))
 FERRY_FETCH_TIMEOUT_SECONDS = float(os.environ.get("FERRY_FETCH_TIMEOUT_SECONDS", "1800"))
 # The most instances one service may ask for (metadata.instance, autoscaler.max, a cron TargetSize).

@@ -8,12 +8,13 @@ from urllib.parse import unquote, urlparse
 
 from django.conf import settings
 
-from processors.fetch import ModelFetchError, fetch_model
+from processors.fetch import ANONYMOUS, ModelFetchError, fetch_model
 from processors.fetch_policy import FetchPolicy
 from processors.registry import ProcessorUnavailable, local_launch, urls_to_fetch
 from services.encryption import encrypt
 from services.models import Service, Version
 from services.selectors import service_token
+from services.selectors.credentials import project_storage_credentials
 from services.services import event_record
 
 from .drivers.base import PermanentError
@@ -70,7 +71,8 @@ def _fetched_dir(service: Service, version: Version, url: str) -> str:
     event_record(service=service, reason="FetchingModel", message=f"Fetching {url} for version {version.number}")
     try:
         fetched = fetch_model(url, cache_dir=Path(settings.VAR_DIR) / "models", policy=fetch_policy(),
-                              s3_endpoint=_s3_endpoint(version.service_file), on_progress=_ProgressEvents(service, url))
+                              s3_endpoint=_s3_endpoint(version.service_file), s3_credentials=_s3_credentials(service),
+                              on_progress=_ProgressEvents(service, url))
     except ModelFetchError as exc:
         raise PermanentError("ModelFetchFailed", f"Could not fetch {exc}") from exc
     event_record(service=service, reason="FetchedModel", message=f"Fetched {url} into the model cache")
@@ -84,6 +86,15 @@ def fetch_policy() -> FetchPolicy:
         file_roots=settings.FERRY_FILE_SOURCE_ROOTS, forbidden_dirs=[settings.VAR_DIR],
         allowed_networks=settings.FERRY_FETCH_ALLOWED_NETWORKS, max_bytes=settings.FERRY_FETCH_MAX_BYTES,
         timeout_seconds=settings.FERRY_FETCH_TIMEOUT_SECONDS)
+
+
+def _s3_credentials(service: Service):
+    """The project's own access key; else the platform's only for the projects an admin lists; else none at all
+    (a public bucket still works), so one project's service never reads a bucket with credentials not its own."""
+    own = project_storage_credentials(service.project)
+    if own is not None:
+        return own
+    return None if service.project.name in settings.FERRY_S3_PLATFORM_CREDENTIALS_PROJECTS else ANONYMOUS
 
 
 def _file_name(url: str) -> str:

@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlparse
 from .fetch_policy import FetchPolicy, SourceRefused
 
 CHUNK_BYTES = 1 << 20
+ANONYMOUS = "anonymous"  # s3_credentials: unsigned requests, for public buckets
 HTTP_TIMEOUT_SECONDS = (10, 300)  # connect, and between two reads
 Progress = Callable[[int, "int | None"], None]
 
@@ -58,23 +59,26 @@ def fetch_model(
     s3_endpoint: str | None = None,
     on_progress: Progress | None = None,
     policy: FetchPolicy | None = None,
+    s3_credentials: tuple[str, str] | str | None = None,
 ) -> Path:
     """A local directory holding the model that `url` names (see module doc).
 
     `s3_endpoint` (else env FERRY_S3_ENDPOINT_URL) is the S3 API endpoint for
     s3:// and oss://; `on_progress(done_bytes, total_bytes or None)` is called
     as downloads advance. `policy` (processors/fetch_policy.py) limits what may be read and how much; the
-    control plane always passes one, None is for a fetch inside a model's own pod. Raises ModelFetchError.
+    control plane always passes one, None is for a fetch inside a model's own pod. `s3_credentials`: an (access
+    key id, secret) pair, ANONYMOUS for unsigned requests, or None for the platform's (env FERRY_S3_ACCESS_KEY_ID,
+    FERRY_S3_SECRET_ACCESS_KEY, else boto's own lookup). Raises ModelFetchError.
     """
     try:
         return _fetch(url, cache_dir=cache_dir, s3_endpoint=s3_endpoint, on_progress=on_progress,
-                      policy=policy.started_now() if policy else None)
+                      policy=policy.started_now() if policy else None, s3_credentials=s3_credentials)
     except SourceRefused as exc:
         raise ModelFetchError(f"{url}: {exc}") from None
 
 
 def _fetch(url: str, *, cache_dir: Path, s3_endpoint: str | None, on_progress: Progress | None,
-           policy: FetchPolicy | None) -> Path:
+           policy: FetchPolicy | None, s3_credentials) -> Path:
     cache = Cache(Path(cache_dir))
     scheme = urlparse(url).scheme
     if scheme in ("", "file"):
@@ -92,7 +96,8 @@ def _fetch(url: str, *, cache_dir: Path, s3_endpoint: str | None, on_progress: P
         endpoint = s3_endpoint or os.environ.get("FERRY_S3_ENDPOINT_URL") or None
         if policy is not None and s3_endpoint:
             policy.check_endpoint(s3_endpoint)
-        fetch_files = lambda old: _s3_files(url, endpoint, cache, old, on_progress, policy)  # noqa: E731
+        fetch_files = lambda old: _s3_files(url, endpoint, cache, old, on_progress, policy,  # noqa: E731
+                                                  s3_credentials)
     else:
         raise ModelFetchError(f"{url}: unsupported scheme; use a path, file://, http(s)://, s3:// or oss://")
     key = hashlib.sha256(f"{url}\n{s3_endpoint or ''}".encode()).hexdigest()
@@ -320,7 +325,7 @@ def _http_cause(error: Exception) -> str:
 
 
 def _s3_files(url: str, endpoint: str | None, cache: Cache, old: dict, on_progress: Progress | None,
-              policy: FetchPolicy | None) -> dict:
+              policy: FetchPolicy | None, credentials=None) -> dict:
     import botocore.exceptions
 
     parsed = urlparse(url)
@@ -328,7 +333,9 @@ def _s3_files(url: str, endpoint: str | None, cache: Cache, old: dict, on_progre
     if not bucket:
         raise ModelFetchError(f"{url}: no bucket in the URL")
     try:
-        client = _s3_client(endpoint)
+        # Listed and checked with these credentials at every fetch, even when the cache holds the files: a copy
+        # another project fetched is never handed to one that may not read the bucket.
+        client = _s3_client(endpoint, credentials)
         objects = _s3_objects(client, url, bucket, key)
         files = {relative: old[relative] for relative, item in objects.items() if _same_object(old.get(relative), item)}
         missing = {relative: item for relative, item in objects.items() if relative not in files}
@@ -361,20 +368,30 @@ def _same_object(entry: dict | None, item: dict) -> bool:
     return bool(entry) and (entry.get("etag"), entry.get("size")) == (item["etag"], item["size"])
 
 
-def _s3_client(endpoint: str | None):
+def _s3_client(endpoint: str | None, credentials=None):
     import boto3
+    from botocore import UNSIGNED
     from botocore.config import Config
 
     # Path-style addressing works with any S3-compatible server (MinIO, Ceph, moto) on any host name;
     # Alibaba OSS wants FERRY_S3_ADDRESSING_STYLE=virtual.
     style = os.environ.get("FERRY_S3_ADDRESSING_STYLE", "path")
+    config = Config(s3={"addressing_style": style}, retries={"max_attempts": 3, "mode": "standard"},
+                    **({"signature_version": UNSIGNED} if credentials == ANONYMOUS else {}))
+    if credentials is None:
+        key_id, secret = os.environ.get("FERRY_S3_ACCESS_KEY_ID"), os.environ.get("FERRY_S3_SECRET_ACCESS_KEY")
+    elif credentials == ANONYMOUS:
+        key_id = secret = None
+    else:
+        key_id, secret = credentials
+    # Given credentials or UNSIGNED: boto never falls back to the host's (environment, ~/.aws, instance role).
     return boto3.session.Session().client(
         "s3",
         endpoint_url=endpoint,
-        aws_access_key_id=os.environ.get("FERRY_S3_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=os.environ.get("FERRY_S3_SECRET_ACCESS_KEY") or None,
+        aws_access_key_id=key_id or None,
+        aws_secret_access_key=secret or None,
         region_name=os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1",
-        config=Config(s3={"addressing_style": style}, retries={"max_attempts": 3, "mode": "standard"}),
+        config=config,
     )
 
 

@@ -7,6 +7,7 @@ from services.api.views.credentials import (
     AccessKeyListView,
     ApiTokenDetailView,
     ApiTokenListView,
+    ProjectStorageCredentialsView,
     WhoAmIView,
 )
 
@@ -16,4 +17,6 @@ urlpatterns = [
     path("ferry/accesskeys/<str:access_key_id>", AccessKeyDetailView.as_view(), name="ferry-accesskey"),
     path("ferry/tokens", ApiTokenListView.as_view(), name="ferry-tokens"),
     path("ferry/tokens/<int:token_id>", ApiTokenDetailView.as_view(), name="ferry-token"),
+    path("ferry/projects/<str:project_name>/storagecredentials", ProjectStorageCredentialsView.as_view(),
+         name="ferry-project-storage-credentials"),
 ]

@@ -16,6 +16,10 @@ class Project(models.Model):
     max_cpu = models.FloatField(null=True, blank=True, help_text="Cores across all instances (metadata.cpu each).")
     max_memory_mb = models.PositiveIntegerField(
         null=True, blank=True, help_text="MB across all instances (metadata.memory each).")
+    # The project's own S3 / OSS access key for s3:// and oss:// sources; the secret is encrypted and never shown.
+    # Without one, its fetches are anonymous: the platform's credentials never read a project's bucket.
+    storage_access_key_id = models.CharField(max_length=128, blank=True)
+    storage_secret_encrypted = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

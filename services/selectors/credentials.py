@@ -40,3 +40,10 @@ def access_key_by_id(access_key_id: str) -> AccessKey | None:
 def access_key_secret(access_key: AccessKey) -> str:
     """The plaintext secret, needed to recompute a signature. Never log it."""
     return decrypt(access_key.secret_encrypted)
+
+
+def project_storage_credentials(project) -> tuple[str, str] | None:
+    """The project's S3 / OSS access key pair for its sources, or None. Never log the secret."""
+    if not project.storage_access_key_id or not project.storage_secret_encrypted:
+        return None
+    return project.storage_access_key_id, decrypt(project.storage_secret_encrypted)

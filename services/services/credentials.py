@@ -125,3 +125,19 @@ def _mark_used(credential: ApiToken | AccessKey) -> None:
         Q(last_used_at__isnull=True) | Q(last_used_at__lte=stale_before), pk=credential.pk
     ).update(last_used_at=now)
     credential.last_used_at = now
+
+
+def project_storage_credentials_set(*, project, access_key_id: str, secret: str) -> None:
+    """The S3 / OSS access key the project's s3:// and oss:// sources are read with (the secret encrypted)."""
+    if not access_key_id.strip() or len(access_key_id) > 128 or any(c.isspace() for c in access_key_id):
+        raise InvalidRequest.at("AccessKeyId", "must be 1 to 128 characters without spaces")
+    if not secret:
+        raise InvalidRequest.at("AccessKeySecret", "must not be empty")
+    type(project).objects.filter(pk=project.pk).update(storage_access_key_id=access_key_id,
+                                                        storage_secret_encrypted=encrypt(secret))
+    logger.info("Set the storage access key %s of project %s", access_key_id, project.name)
+
+
+def project_storage_credentials_delete(*, project) -> None:
+    type(project).objects.filter(pk=project.pk).update(storage_access_key_id="", storage_secret_encrypted="")
+    logger.info("Removed the storage access key of project %s", project.name)

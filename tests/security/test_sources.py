@@ -235,3 +235,118 @@ def test_a_local_file_over_the_size_limit_is_refused(tmp_path, cache, settings):
 
 ATTEMPTS = ([f"network:{a[0]}" for a in NETWORK_ATTEMPTS] + [f"local:{a[0]}" for a in LOCAL_ATTEMPTS]
             + [f"limit:{a[0]}" for a in LIMIT_ATTEMPTS] + ["limit:local_oversized", "leak:internal_body"])
+
+
+# -- S3 credentials: the project's own, never the platform's -------------------------------------------------
+
+
+class _S3Recorder(http.server.BaseHTTPRequestHandler):
+    """An S3 endpoint that records which access key signed each request, and denies them all."""
+
+    def log_message(self, *args):
+        pass
+
+    def _deny(self):
+        authorization = self.headers.get("Authorization", "")
+        self.server.signers.append(authorization.split("Credential=", 1)[1].split("/", 1)[0]
+                                   if "Credential=" in authorization else None)
+        body = b"<Error><Code>AccessDenied</Code><Message>denied</Message></Error>"
+        self.send_response(403)
+        self.send_header("Content-Type", "application/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = _deny  # noqa: N815 -- the standard library's names
+
+
+@pytest.fixture
+def s3_recorder(monkeypatch):
+    monkeypatch.setenv("FERRY_S3_ACCESS_KEY_ID", "PLATFORMKEY")
+    monkeypatch.setenv("FERRY_S3_SECRET_ACCESS_KEY", "platform-secret")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _S3Recorder)
+    httpd.daemon_threads = True
+    httpd.signers = []
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _owner_client(username: str, project: Project):
+    from django.contrib.auth import get_user_model
+    from rest_framework.test import APIClient
+
+    from services.models import ProjectMembership
+    from services.services import api_token_create
+
+    user = get_user_model().objects.create_user(username, password="unused")
+    ProjectMembership.objects.create(user=user, project=project, role="owner" if "owner" in username else "developer")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_token_create(user=user, name='t')[1]}")
+    return client
+
+
+def _s3_service(project: Project, name: str, endpoint: str):
+    from services.models import Cluster, ClusterGrant
+
+    ClusterGrant.objects.get_or_create(project=project, cluster=Cluster.objects.get(name="local"))
+    document = {"name": name, "processor": "sklearn", "model_path": "oss://their-bucket/model.joblib",
+                "oss_endpoint": endpoint, "metadata": {"instance": 1}}
+    service = service_create(actor=None, project=project, document=document)
+    reconcile(service.pk)
+    service.refresh_from_db()
+    return service
+
+
+@pytest.mark.django_db
+def test_a_service_reads_buckets_with_its_projects_key_never_the_platforms(s3_recorder, settings):
+    endpoint = f"http://127.0.0.1:{s3_recorder.server_address[1]}"
+    with_key, without_key = Project.objects.create(name="with_key"), Project.objects.create(name="without_key")
+    owner = _owner_client("with_key_owner", with_key)
+    response = owner.put("/api/v2/ferry/projects/with_key/storagecredentials",
+                         {"AccessKeyId": "PROJECTKEY", "AccessKeySecret": "project-secret"}, format="json")
+    assert response.status_code == 200, response.content
+    with_key.refresh_from_db()
+    assert "project-secret" not in with_key.storage_secret_encrypted
+    assert "project-secret" not in owner.get("/api/v2/ferry/projects/with_key/storagecredentials").content.decode()
+
+    service = _s3_service(with_key, "s3_with_key", endpoint)
+    assert service.status_reason == "ModelFetchFailed"
+    assert set(s3_recorder.signers) == {"PROJECTKEY"}
+
+    s3_recorder.signers.clear()
+    service = _s3_service(without_key, "s3_without_key", endpoint)
+    assert service.status_reason == "ModelFetchFailed"
+    assert s3_recorder.signers and set(s3_recorder.signers) == {None}  # unsigned: no key at all
+
+
+# (name, who, method, body, status)
+STORAGE_CREDENTIAL_ATTEMPTS = [
+    ("developer_sets_the_key", "with_key_dev", "put", {"AccessKeyId": "EVIL", "AccessKeySecret": "x"}, 403),
+    ("developer_removes_the_key", "with_key_dev", "delete", None, 403),
+    ("other_projects_owner_reads_the_key", "other_owner", "get", None, 404),
+    ("other_projects_owner_sets_the_key", "other_owner", "put", {"AccessKeyId": "EVIL", "AccessKeySecret": "x"}, 404),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("name", "who", "method", "body", "status"), STORAGE_CREDENTIAL_ATTEMPTS,
+                         ids=[a[0] for a in STORAGE_CREDENTIAL_ATTEMPTS])
+def test_only_the_projects_owner_sets_its_storage_key(name, who, method, body, status):
+    from services.services.credentials import project_storage_credentials_set
+
+    project = Project.objects.create(name="with_key")
+    project_storage_credentials_set(project=project, access_key_id="PROJECTKEY", secret="project-secret")
+    client = _owner_client(who, project if who.startswith("with_key") else Project.objects.create(name="other"))
+    before = Project.objects.filter(pk=project.pk).values_list("storage_access_key_id",
+                                                               "storage_secret_encrypted").get()
+    response = getattr(client, method)("/api/v2/ferry/projects/with_key/storagecredentials", body, format="json")
+    assert response.status_code == status, response.content
+    assert "PROJECTKEY" not in response.content.decode()
+    after = Project.objects.filter(pk=project.pk).values_list("storage_access_key_id", "storage_secret_encrypted").get()
+    assert after == before
+
+
+ATTEMPTS += ["s3:platform_key_for_a_project_bucket"] + [f"storage_key:{a[0]}" for a in STORAGE_CREDENTIAL_ATTEMPTS]

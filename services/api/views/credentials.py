@@ -13,9 +13,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from services.api.errors import NotFound
+from services.errors import Forbidden
 from services.models import AccessKey, ApiToken, CredentialScope
 from services.selectors.credentials import access_keys_of, api_tokens_of
-from services.services.credentials import access_key_create, access_key_revoke, api_token_create, api_token_revoke
+from services.services.credentials import (
+    access_key_create,
+    access_key_revoke,
+    api_token_create,
+    api_token_revoke,
+    project_storage_credentials_delete,
+    project_storage_credentials_set,
+)
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # EAS's timestamps: ISO 8601, UTC, whole seconds
 TAGS = ["Ferry credentials"]
@@ -206,3 +214,51 @@ class ApiTokenDetailView(APIView):
             raise NotFound(f"You have no API token {token_id}.", code="TokenNotFound")
         api_token_revoke(token=token)
         return _answer(request, {"Message": f"Revoked API token {token.name!r} ({token.prefix}…)."})
+
+
+class FerryStorageCredentialsSerializer(RequestIdSerializer):
+    ProjectName = serializers.CharField()
+    AccessKeyId = serializers.CharField(help_text="Empty when none is set; the secret is never shown.")
+
+
+class FerryStorageCredentialsRequestSerializer(serializers.Serializer):
+    AccessKeyId = serializers.CharField(max_length=128)
+    AccessKeySecret = serializers.CharField(max_length=1024, trim_whitespace=False)
+
+
+class ProjectStorageCredentialsView(APIView):
+    """The project's S3 / OSS access key for its s3:// and oss:// sources: members see its id, owners set it."""
+
+    def _membership(self, request, project_name: str, *, write: bool):
+        membership = request.user.memberships.select_related("project").filter(project__name=project_name).first()
+        if membership is None:
+            raise NotFound(f"You have no project {project_name}.", code="ProjectNotFound")
+        if write and membership.role != "owner":
+            raise Forbidden(f"Only owners of project {project_name} set its storage credentials.")
+        return membership.project
+
+    @extend_schema(operation_id="FerryDescribeProjectStorageCredentials", tags=TAGS,
+                   responses=FerryStorageCredentialsSerializer,
+                   summary="The AccessKeyId the project's s3:// and oss:// sources are read with (never the secret).")
+    def get(self, request, project_name: str):
+        project = self._membership(request, project_name, write=False)
+        return _answer(request, {"ProjectName": project.name, "AccessKeyId": project.storage_access_key_id})
+
+    @extend_schema(operation_id="FerrySetProjectStorageCredentials", tags=TAGS,
+                   request=FerryStorageCredentialsRequestSerializer, responses=FerryStorageCredentialsSerializer,
+                   summary="Sets the project's S3 / OSS access key (owners); the secret is stored encrypted.")
+    def put(self, request, project_name: str):
+        project = self._membership(request, project_name, write=True)
+        params = FerryStorageCredentialsRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        project_storage_credentials_set(project=project, access_key_id=params.validated_data["AccessKeyId"],
+                                        secret=params.validated_data["AccessKeySecret"])
+        return _answer(request, {"ProjectName": project.name, "AccessKeyId": params.validated_data["AccessKeyId"]})
+
+    @extend_schema(operation_id="FerryDeleteProjectStorageCredentials", tags=TAGS,
+                   responses=FerryStorageCredentialsSerializer,
+                   summary="Removes the project's S3 / OSS access key (owners): its sources are read anonymously.")
+    def delete(self, request, project_name: str):
+        project = self._membership(request, project_name, write=True)
+        project_storage_credentials_delete(project=project)
+        return _answer(request, {"ProjectName": project.name, "AccessKeyId": ""})

@@ -175,12 +175,16 @@ class LocalCluster:
         return path.read_text(errors="replace") if path.exists() else ""
 
     def processes(self, name: str | None = None) -> list[psutil.Process]:
-        """Live processes marked with this var dir (and instance name): what the agent started. Not the
-        sandbox's own (bubblewrap's outer and init processes), which come and go with the command."""
+        """Live processes marked with this var dir (and instance name): what the agent started. Under the
+        sandbox that is bubblewrap's outer process (the pid the agent records), not bwrap's init or the
+        command it runs inside (their parent is bwrap); children of the command are counted."""
         found = []
         for process in psutil.process_iter():
             try:
-                if process.status() == psutil.STATUS_ZOMBIE or process.name() == "bwrap":
+                if process.status() == psutil.STATUS_ZOMBIE:
+                    continue
+                parent = process.parent()
+                if parent is not None and parent.name() == "bwrap":
                     continue
                 env = process.environ()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess, OSError):

@@ -76,12 +76,24 @@ async def warm_up(model, requests: list) -> None:
         logger.info("warm-up request %d of %d took %.3f s", index + 1, len(requests), time.monotonic() - began)
 
 
+# What a probe may call without the token: the answers say alive or ready and nothing else.
+OPEN_PATHS = frozenset({"/", "/v2/health/live", "/v2/health/ready", "/metrics"})
+OPEN_METHODS = frozenset({"GET", "HEAD"})
+
+
 class EasEntry:
-    """What EAS puts in front of an instance, for clients that call it directly (eas-prediction's direct
-    connection posts to http://<instance>/api/predict/<service>[/<rest>]): such a path is served as `/<rest>`,
-    `/` for none, exactly as the gateway forwards it (gateway.paths); and EAS calls (those paths, and `POST /`,
-    which the gateway sends) need the service's token or signature, checked by the gateway's own code with
-    the same replay defence. Without a token (a bare test server) nothing is checked."""
+    """What EAS puts in front of an instance, and the instance's only door.
+
+    - Paths: a direct connection (eas-prediction's) posts to http://<instance>/api/predict/<service>[/<rest>];
+      such a path is served as `/<rest>`, `/` for none, exactly as the gateway forwards it (gateway.paths).
+    - Credentials: every route but the probes' (OPEN_PATHS, GET/HEAD) needs the service's token, plainly,
+      as Bearer or as an EAS signature, checked by the gateway's own code with the same replay defence: V1,
+      V2 (inference, metadata, the model repository's load/unload) and EAS alike, so an instance's address
+      is never a credential. The gateway, which has checked its caller already, sends the service token
+      itself (gateway/proxy.py replaces the caller's Authorization with it); a direct caller presents it.
+      The token comes from the environment (FERRY_SERVICE_TOKEN), never the command line. Without a token
+      (a server started by hand) nothing is checked, and the server says so when it starts.
+    """
 
     def __init__(self, app, model_name: str, token: str | None):
         self.app = app
@@ -101,26 +113,30 @@ class EasEntry:
                 return await _answer(send, 404, str(problem))
             if target.name != self.model_name:
                 return await _answer(send, 404, f"this instance serves {self.model_name}, not {target.name}")
-        elif path != "/" or scope["method"] != "POST":
+        elif self.token is None or (path.split("?", 1)[0] in OPEN_PATHS and scope["method"] in OPEN_METHODS):
             return await self.app(scope, receive, send)
-        body = await _read_body(receive)
+        authorization = dict(scope["headers"]).get(b"authorization")
+        # Only a signature covers the body: other calls are refused before a byte of it is read.
+        body = await _read_body(receive) if authorization and authorization[:4] == b"EAS " else b""
         if body is None:  # the client left
             return None
-        problem = self._credentials_problem(scope, body, target)
+        problem = self._credentials_problem(scope, body, target, path)
         if problem:
             return await _answer(send, 401, problem)
         if target is not None:
             scope = {**scope, "path": unquote(target.upstream), "raw_path": target.upstream.encode("latin-1")}
-        await self.app(scope, _replaying(body, receive), send)
+        await self.app(scope, _replaying(body, receive) if body else receive, send)
 
-    def _credentials_problem(self, scope, body: bytes, target) -> str | None:
+    def _credentials_problem(self, scope, body: bytes, target, path: str) -> str | None:
         if self.token is None:
             return None
         headers = dict(scope["headers"])
+        query = scope.get("query_string") or b""
         if target is not None:
-            resources = target.resources(scope.get("query_string") or b"")
+            resources = target.resources(query)
         else:
-            resources = signed_resources(self.model_name, "")
+            resources = signed_resources(self.model_name, "" if path == "/" else path.split("?", 1)[0],
+                                         query.decode("latin-1"))
         return check((self.token,), headers.get(b"authorization"), method=scope["method"], body=body,
                      content_type=headers.get(b"content-type", b""), date=headers.get(b"date", b""),
                      content_md5=headers.get(b"content-md5"), resources=resources, max_skew=DEFAULT_MAX_SKEW,
@@ -181,7 +197,11 @@ def add_eas_routes(dataplane: DataPlane, model_name: str) -> None:
 
     app = kserve_model_server.app
     app.add_api_route("/", eas_predict, methods=["POST"], tags=["EAS"])
-    app.add_middleware(EasEntry, model_name=model_name, token=os.environ.get("FERRY_SERVICE_TOKEN"))
+    token = os.environ.get("FERRY_SERVICE_TOKEN")
+    if not token:
+        logger.warning("FERRY_SERVICE_TOKEN is not set: every route of this server is open to anyone who can "
+                       "reach it")
+    app.add_middleware(EasEntry, model_name=model_name, token=token)
 
 
 class FerryModelServer(ModelServer):

@@ -149,3 +149,8 @@ def test_through_the_gateway_the_right_token_is_served_and_others_are_not(iris, 
     status, _, answer = call(gateway, "/v2/models/demo_iris/infer", body=V2_BODY, headers={})
     assert status == 401 and b"outputs" not in answer
     _still_serving(iris)
+
+
+def test_the_attempts_are_counted():
+    """docs/security.md gives this count; every test above asserts the refusal of each."""
+    assert ATTEMPTS == 128

@@ -202,7 +202,9 @@ def _one_run(service, mode: str, gateway: str, body: bytes) -> Run:
             sys.exit(f"activate({service.name!r}) did nothing: the service is not at zero or not running")
         activated = time.monotonic() - began_mono
         port, log_path = _wait_for_port(service, began_mono)
-        answer = _first_answer(port, service.name, body, began_mono)
+        from services.selectors.catalog import service_token
+
+        answer = _first_answer(port, service.name, body, began_mono, service_token(service))
         ended = began + (time.monotonic() - began_mono)
     run = read_run(log_path, began, ended, mode)
     if mode == "instance":
@@ -224,11 +226,14 @@ def _wait_for_port(service, began_mono: float, timeout: float = 120.0) -> tuple[
     sys.exit("no instance got a port within 120 s: is the node agent running (make run)?")
 
 
-def _first_answer(port: int, name: str, body: bytes, began_mono: float, timeout: float = 120.0) -> bytes:
+def _first_answer(port: int, name: str, body: bytes, began_mono: float, token: str,
+                  timeout: float = 120.0) -> bytes:
     url = f"http://127.0.0.1:{port}/v1/models/{name}:predict"
     while time.monotonic() - began_mono < timeout:
         try:
-            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+            # The instance asks for its service's token on every route but the probes.
+            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
+                                                                      "Authorization": token})
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.read()
         except (urllib.error.URLError, ConnectionError):  # not listening yet (the server binds last)

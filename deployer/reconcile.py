@@ -323,7 +323,7 @@ def _write_failure(service: Service, generation: int, error: PermanentError) -> 
 
 
 def _finalize_deletion(service: Service, driver) -> None:
-    unpublish_route(service.name)  # the gateway stops routing first, then instances drain
+    unpublish_route(service.name, service.cluster.name)  # the gateway stops routing first, then instances drain
     if driver.delete(service):
         with transaction.atomic():
             Service.objects.filter(pk=service.pk).delete()

@@ -1,13 +1,17 @@
 """The gateway's routing table: what the control plane pushes to Redis so the data plane never asks the ORM.
 
-Contract (also in docs/gateway.md):
-- Redis hash `ferry:routes`: field = service name, value = JSON of `route_entry(service)`.
-- After each change, the service name is published on channel `ferry:routes:changed` (the gateway reloads
-  that one field; a message "*" means reload everything). A removed service is deleted from the hash first.
-- The gateway loads the whole hash at start and on reconnect, and keeps it in memory.
-- `ferry:routes:complete` holds the run id of the Redis server that last got the whole table at once. A Redis
-  that restarted has another run id: until the sweep republishes everything (`republish_if_lost`), the gateway
-  keeps its in-memory table rather than trust a hash that lost entries or came back from an old dump.
+Contract (also in docs/gateway.md), per cluster (a gateway serves one cluster: FERRY_GATEWAY_CLUSTER):
+- Redis hash `ferry:routes:<cluster>`: field = service name, value = JSON of `route_entry(service)`. Service
+  names are unique within a cluster, so a same-named service on another cluster lives in another hash and
+  can neither overwrite nor delete this one's route.
+- After each change, the service name is published on channel `ferry:routes:<cluster>:changed` (the gateway
+  reloads that one field; a message "*" means reload everything). A removed service is deleted first.
+- The gateway loads its cluster's whole hash at start and on reconnect, and keeps it in memory.
+- `ferry:routes:<cluster>:complete` holds the run id of the Redis server that last got that cluster's whole
+  table at once. A Redis that restarted has another run id: until the sweep republishes everything
+  (`republish_if_lost`), the gateway keeps its in-memory table rather than trust a hash that lost entries.
+- No token in plain text: an entry holds the token's keyed digest and the token sealed with the route key
+  (gateway/sealing.py), which only the control plane and the gateway have.
 """
 
 import json
@@ -15,19 +19,38 @@ import logging
 
 from django.conf import settings
 
+from gateway import sealing
 from services.models import Service
 from services.selectors.traffic_refs import published_group, published_mirror
+from services.models.clusters import Cluster, ClusterKind
 
 from .scale import activation_failed
 
 logger = logging.getLogger("ferry.routing")
-ROUTES_KEY = "ferry:routes"
-CHANGED_CHANNEL = "ferry:routes:changed"
-COMPLETE_KEY = "ferry:routes:complete"
+PREFIX = "ferry:routes"
+# The single hash of older versions (keyed by service name only, with plain tokens): removed on republish.
+LEGACY_KEYS = ("ferry:routes", "ferry:routes:complete")
 
 
-def route_entry(service: Service, token: str) -> dict:
-    """Everything the gateway needs to serve one service. Pure: reads only the objects given."""
+def routes_key(cluster: str) -> str:
+    return f"{PREFIX}:{cluster}"
+
+
+def changed_channel(cluster: str) -> str:
+    return f"{PREFIX}:{cluster}:changed"
+
+
+def complete_key(cluster: str) -> str:
+    return f"{PREFIX}:{cluster}:complete"
+
+
+# The local cluster's keys: what `make run`'s gateway (FERRY_GATEWAY_CLUSTER=local) reads.
+ROUTES_KEY, CHANGED_CHANNEL, COMPLETE_KEY = routes_key("local"), changed_channel("local"), complete_key("local")
+
+
+def route_entry(service: Service, token: str, key: bytes | None = None) -> dict:
+    """Everything the gateway needs to serve one service. Pure: reads only the objects given (and the route
+    key, read once per process when not given)."""
     metadata = service.spec.get("metadata", {})
     rpc = metadata.get("rpc", {})
     instances = list(service.instances.all())
@@ -37,10 +60,13 @@ def route_entry(service: Service, token: str) -> dict:
                      for i in instances if i.version_id == version.pk and i.ready and i.port]
         versions.append({"number": version.number, "weight": version.weight, "instances": endpoints})
     autoscaler = service.autoscaler or {}
+    cluster = service.cluster.name
     return {
         "service": service.name,
-        "cluster": service.cluster.name,
-        "token": token,
+        "cluster": cluster,
+        # Groups are partitioned by project in the gateway: a member of another project never joins this one's.
+        "project": service.project_id,
+        **sealing.token_fields(key if key is not None else _route_key(), token, cluster, service.name),
         "running": service.desired_state == "running" and service.deletion_requested_at is None,
         "timeout_ms": int(rpc.get("keepalive") or 5000),
         "max_queue_size": int(rpc.get("max_queue_size") or 64),
@@ -68,31 +94,34 @@ def publish_route(service_id: int) -> None:
         client = _redis()
         service = (Service.objects.select_related("cluster").prefetch_related("versions", "instances")
                    .filter(pk=service_id).first())
-        if service is None or service.deletion_requested_at is not None:
-            name = service.name if service else None
-            if name:
-                client.hdel(ROUTES_KEY, name)
-                client.publish(CHANGED_CHANNEL, name)
+        if service is None:
             return
-        client.hset(ROUTES_KEY, service.name, json.dumps(route_entry(service, service_token(service))))
-        client.publish(CHANGED_CHANNEL, service.name)
+        cluster = service.cluster.name
+        if service.deletion_requested_at is not None:
+            client.hdel(routes_key(cluster), service.name)
+            client.publish(changed_channel(cluster), service.name)
+            return
+        client.hset(routes_key(cluster), service.name, json.dumps(route_entry(service, service_token(service))))
+        client.publish(changed_channel(cluster), service.name)
     except Exception as exc:  # noqa: BLE001 -- a Redis outage must not fail a reconcile
         logger.warning("Could not publish the route of service %s: %s", service_id, exc)
 
 
 def republish_if_lost() -> bool:
-    """Writes the whole table when Redis restarted since the last complete publish (its run id changed): a
-    Redis without persistence lost every entry, one restored from a dump holds old ones, and a steady service
-    is not reconciled again on its own. Costs one INFO and one GET otherwise. Never raises."""
+    """Writes the whole table of each local cluster when Redis restarted since its last complete publish (its
+    run id changed): a Redis without persistence lost every entry, one restored from a dump holds old ones,
+    and a steady service is not reconciled again on its own. Costs one INFO and one GET per local cluster
+    otherwise. Never raises."""
     if not settings.REDIS_URL:
         return False
     try:
         client = _redis()
         run_id = client.info("server")["run_id"]
-        mark = client.get(COMPLETE_KEY)
-        if not needs_republish(mark, run_id):
+        clusters = list(Cluster.objects.filter(kind=ClusterKind.LOCAL).values_list("name", flat=True))
+        lost = [name for name in clusters if needs_republish(client.get(complete_key(name)), run_id)]
+        if not lost:
             return False
-        count = _republish_all(client, run_id)
+        count = sum(_republish_cluster(client, run_id, name) for name in lost)
     except Exception as exc:  # noqa: BLE001 -- Redis may still be away: the next sweep tries again
         logger.warning("Could not check or republish the routing table: %s", exc)
         return False
@@ -104,32 +133,38 @@ def needs_republish(mark: bytes | str | None, run_id: str) -> bool:
     return (mark.decode() if isinstance(mark, bytes) else mark) != run_id
 
 
-def _republish_all(client, run_id: str) -> int:
+def _republish_cluster(client, run_id: str, cluster: str) -> int:
     from services.selectors import service_token
 
+    key = _route_key()
     services = (Service.objects.select_related("cluster").prefetch_related("versions", "instances")
-                .filter(cluster__kind="local", deletion_requested_at__isnull=True))
-    entries = {s.name: json.dumps(route_entry(s, service_token(s))) for s in services}
+                .filter(cluster__name=cluster, deletion_requested_at__isnull=True))
+    entries = {s.name: json.dumps(route_entry(s, service_token(s), key)) for s in services}
     # One transaction: the gateway sees either the old hash or the whole new one with its mark, never a part.
     pipe = client.pipeline(transaction=True)
-    pipe.delete(ROUTES_KEY)
+    pipe.delete(routes_key(cluster), *LEGACY_KEYS)
     if entries:
-        pipe.hset(ROUTES_KEY, mapping=entries)
-    pipe.set(COMPLETE_KEY, run_id)
-    pipe.publish(CHANGED_CHANNEL, "*")
+        pipe.hset(routes_key(cluster), mapping=entries)
+    pipe.set(complete_key(cluster), run_id)
+    pipe.publish(changed_channel(cluster), "*")
     pipe.execute()
     return len(entries)
 
 
-def unpublish_route(name: str) -> None:
+def unpublish_route(name: str, cluster: str) -> None:
     if not settings.REDIS_URL:
         return
     try:
         client = _redis()
-        client.hdel(ROUTES_KEY, name)
-        client.publish(CHANGED_CHANNEL, name)
+        client.hdel(routes_key(cluster), name)
+        client.publish(changed_channel(cluster), name)
     except Exception as exc:  # noqa: BLE001
         logger.warning("Could not remove the route of service %s: %s", name, exc)
+
+
+def _route_key() -> bytes:
+    """The key that seals tokens for the gateway (gateway/sealing.py): FERRY_ROUTE_KEY, else var/route-key."""
+    return sealing.route_key(settings.VAR_DIR)
 
 
 def _redis():

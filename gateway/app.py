@@ -17,7 +17,7 @@ import hmac
 import logging
 import time
 
-from . import auth, balancer, local, paths, retry
+from . import auth, balancer, local, paths, retry, sealing
 from .activator import Activator
 from .config import Settings
 from .local import error
@@ -27,7 +27,7 @@ from .table import Route, RouteTable
 from .upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, content_length, response_headers
 
 logger = logging.getLogger("ferry.gateway")
-MAX_BODY = 256 * 1024 * 1024
+UNAUTHORIZED = ((b"www-authenticate", b'EAS realm="ferry"'),)
 _perf = time.perf_counter
 _same = hmac.compare_digest
 
@@ -52,10 +52,11 @@ class Request:
 class Gateway:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.table = RouteTable(pool_options={"max_idle_age": settings.upstream_max_idle})
+        self.table = RouteTable(pool_options={"max_idle_age": settings.upstream_max_idle}, cluster=settings.cluster,
+                                key=settings.route_key)
         self.counters = Counters()
         self.mirror = Mirror(self.table, self.counters)
-        self.group_credit: dict[str, dict[str, int]] = {}  # group -> member -> smooth round-robin credit
+        self.group_credit: dict[tuple, dict[str, int]] = {}  # (group, project) -> member -> round-robin credit
         self.replays = auth.Replays(settings.signature_max_skew, settings.signature_memory) \
             if settings.signature_memory > 0 else None
         self.redis = None
@@ -92,9 +93,13 @@ class Gateway:
     async def __call__(self, scope, receive, send):
         """ASGI: `uvicorn --factory gateway.app:create_app` (`python -m gateway` uses gateway/server.py)."""
         if scope["type"] == "http":
-            body = await read_body(receive)
-            if body is None:
-                status, headers, answer = error(413, f"the body is larger than {MAX_BODY} bytes")
+            raw_path = scope.get("raw_path") or scope["path"].encode()
+            refusal = self.precheck(scope["method"], raw_path, scope["headers"])
+            body = await read_body(receive, self.settings.max_body_bytes) if refusal is None else None
+            if refusal is not None:
+                status, headers, answer = refusal
+            elif body is None:
+                status, headers, answer = self.too_large()
             else:
                 client = (scope.get("client") or ("",))[0].encode()
                 path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
@@ -131,22 +136,19 @@ class Gateway:
         except paths.BadPath as problem:
             return error(400, str(problem))
         if parsed is None:
-            return local.answer(self, method, path)
-        route, tokens = self.resolve(parsed.name)
+            return local.answer(self, method, path, authorization)
+        verify = None
+        if authorization is not None and authorization[:4] == b"EAS ":
+            def verify(tokens):
+                return auth.check(tokens, authorization, method=method, body=body, content_type=content_type or b"",
+                                  date=date, content_md5=content_md5, resources=parsed.resources(query),
+                                  max_skew=self.settings.signature_max_skew, replays=self.replays)
+        route, problem = self.authorize(parsed.name, authorization, verify)
         if route is None:
-            if not self.table.loaded:
-                return error(503, "routing table not loaded yet", ((b"retry-after", b"1"),))
-            return error(404, f"no service named {parsed.name}")
-        # The plain token (the common case) is compared here; signatures and groups go through auth.check.
-        if authorization is None or len(tokens) != 1 or not _same(authorization, tokens[0]):
-            problem = auth.check(tokens, authorization, method=method, body=body, content_type=content_type or b"",
-                                 date=date, content_md5=content_md5, resources=parsed.resources(query),
-                                 max_skew=self.settings.signature_max_skew, replays=self.replays)
-        else:
-            problem = None
+            return self.unknown(parsed.name)
         if problem:
             stats_for(route.state, 0).finished(401, _perf() - began, started=False)
-            return error(401, problem, ((b"www-authenticate", b'EAS realm="ferry"'),))
+            return error(401, problem, UNAUTHORIZED)
         pinned = parsed.pinned
         if pinned_header is not None and pinned is None:
             try:
@@ -289,25 +291,97 @@ class Gateway:
         extra = ((b"retry-after", str(refusal.retry_after).encode()),) if refusal.retry_after else ()
         return error(refusal.status, str(refusal), extra)
 
-    def resolve(self, name: str):
-        """(route, accepted tokens): a service, or a member of the service group of that name by weight."""
+    def authorize(self, name: str, authorization: bytes | None, verify=None, choose: bool = True):
+        """(the route to serve, None), or (a route to count the refusal on, the 401's message), or (None, None)
+        when `name` is neither a service nor a group. The credentials choose: the service `name`'s token serves
+        that service; a member's token of the group `name` of some project serves that project's group (a
+        member by weight), so a service named like a group does not shadow it, a group's callers are never
+        sent to another project's service, and only the group's own members' tokens are accepted.
+        `verify(tokens)`: checks an EAS signature (it needs the body); None when the request is not signed, or
+        when the body is not read yet (`precheck`): then a signature passes, to be verified with the body.
+        `choose`: pick a group's member (False in `precheck`: that would take a turn of the round robin)."""
         route = self.table.get(name)
-        if route is not None:
-            return route, (route.token_bytes,)
-        members = self.table.groups.get(name)
-        if not members:
-            return None, ()
+        groups = self.table.groups.get(name)
+        if route is None and not groups:
+            return None, None
+        counted = route if route is not None else next(iter(groups.values()))[0]
+        if not authorization:
+            return counted, auth.MISSING
+        if authorization[:4] == b"EAS ":
+            if verify is None:
+                return counted, None
+            problem = verify((route.token_bytes,)) if route is not None else None
+            if route is not None and problem is None:
+                return route, None
+            for project, members in (groups or {}).items():
+                group_problem = verify(tuple(m.token_bytes for m in members))
+                if group_problem is None:
+                    return self._group_route(name, project, members, counted) if choose else (counted, None)
+                problem = problem or group_problem
+            return counted, problem
+        presented = authorization[7:].strip() if authorization[:7].lower() == b"bearer " else authorization.strip()
+        if presented:
+            digest = sealing.digest(self.table.key, presented)
+            if route is not None and _same(digest, route.token_digest):
+                return route, None
+            for project, members in (groups or {}).items():
+                for member in members:
+                    if _same(digest, member.token_digest):
+                        return self._group_route(name, project, members, counted) if choose else (counted, None)
+        return counted, auth.WRONG_TOKEN
+
+    def _group_route(self, name: str, project, members: list[Route], counted: Route):
         # Group traffic goes to members released to it (TrafficState grouping); a group none of whose members
         # was released yet serves all of them, so a new group works before anyone calls ReleaseService.
         serving = [m for m in members if m.traffic_state == "grouping" and m.group_weight > 0] or \
                   [m for m in members if m.group_weight > 0]
         if not serving:
-            return None, ()
-        return self._group_member(name, serving), tuple(m.token_bytes for m in members)
+            return None, None  # as if it did not exist (404): none of its members takes traffic
+        return self._group_member((name, project), serving), None
 
-    def _group_member(self, group: str, serving: list[Route]) -> Route:
+    def unknown(self, name: str):
+        if not self.table.loaded:
+            return error(503, "routing table not loaded yet", ((b"retry-after", b"1"),))
+        return error(404, f"no service named {name}")
+
+    def precheck(self, method: str, url: bytes, headers):
+        """Before the body is read (gateway/server.py, ASGI): the answer that refuses the request now, else
+        None. A missing or wrong token is 401, a declared body over the limit 413, so neither costs the
+        gateway the body. An EAS signature covers the body: it passes here and is checked in `prepare`."""
+        authorization = model = length = None
+        for name, value in headers:
+            if name == b"authorization":
+                authorization = value
+            elif name == b"model":
+                model = value.decode("latin-1")
+            elif name == b"content-length":
+                length = value
+        path = url.partition(b"?")[0].decode("latin-1")
+        try:
+            parsed = paths.parse(path, model)
+        except paths.BadPath:
+            parsed = None  # prepare answers it
+        if parsed is not None:
+            route, problem = self.authorize(parsed.name, authorization, choose=False)
+            if route is None:
+                return self.unknown(parsed.name)
+            if problem:
+                stats_for(route.state, 0).finished(401, 0.0, started=False)
+                return error(401, problem, UNAUTHORIZED)
+        elif path == "/metrics":
+            return local.metrics_refusal(self, authorization)
+        if length is not None and length.strip().isdigit() and int(length) > self.settings.max_body_bytes:
+            return self.too_large()
+        return None
+
+    def too_large(self):
+        return error(413, f"the body is larger than FERRY_GATEWAY_MAX_BODY_BYTES ({self.settings.max_body_bytes} "
+                          "bytes)")
+
+    def _group_member(self, group: tuple, serving: list[Route]) -> Route:
         """Smooth weighted round robin over the members by group weight, as for versions (balancer.py); the
-        credits are kept by member name, so a member's route changing does not reset them."""
+        credits are kept by (group, project) and member name, so a member's route changing does not reset
+        them."""
         credits = self.group_credit.setdefault(group, {})
         total = sum(m.group_weight for m in serving)
         best = None
@@ -381,7 +455,7 @@ def create_app() -> Gateway:
     return Gateway(Settings.from_env())
 
 
-async def read_body(receive) -> bytes | None:
+async def read_body(receive, limit: int) -> bytes | None:
     message = await receive()
     body = message.get("body", b"")
     if not message.get("more_body"):
@@ -391,7 +465,7 @@ async def read_body(receive) -> bytes | None:
         message = await receive()
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > MAX_BODY:
+        if size > limit:
             return None
         chunks.append(chunk)
     return b"".join(chunks)

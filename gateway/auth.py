@@ -32,6 +32,7 @@ from functools import lru_cache
 
 MISSING = ("missing Authorization header: send the service token (Authorization: <token>) "
            "or sign the request as the EAS SDK does (Authorization: EAS <signature>)")
+WRONG_TOKEN = "wrong token for this service (Authorization must be the service's token)"
 DEFAULT_MAX_SKEW = 900.0
 DEFAULT_MEMORY = 100_000
 QUARTER_HOUR = 900.0
@@ -54,7 +55,7 @@ def check(tokens, authorization: bytes | None, *, method: str, body: bytes, cont
     for token in tokens:
         if token and hmac.compare_digest(presented, token):
             return None
-    return "wrong token for this service (Authorization must be the service's token)"
+    return WRONG_TOKEN
 
 
 def signed_resources(service: str, path: str, query: str = "") -> tuple[str, ...]:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from .auth import DEFAULT_MAX_SKEW, DEFAULT_MEMORY
 
+MIB = 1024 * 1024
+
 
 def _float(name: str, default: float) -> float:
     value = os.environ.get(name, "").strip()
@@ -14,6 +16,21 @@ def _float(name: str, default: float) -> float:
         return float(value) if value else default
     except ValueError:
         raise SystemExit(f"ferry-gateway: {name} must be a number, not {value!r}") from None
+
+
+def _positive_int(name: str, default: int) -> int:
+    value = _float(name, default)
+    if value < 1 or value != int(value):
+        raise SystemExit(f"ferry-gateway: {name} must be a whole number of at least 1, not {value:g}")
+    return int(value)
+
+
+def _cluster() -> str:
+    value = os.environ.get("FERRY_GATEWAY_CLUSTER", "").strip() or "local"
+    if not all(c.isalnum() or c in "-_" for c in value):
+        raise SystemExit(f"ferry-gateway: FERRY_GATEWAY_CLUSTER must be a cluster name (letters, digits, - and _), "
+                         f"not {value!r}")
+    return value
 
 
 def _listen_fd() -> int | None:
@@ -46,6 +63,18 @@ class Settings:
     resync_interval: float = 30.0
     # Pooled connections idle longer than this are not reused (uvicorn instances close them after 5 s).
     upstream_max_idle: float = 2.0
+    # The cluster whose routes this gateway serves (its hash in Redis: ferry:routes:<cluster>).
+    cluster: str = "local"
+    # The key that opens the tokens sealed in route entries (gateway/sealing.py); read at start.
+    route_key: bytes = b""
+    # Limits, each refused with its own status before the request costs more: connections (503), the request
+    # line and headers (431), the body (413, refused from Content-Length before it is read).
+    max_connections: int = 1024
+    max_header_bytes: int = 64 * 1024
+    max_headers: int = 100
+    max_body_bytes: int = 64 * MIB
+    # Bearer token /metrics asks for; empty: /metrics is not served (it names every service and its traffic).
+    metrics_token: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -63,4 +92,20 @@ class Settings:
             celery_queue=os.environ.get("FERRY_GATEWAY_CELERY_QUEUE", "").strip() or "celery",
             resync_interval=_float("FERRY_GATEWAY_RESYNC_INTERVAL", 30.0),
             upstream_max_idle=_float("FERRY_GATEWAY_UPSTREAM_MAX_IDLE", 2.0),
+            cluster=_cluster(),
+            route_key=_route_key(),
+            max_connections=_positive_int("FERRY_GATEWAY_MAX_CONNECTIONS", 1024),
+            max_header_bytes=_positive_int("FERRY_GATEWAY_MAX_HEADER_BYTES", 64 * 1024),
+            max_headers=_positive_int("FERRY_GATEWAY_MAX_HEADERS", 100),
+            max_body_bytes=_positive_int("FERRY_GATEWAY_MAX_BODY_BYTES", 64 * MIB),
+            metrics_token=os.environ.get("FERRY_GATEWAY_METRICS_TOKEN", "").strip(),
         )
+
+
+def _route_key() -> bytes:
+    from . import sealing
+
+    try:
+        return sealing.route_key()
+    except (ValueError, OSError) as problem:
+        raise SystemExit(f"ferry-gateway: no route key: {problem}") from None

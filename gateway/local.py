@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 
 from . import paths
 
 JSON = (b"content-type", b"application/json")
 TEXT = (b"content-type", b"text/plain")
-_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 413: "TooLarge", 502: "BadGateway",
-          503: "ServiceUnavailable", 504: "GatewayTimeout"}
+_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 413: "TooLarge",
+          431: "RequestHeaderFieldsTooLarge", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 
 def error(status: int, message: str, extra=()):
@@ -18,11 +19,30 @@ def error(status: int, message: str, extra=()):
     return status, [JSON, *extra], body
 
 
-def answer(gateway, method: str, path: str):
+def metrics_refusal(gateway, authorization: bytes | None):
+    """Why /metrics is refused to this caller, else None. It names every service of every project with its
+    traffic, so it is served only with FERRY_GATEWAY_METRICS_TOKEN as a Bearer token (the autoscaler and the
+    console read the per-second metrics from Redis, not from here)."""
+    expected = gateway.settings.metrics_token
+    if not expected:
+        return error(404, "/metrics is off: set FERRY_GATEWAY_METRICS_TOKEN and scrape it with "
+                          "Authorization: Bearer <that token>")
+    presented = authorization[7:].strip() if authorization and authorization[:7].lower() == b"bearer " else b""
+    if not presented or not hmac.compare_digest(presented, expected.encode()):
+        return error(401, "/metrics needs Authorization: Bearer <FERRY_GATEWAY_METRICS_TOKEN>",
+                     ((b"www-authenticate", b'Bearer realm="ferry-gateway-metrics"'),))
+    return None
+
+
+def answer(gateway, method: str, path: str, authorization: bytes | None = None):
     if path.startswith(paths.DISCOVERY_PREFIX):
         return discovery(gateway.table, path[len(paths.DISCOVERY_PREFIX):])
     if path == "/metrics":
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        refusal = metrics_refusal(gateway, authorization)
+        if refusal is not None:
+            return refusal
 
         return 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest(gateway.registry)
     if path in ("/v2/health/live", "/healthz", "/livez"):

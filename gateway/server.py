@@ -8,8 +8,17 @@ parsed it, and answered from the callback that parsed the instance's answer: no 
 the common path.
 
 What a proxy needs and nothing more: keep-alive, pipelining (answered in order), chunked request bodies
-(httptools decodes them), `Expect: 100-continue`, a body size limit, an idle timeout, and a graceful stop that
-lets requests in flight finish. The gateway stays an ASGI application too (`Gateway.__call__`).
+(httptools decodes them), `Expect: 100-continue`, an idle timeout, and a graceful stop that lets requests in
+flight finish. The gateway stays an ASGI application too (`Gateway.__call__`).
+
+Limits, so that an anonymous client cannot make the gateway hold what it sends (docs/gateway.md):
+- connections beyond `max_connections` get 503 and are closed at once;
+- a request line and headers over `max_header_bytes`, or more than `max_headers` headers, get 431 (counted as
+  they arrive, so a header that never ends is cut off too);
+- when the headers are complete, before any of the body is read, `precheck` (Gateway.precheck) may refuse the
+  request (a missing or wrong token: 401; a Content-Length over the limit: 413): the answer goes out at once
+  and the connection is closed, the body unread. `100 Continue` is sent only to a request that passed;
+- a body over `max_body_bytes` (chunked, or sent beyond its Content-Length) gets 413.
 """
 
 from __future__ import annotations
@@ -27,8 +36,12 @@ import httptools
 from .upstream import content_length
 
 logger = logging.getLogger("ferry.gateway")
-MAX_BODY = 256 * 1024 * 1024
 IDLE_TIMEOUT = 75.0
+# After refusing a request whose body is still coming, the gateway half-closes and reads (and drops) for up to
+# this long before closing: closing with unread data would reset the connection, and the client could lose
+# the answer (nginx's lingering close).
+LINGER = 2.0
+TEXT = (b"content-type", b"text/plain")
 _REASONS = {status.value: f"{status.value} {status.phrase}".encode() for status in HTTPStatus}
 
 
@@ -36,9 +49,14 @@ def status_line(status: int) -> bytes:
     return b"HTTP/1.1 " + _REASONS.get(status, b"%d Unknown" % status) + b"\r\n"
 
 
+class _Stop(Exception):
+    """Raised inside a parser callback to stop reading the connection: its answer was written already."""
+
+
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "url", "headers", "body", "size", "busy", "queue",
-                 "closed", "last_active", "too_large", "method", "keep_alive")
+                 "closed", "last_active", "refusal", "method", "keep_alive", "in_head", "head_size", "continue_",
+                 "head_raw", "messages")
 
     def __init__(self, server: Server):
         self.server = server
@@ -53,13 +71,27 @@ class HttpProtocol(asyncio.Protocol):
         self.queue: deque = deque()  # pipelined requests, answered in order
         self.closed = False
         self.last_active = time.monotonic()
-        self.too_large = False
+        self.refusal = None  # the answer that refuses the request being read (its body is dropped)
         self.method = "GET"
         self.keep_alive = True
+        self.in_head = False  # reading a request line and headers (bytes counted against max_header_bytes)
+        self.head_size = 0  # of the request line and the headers httptools handed over
+        self.head_raw = 0  # of whole reads that fell inside one request's head (a header still unfinished)
+        self.messages = 0
+        self.continue_ = False
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
+        if len(self.server.connections) >= self.server.max_connections:
+            self.closed = True
+            message = (b"too many connections: the gateway holds FERRY_GATEWAY_MAX_CONNECTIONS (%d) at once; "
+                       b"retry shortly\n" % self.server.max_connections)
+            transport.write(status_line(503) + b"content-type: text/plain\r\nretry-after: 1\r\n"
+                            b"content-length: %d\r\nconnection: close\r\n\r\n" % len(message) + message)
+            self._linger()
+            self.server.refused_connections += 1
+            return
         peer = transport.get_extra_info("peername")
         self.client = str(peer[0]).encode() if peer else b""
         self.server.connections.add(self)
@@ -69,13 +101,29 @@ class HttpProtocol(asyncio.Protocol):
         self.server.connections.discard(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
         self.last_active = time.monotonic()
+        # httptools holds an unfinished header itself: a read that began and ended inside one request's head
+        # is counted whole here (finished parts are counted exactly in on_url / on_header).
+        head_of = self.messages if self.in_head else -1
         try:
             self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            if not self.closed:  # not a refusal (those closed already): a bug in a callback
+                logger.exception("unhandled error while reading a request")
+                self._reply_and_close(500, b"internal gateway error")
+            return
         except httptools.HttpParserUpgrade:
             self._reply_and_close(400, b"protocol upgrades are not supported")
+            return
         except httptools.HttpParserError as error:
             self._reply_and_close(400, f"malformed HTTP request: {error}".encode())
+            return
+        if head_of == self.messages and self.in_head:
+            self.head_raw += len(data)
+            if max(self.head_raw, self.head_size) > self.server.max_header_bytes:
+                self._refuse_head(b"request line and headers")
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -83,31 +131,69 @@ class HttpProtocol(asyncio.Protocol):
         self.headers = []
         self.body = []
         self.size = 0
-        self.too_large = False
+        self.refusal = None
+        self.in_head = True
+        self.head_size = self.head_raw = 0
+        self.messages += 1
+        self.continue_ = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.head_size += len(url)
+        if self.head_size > self.server.max_header_bytes:
+            self._refuse_head(b"request line")
+            raise _Stop
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         self.headers.append((name, value))
-        # Answered as soon as seen (no on_headers_complete callback: one Python call less per request).
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.server.max_header_bytes:
+            self._refuse_head(b"request line and headers")
+            raise _Stop
+        if len(self.headers) > self.server.max_headers:
+            self._refuse_head(b"header count")
+            raise _Stop
         if name == b"expect" and value.lower() == b"100-continue":
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            self.continue_ = True
+
+    def on_headers_complete(self) -> None:
+        """Before any of the body: refuse now what `precheck` refuses (no credentials, a body too large)."""
+        self.in_head = False
+        refusal = self.server.precheck(self.parser.get_method().decode("latin-1"), self.url, self.headers)
+        if refusal is None:
+            if self.continue_:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            return
+        self._refuse(refusal)
+
+    def _refuse(self, refusal) -> None:
+        """Answer `refusal` now and stop reading, or, pipelined behind requests not answered yet, in turn (its
+        body dropped meanwhile)."""
+        if not self.busy and not self.queue:
+            self.busy = True  # answered here: the rest of the body is never read
+            self.method = self.parser.get_method().decode("latin-1")
+            self.keep_alive = False
+            self.server.running += 1
+            self.reply(*refusal)
+            raise _Stop
+        self.refusal = refusal
 
     def on_body(self, body: bytes) -> None:
+        if self.refusal is not None:
+            return
         self.size += len(body)
-        if self.size > MAX_BODY:
-            self.too_large = True
+        if self.size > self.server.max_body_bytes:
             self.body = []
-        elif not self.too_large:
+            self._refuse(self.server.too_large())
+        else:
             self.body.append(body)
 
     def on_message_complete(self) -> None:
         parser = self.parser
         request = (parser.get_method().decode("latin-1"), self.url, self.headers,
                    b"".join(self.body) if len(self.body) != 1 else self.body[0],
-                   parser.should_keep_alive(), self.too_large)
+                   parser.should_keep_alive(), self.refusal)
         if self.busy:
             self.queue.append(request)
             if len(self.queue) > 16:  # a client pipelining without reading: stop reading until we catch up
@@ -116,14 +202,14 @@ class HttpProtocol(asyncio.Protocol):
         self._start(request)
 
     def _start(self, request) -> None:
-        method, url, headers, body, keep_alive, too_large = request
+        method, url, headers, body, keep_alive, refusal = request
         self.busy = True
         self.method = method
         self.keep_alive = keep_alive
         self.server.running += 1
-        if too_large:
+        if refusal is not None:
             self.keep_alive = False
-            return self.reply(413, [(b"content-type", b"text/plain")], b"request body too large\n")
+            return self.reply(*refusal)
         try:
             parsed = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
@@ -146,7 +232,7 @@ class HttpProtocol(asyncio.Protocol):
         self.server.running -= 1
         self.last_active = time.monotonic()
         if not keep_alive or self.server.stopping:
-            self.transport.close()
+            self._linger()
         elif self.queue:
             if len(self.queue) <= 16:
                 self.transport.resume_reading()
@@ -167,17 +253,52 @@ class HttpProtocol(asyncio.Protocol):
         self.transport.write(b"".join(parts))
 
     def _reply_and_close(self, status: int, message: bytes) -> None:
-        self._write(status, [(b"content-type", b"text/plain")], message + b"\n", len(message) + 1, False)
-        self.transport.close()
+        self._write(status, [TEXT], message + b"\n", len(message) + 1, False)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after the answer: half-close now (the client reads the answer, then EOF), drop whatever it
+        still sends, and close for good when it closes or after LINGER seconds."""
+        if self.closed and self.transport.is_closing():
+            return
+        self.closed = True  # nothing more is written, and what arrives is dropped (data_received)
+        transport = self.transport
+        try:
+            if transport.can_write_eof():
+                transport.write_eof()
+                self.server.loop.call_later(LINGER, transport.close)
+                return
+        except (OSError, RuntimeError):
+            pass
+        transport.close()
+
+    def eof_received(self):
+        self.transport.close()  # the client is done: so are we, lingering or not
+        return False
+
+    def _refuse_head(self, what: bytes) -> None:
+        server = self.server
+        self._reply_and_close(431, b"%s too large: at most FERRY_GATEWAY_MAX_HEADER_BYTES (%d) bytes of request line "
+                                   b"and headers and FERRY_GATEWAY_MAX_HEADERS (%d) headers"
+                              % (what, server.max_header_bytes, server.max_headers))
 
 
 class Server:
     """Serves `handler(method, path, query, headers, body, client, reply)`, which calls
     `reply(status, headers, body)` once, at once or later from another callback (Gateway.serve)."""
 
-    def __init__(self, handler, loop):
+    def __init__(self, handler, loop, *, precheck=None, too_large=None, max_connections: int = 1024,
+                 max_header_bytes: int = 64 * 1024, max_headers: int = 100, max_body_bytes: int = 64 * 1024 * 1024):
         self.handler = handler
         self.loop = loop
+        # precheck(method, url, headers) -> None or (status, headers, body): called before the body is read.
+        self.precheck = precheck or (lambda method, url, headers: None)
+        self.too_large = too_large or (lambda: (413, [TEXT], b"request body too large\n"))
+        self.max_connections = max_connections
+        self.max_header_bytes = max_header_bytes
+        self.max_headers = max_headers
+        self.max_body_bytes = max_body_bytes
+        self.refused_connections = 0
         self.connections: set[HttpProtocol] = set()
         self.running = 0  # requests being handled
         self.stopping = False
@@ -226,7 +347,10 @@ def inherited_socket(fd: int) -> socket.socket:
 async def serve(gateway, host: str, port: int, grace: float = 10.0, listen_fd: int | None = None) -> None:
     """Run until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
-    server = Server(gateway.serve, loop)
+    limits = gateway.settings
+    server = Server(gateway.serve, loop, precheck=gateway.precheck, too_large=gateway.too_large,
+                    max_connections=limits.max_connections, max_header_bytes=limits.max_header_bytes,
+                    max_headers=limits.max_headers, max_body_bytes=limits.max_body_bytes)
     sock = inherited_socket(listen_fd) if listen_fd is not None else None
     if sock is not None:
         # Connections queued while we were down are accepted the moment we serve: load the routing table

@@ -1,7 +1,8 @@
 """Keeping the in-memory routing table equal to Redis (the contract is in deployer/routing.py).
 
-Subscribe to `ferry:routes:changed` first, then load the whole hash `ferry:routes`, so no change published in
-between is missed. A message names one service (reload that field) or is "*" (reload everything). The whole
+The gateway serves one cluster (FERRY_GATEWAY_CLUSTER, `local` by default) and reads only that cluster's keys:
+subscribe to `ferry:routes:<cluster>:changed` first, then load the whole hash `ferry:routes:<cluster>`, so no
+change published in between is missed. A message names one service (reload that field) or is "*" (reload everything). The whole
 hash is also reloaded every `resync_interval` seconds, in case a message was lost. If Redis goes away, the
 gateway keeps serving the table it has and reconnects with a capped backoff.
 
@@ -18,9 +19,19 @@ import asyncio
 import logging
 
 logger = logging.getLogger("ferry.gateway")
-ROUTES_KEY = "ferry:routes"
-CHANGED_CHANNEL = "ferry:routes:changed"
-COMPLETE_KEY = "ferry:routes:complete"
+PREFIX = "ferry:routes"
+
+
+def routes_key(cluster: str) -> str:
+    return f"{PREFIX}:{cluster}"
+
+
+def changed_channel(cluster: str) -> str:
+    return f"{PREFIX}:{cluster}:changed"
+
+
+def complete_key(cluster: str) -> str:
+    return f"{PREFIX}:{cluster}:complete"
 
 
 def hash_is_authoritative(mark: bytes | str | None, run_id: str, have_routes: bool) -> bool:
@@ -34,8 +45,8 @@ def hash_is_authoritative(mark: bytes | str | None, run_id: str, have_routes: bo
 
 async def load_all(redis, table) -> None:
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hgetall(ROUTES_KEY)
-        pipe.get(COMPLETE_KEY)
+        pipe.hgetall(routes_key(table.cluster))
+        pipe.get(complete_key(table.cluster))
         entries, mark = await pipe.execute()
     run_id = (await redis.info("server"))["run_id"]
     have_routes = any(state.route is not None for state in table.services.values())
@@ -51,7 +62,7 @@ async def reload_one(redis, table, name: str) -> None:
     if name == "*":
         await load_all(redis, table)
     else:
-        table.apply(name, await redis.hget(ROUTES_KEY, name))
+        table.apply(name, await redis.hget(routes_key(table.cluster), name))
 
 
 async def follow_forever(redis, table, resync_interval: float, ready: asyncio.Event | None = None) -> None:
@@ -59,7 +70,7 @@ async def follow_forever(redis, table, resync_interval: float, ready: asyncio.Ev
     while True:
         pubsub = redis.pubsub(ignore_subscribe_messages=True)
         try:
-            await pubsub.subscribe(CHANGED_CHANNEL)
+            await pubsub.subscribe(changed_channel(table.cluster))
             await load_all(redis, table)
             if ready is not None:
                 ready.set()

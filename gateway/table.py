@@ -8,10 +8,12 @@ address, so their outstanding-request counts and connection pools survive a weig
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 from collections import deque
 
+from . import sealing
 from .upstream import Pool
 
 logger = logging.getLogger("ferry.gateway")
@@ -54,15 +56,19 @@ class Route:
     __slots__ = (
         "name", "cluster", "token", "running", "timeout", "max_queue", "concurrency", "scale_to_zero",
         "versions", "by_number", "weighted", "total_weight", "mirror_targets", "mirror_ratio", "group",
-        "group_weight", "traffic_state", "generation", "state", "token_bytes", "failed",
-        "smooth_credit", "mirror_credit",
+        "group_weight", "traffic_state", "generation", "state", "token_bytes", "token_digest", "failed",
+        "smooth_credit", "mirror_credit", "project",
     )
 
-    def __init__(self, entry: dict, state: ServiceState, instances: dict[str, Instance]):
+    def __init__(self, entry: dict, state: ServiceState, instances: dict[str, Instance], key: bytes):
         self.name = entry["service"]
-        self.cluster = entry.get("cluster") or "local"
-        self.token = entry.get("token") or ""
-        self.token_bytes = self.token.encode()
+        self.cluster = entry["cluster"]
+        self.project = entry.get("project")
+        # Kept in memory only: the instance is sent this token, and EAS signatures are HMACs keyed by it.
+        self.token_bytes = sealing.unseal(key, entry["token_sealed"], self.cluster, self.name)
+        self.token_digest = bytes.fromhex(entry["token_digest"])
+        if not hmac.compare_digest(sealing.digest(key, self.token_bytes), self.token_digest):
+            raise ValueError("token_digest does not match the sealed token")
         self.running = bool(entry.get("running", True))
         self.failed = entry.get("failed") or ""  # why a wake-up from zero failed: answer at once, do not hold
         self.timeout = max(int(entry.get("timeout_ms") or 5000), 1) / 1000.0
@@ -130,9 +136,12 @@ class ServiceState:
 
 
 class RouteTable:
-    def __init__(self, pool_options: dict | None = None):
+    def __init__(self, pool_options: dict | None = None, cluster: str = "local", key: bytes = b""):
         self.services: dict[str, ServiceState] = {}
-        self.groups: dict[str, list[Route]] = {}
+        # group name -> project -> its members: only one project's members ever make up a group.
+        self.groups: dict[str, dict] = {}
+        self.cluster = cluster
+        self.key = key
         self.loaded = False
         self.updates = 0
         self.pool_options = pool_options or {}
@@ -153,15 +162,15 @@ class RouteTable:
         try:
             entry = json.loads(raw) if raw is not None else None
             route = self._parse(state, entry) if entry is not None else None
-        except (ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError) as error:  # sealing.SealError is a ValueError
             # Keep serving the last good route rather than failing the service on a bad entry.
             logger.error("ignored an unreadable route entry for %s: %s", name, error)
             return
         old = state.route
         state.route = route
         self.updates += 1
-        same_group = old is not None and route is not None and (old.group, old.traffic_state) == (
-            route.group, route.traffic_state)
+        same_group = old is not None and route is not None and (old.group, old.traffic_state, old.project) == (
+            route.group, route.traffic_state, route.project)
         if same_group:
             self._replace_in_group(old, route)
         else:
@@ -178,6 +187,9 @@ class RouteTable:
         self.loaded = True
 
     def _parse(self, state: ServiceState, entry: dict) -> Route:
+        if entry.get("service") != state.name or entry.get("cluster") != self.cluster:
+            raise ValueError(f"the entry names {entry.get('cluster')}/{entry.get('service')}, not "
+                             f"{self.cluster}/{state.name}")
         wanted = {i["address"]: i.get("name") or i["address"]
                   for v in entry.get("versions") or () for i in v.get("instances") or ()}
         for address in [a for a in state.instances if a not in wanted]:
@@ -188,16 +200,17 @@ class RouteTable:
                 state.instances[address] = Instance(instance_name, address, self.pool_options)
             else:
                 instance.name = instance_name
-        return Route(entry, state, state.instances)
+        return Route(entry, state, state.instances, self.key)
 
     def _replace_in_group(self, old: Route, new: Route) -> None:
-        members = self.groups.get(new.group)
+        members = self.groups.get(new.group, {}).get(new.project)
         if members is not None:
-            self.groups[new.group] = [new if m is old else m for m in members]
+            self.groups[new.group][new.project] = [new if m is old else m for m in members]
 
     def _rebuild_groups(self) -> None:
-        groups: dict[str, list[Route]] = {}
+        groups: dict[str, dict] = {}
         for state in self.services.values():
-            if state.route is not None and state.route.group:
-                groups.setdefault(state.route.group, []).append(state.route)
+            route = state.route
+            if route is not None and route.group:
+                groups.setdefault(route.group, {}).setdefault(route.project, []).append(route)
         self.groups = groups

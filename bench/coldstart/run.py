@@ -46,7 +46,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 if not os.environ.get("REDIS_URL"):  # as scripts/run: the embedded Redis wakes the agent at once
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{os.environ.get('FERRY_REDIS_PORT', '6390')}/0"
+    from config.embedded_redis import embedded_redis_url  # with the password in var/redis-password
+
+    os.environ["REDIS_URL"] = embedded_redis_url()
 
 from breakdown import PARTS, Run, read_run  # noqa: E402
 

@@ -38,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 if not os.environ.get("REDIS_URL"):  # as scripts/run
-    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{os.environ.get('FERRY_REDIS_PORT', '6390')}/0"
+    from config.embedded_redis import embedded_redis_url  # with the password in var/redis-password
+
+    os.environ["REDIS_URL"] = embedded_redis_url()
 
 from daytrace import BUSINESS_DAY, Outcome, arrivals, replay  # noqa: E402
 

@@ -19,6 +19,7 @@ machine hits all of them alike; the rounds' latencies are merged exactly (wrk's 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import shutil
@@ -34,6 +35,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TOKEN = "bench-token"
+# The key that seals TOKEN in the route (gateway/sealing.py), given to the bench's gateways: its own, not var/'s.
+ROUTE_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 sys.path.insert(0, str(ROOT))
 
 
@@ -113,20 +116,23 @@ def publish_route(redis_url: str, instance_port: int) -> None:
     """The entry deployer.routing.route_entry would publish for demo_iris with one ready instance."""
     import redis
 
+    from gateway import sealing
+
+    token = sealing.token_fields(sealing.decode_key(ROUTE_KEY, "ROUTE_KEY"), TOKEN, "local", "demo_iris")
     entry = {
-        "service": "demo_iris", "cluster": "local", "token": TOKEN, "running": True, "timeout_ms": 5000,
+        "service": "demo_iris", "cluster": "local", **token, "project": 1, "running": True, "timeout_ms": 5000,
         "max_queue_size": 64, "instance_concurrency": 0, "scale_to_zero": False, "mirror": None, "group": "",
         "group_weight": 100, "traffic_state": "standalone", "generation": 1,
         "versions": [{"number": 1, "weight": 100,
                       "instances": [{"name": "demo-iris-v1-0", "address": f"127.0.0.1:{instance_port}"}]}],
     }
     client = redis.Redis.from_url(redis_url)
-    client.hset("ferry:routes", "demo_iris", json.dumps(entry))
-    client.publish("ferry:routes:changed", "demo_iris")
+    client.hset("ferry:routes:local", "demo_iris", json.dumps(entry))
+    client.publish("ferry:routes:local:changed", "demo_iris")
 
 
 def start_gateway(stack: Stack, redis_url: str, port: int, server: str) -> None:
-    env = {**os.environ, "REDIS_URL": redis_url, "FERRY_GATEWAY_PORT": str(port)}
+    env = {**os.environ, "REDIS_URL": redis_url, "FERRY_GATEWAY_PORT": str(port), "FERRY_ROUTE_KEY": ROUTE_KEY}
     process = stack.start(f"gateway-{server}", [sys.executable, "-m", "gateway", "--server", server], cwd=ROOT,
                           env=env)
     wait_http(f"http://127.0.0.1:{port}/readyz", f"the gateway ({server})", process)

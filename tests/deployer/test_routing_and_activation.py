@@ -10,6 +10,7 @@ from deployer.activation import activate
 from deployer.models import LocalInstance
 from deployer.reconcile import reconcile
 from deployer.routing import CHANGED_CHANNEL, ROUTES_KEY
+from gateway import sealing
 from services.models import Project, Service
 from services.selectors import service_token
 from services.services import service_create, service_delete, service_update, version_weights_set
@@ -38,8 +39,14 @@ def test_it_publishes_each_reconciled_service_with_its_ready_instances(routes):
     changes.subscribe(CHANGED_CHANNEL)
     service = create(SLEEPER)
     reconcile(service.pk)
-    entry = json.loads(routes.hget(ROUTES_KEY, "sleeper"))
-    assert entry["token"] == service_token(service) and entry["timeout_ms"] == 7000
+    raw = routes.hget(ROUTES_KEY, "sleeper")
+    entry = json.loads(raw)
+    # The token sealed for the gateway, with its keyed digest: never in plain text (gateway/sealing.py).
+    token = service_token(service)
+    assert token not in raw and "token" not in entry and entry["timeout_ms"] == 7000
+    key = sealing.route_key()
+    assert sealing.unseal(key, entry["token_sealed"], "local", "sleeper") == token.encode()
+    assert entry["token_digest"] == sealing.digest(key, token.encode()).hex()
     assert entry["versions"] == [{"number": 1, "weight": 100, "instances": []}]  # not ready: not routable
 
     # As the node agent reports it: ready on a port.

@@ -131,7 +131,7 @@ def test_a_service_that_never_becomes_ready_after_a_wake_up_is_marked_failed_and
     from django.conf import settings as django_settings
 
     client = redis.Redis.from_url(django_settings.REDIS_URL)
-    route = json.loads(client.hget("ferry:routes", "never_ready"))
+    route = json.loads(client.hget("ferry:routes:local", "never_ready"))  # deployer.routing.ROUTES_KEY
     assert "within 3 s of its wake-up" in route["failed"]  # the gateway answers 503 with it at once
     AutoscalerLoop(client).tick()
     assert fresh(service).autoscaled_instances == 0 and fresh(service).phase == "Failed"

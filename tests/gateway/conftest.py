@@ -25,13 +25,16 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
+from gateway import sealing
 from tests.e2e.conftest import converge, demo_models, local_cluster  # noqa: F401 -- fixtures
 from tests.harness.process import free_port, spawn, stop
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-ROUTES_KEY = "ferry:routes"
-CHANGED_CHANNEL = "ferry:routes:changed"
+ROUTES_KEY = "ferry:routes:local"  # deployer.routing.routes_key("local"): the gateway serves the local cluster
+CHANGED_CHANNEL = "ferry:routes:local:changed"
+# /metrics is served only with this Bearer token (FERRY_GATEWAY_METRICS_TOKEN); test gateways get this one.
+METRICS_TOKEN = "metrics-token-of-the-tests"
 
 
 class Process:
@@ -53,13 +56,15 @@ class Gateway(Process):
         self.url = f"http://127.0.0.1:{port}"
 
     def metrics(self) -> str:
-        with urllib.request.urlopen(self.url + "/metrics", timeout=5) as response:
+        request = urllib.request.Request(self.url + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+        with urllib.request.urlopen(request, timeout=5) as response:
             return response.read().decode()
 
 
 def start_gateway(tmp_path: Path, args: tuple = (), **env: str) -> Gateway:
     port = free_port()
     log = tmp_path / f"gateway-{port}.log"
+    env = {"FERRY_GATEWAY_METRICS_TOKEN": METRICS_TOKEN, **env}
     environment = dict(os.environ, FERRY_GATEWAY_PORT=str(port), PYTHONUNBUFFERED="1", **env)
     with open(log, "ab") as out:
         popen = subprocess.Popen([sys.executable, "-m", "gateway", *args], cwd=REPO,
@@ -145,11 +150,14 @@ class Routes:
     def unique(prefix: str = "gw") -> str:
         return f"{prefix}_{uuid.uuid4().hex[:8]}"
 
-    def entry(self, name: str, versions, **fields) -> dict:
-        """versions: [(number, weight, [instance dicts])]."""
+    def entry(self, name: str, versions, token: str | None = None, **fields) -> dict:
+        """versions: [(number, weight, [instance dicts])]; the token (`token-of-<name>` unless given) is sealed
+        with the route key the gateway reads (the same FERRY_VAR_DIR), as deployer.routing.route_entry does."""
         self.generation += 1
+        token = f"token-of-{name}" if token is None else token
         entry = {
-            "service": name, "cluster": "local", "token": f"token-of-{name}", "running": True, "timeout_ms": 5000,
+            "service": name, "cluster": "local", **sealing.token_fields(sealing.route_key(), token, "local", name),
+            "project": 1, "running": True, "timeout_ms": 5000,
             "max_queue_size": 64, "instance_concurrency": 0, "scale_to_zero": False, "mirror": None, "group": "",
             "group_weight": 100, "traffic_state": "standalone", "generation": self.generation,
             "versions": [{"number": n, "weight": w, "instances": list(i)} for n, w, i in versions],

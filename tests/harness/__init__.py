@@ -17,8 +17,10 @@ implementation of that hook, pytest-django's included.
 from __future__ import annotations
 
 import atexit
+import base64
 import os
 import re
+import secrets
 import shutil
 import signal
 import tempfile
@@ -44,6 +46,9 @@ class Harness:
         # both by overriding these settings.
         os.environ.setdefault("FERRY_FILE_SOURCE_ROOTS", os.path.realpath(tempfile.gettempdir()))
         os.environ.setdefault("FERRY_FETCH_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
+        # One installation shares one route key (gateway/sealing.py): workers and gateways the tests start with
+        # var dirs of their own still seal and open the same tokens.
+        os.environ.setdefault("FERRY_ROUTE_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
         if not os.environ.get("FERRY_VAR_DIR"):
             self.var_dir = str(make_tempdir("ferry-test-var-"))
             os.environ["FERRY_VAR_DIR"] = self.var_dir

@@ -176,11 +176,19 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def redis_answers(port: int) -> bool:
+def redis_answers(port: int, var_dir: Path) -> bool:
+    """With the password scripts/redis-server made in the var dir (and not without it)."""
     try:
+        password = (var_dir / "redis-password").read_bytes().strip()
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            if not sock.recv(64).startswith(b"-NOAUTH"):
+                return False
+            sock.sendall(b"AUTH " + password + b"\r\nPING\r\n")
+            answer = b""
+            while answer.count(b"\r\n") < 2:
+                answer += sock.recv(64) or b"\r\n\r\n"
+            return answer.startswith(b"+OK\r\n+PONG")
     except OSError:
         return False
 
@@ -195,13 +203,14 @@ def test_make_run_supervises_the_procfile_and_restarts_its_redis(supervise, tmp_
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # as scripts/run: the venv's
     supervised = supervise("", "redis", cwd=ROOT, procfile=ROOT / "Procfile", env=env)
     _, pid = supervised.pid_of("redis")
-    wait_until(lambda: redis_answers(port), what=f"redis on {port}")
+    wait_until(lambda: redis_answers(port, tmp_path), what=f"redis on {port}")
+    assert (tmp_path / "redis-password").stat().st_mode & 0o777 == 0o600
 
     os.kill(pid, signal.SIGKILL)
 
     index, _, _ = supervised.wait_for(r"redis exited \(signal 9, SIGKILL\); restarting in 1 s \(restart 1\)")
     _, new_pid = supervised.pid_of("redis", start=index)
-    wait_until(lambda: redis_answers(port), what=f"the restarted redis on {port}")
+    wait_until(lambda: redis_answers(port, tmp_path), what=f"the restarted redis on {port}")
     assert supervised.stop(signal.SIGINT) == 0
     wait_until(lambda: not alive(new_pid), what=f"redis {new_pid} to end")
 

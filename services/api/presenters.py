@@ -7,6 +7,7 @@ from django.conf import settings
 
 from services.models import Cluster, Event, Instance, Service, Version
 from services.selectors import service_token
+from services.selectors.masking import masked_service_file
 
 
 def eas_time(moment) -> str:
@@ -38,8 +39,9 @@ def _current_version(versions: list[Version]) -> int:
     return max(versions, key=lambda version: (version.weight, version.number)).number
 
 
-def service_body(service: Service, *, with_token: bool = False) -> dict:
-    """DescribeService's body and each ListServices item. Prefetch versions and instances for lists."""
+def service_body(service: Service, *, with_token: bool = False, with_secrets: bool = False) -> dict:
+    """DescribeService's body and each ListServices item. Prefetch versions and instances for lists.
+    Secret-bearing fields of ServiceConfig are masked unless `with_secrets` (developers and owners)."""
     versions = _versions(service)
     instances = list(service.instances.all())
     ready = sum(1 for instance in instances if instance.ready)
@@ -72,7 +74,8 @@ def service_body(service: Service, *, with_token: bool = False) -> dict:
         "ServiceGroup": service.group,
         "Weight": service.group_weight,
         "TrafficState": service.traffic_state,
-        "ServiceConfig": json.dumps(service_config(service)),
+        "ServiceConfig": json.dumps(service_config(service) if with_secrets
+                                    else masked_service_file(service_config(service))),
         "Labels": [{"LabelKey": key, "LabelValue": value} for key, value in sorted(service.labels.items())],
         "SafetyLock": service.safety_lock,
         "Source": "ferry",
@@ -104,14 +107,14 @@ def _image_of(spec: dict) -> str:
     return containers[0].get("image", "") if containers else ""
 
 
-def version_body(version: Version) -> dict:
+def version_body(version: Version, *, with_secrets: bool = False) -> dict:
     return {
         "ImageId": version.number,
         "BuildTime": eas_time(version.created_at),
         "ImageAvailable": "true",
         "ServiceRunnable": "true",
         "Message": version.message,
-        "ServiceConfig": json.dumps(version.service_file),
+        "ServiceConfig": json.dumps(version.service_file if with_secrets else masked_service_file(version.service_file)),
         "Weight": version.weight,
     }
 

@@ -11,6 +11,7 @@ from services.errors import InvalidRequest
 from services.models import Cluster, Event, Instance, Service, Version
 
 from .access import services_visible_to
+from .label_keys import label_key_problem
 
 SORTABLE_FIELDS = {
     "CreateTime": "created_at",
@@ -62,11 +63,20 @@ def services_list(user, *, name_contains: str = "", name: str = "", group: str =
 
 def _with_labels(services: QuerySet[Service], labels: dict) -> QuerySet[Service]:
     """Services having every label given (EAS ListServices' Label). Each key is looked up as a literal JSON key:
-    spelled into a lookup path ("labels__<key>"), a key such as "a__contains" would become an operator."""
+    spelled into a lookup path ("labels__<key>"), a key such as "a__contains" would become an operator. Keys
+    are checked by the label key rules first, so a filter can name only what a label could be."""
+    errors = [{"Path": f"Label.{key}", "Message": problem} for key, value in labels.items()
+              if (problem := label_key_problem(key) or _label_value_problem(value)) is not None]
+    if errors:
+        raise InvalidRequest("; ".join(f"{e['Path']}: {e['Message']}" for e in errors), errors=errors)
     for index, (key, value) in enumerate(sorted(labels.items())):
         alias = f"label_{index}"
         services = services.alias(**{alias: KeyTextTransform(key, "labels")}).filter(**{alias: value})
     return services
+
+
+def _label_value_problem(value: object) -> str | None:
+    return None if isinstance(value, str) else "a label value must be a string"
 
 
 def _ordering(sort: str, order: str) -> list[str]:

@@ -9,10 +9,12 @@ checked here each time a route is built, not only when a user set it:
   and cluster; a target deleted and re-created by anyone under the same name gets no copies.
 """
 
+from django.db.models import QuerySet
+
 from services.models import Service
 
 
-def _live() -> "QuerySet[Service]":  # noqa: F821 -- a QuerySet of Service
+def _live() -> QuerySet[Service]:
     return Service.objects.filter(deletion_requested_at__isnull=True)
 
 

@@ -8,11 +8,11 @@ from django.db import transaction
 
 from services.errors import InvalidRequest, NotFound
 from services.models import Service
+from services.selectors.label_keys import label_key_problem
 from services.selectors.locks import require_unlocked
 
 from .events import event_record
 
-MAX_KEY_LENGTH = 128
 MAX_VALUE_LENGTH = 256
 
 
@@ -30,10 +30,8 @@ def labels_checked(value: object, path: str) -> dict[str, str]:
 
 
 def _label_problem(key: object, value: object) -> str | None:
-    if not isinstance(key, str) or not key.strip():
-        return "a label key cannot be empty"
-    if len(key) > MAX_KEY_LENGTH or "," in key:
-        return f"a label key has at most {MAX_KEY_LENGTH} characters and no comma"
+    if (problem := label_key_problem(key)) is not None:
+        return problem
     if not isinstance(value, str):
         return "a label value must be a string"
     if len(value) > MAX_VALUE_LENGTH:

@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema
 from services import selectors
 from services.errors import NotFound
 from services.selectors.grants import clusters_visible_to
+from services.selectors.masking import sees_secrets_of
 from services.models import Cluster
 
 from .. import serializers as s
@@ -93,4 +94,6 @@ class ResourceServicesView(EasView):
         cluster = _cluster(request.user, cluster_id, resource_id)
         services = selectors.services_list(request.user, cluster=cluster.name)
         page = selectors.paginate(services, query["PageNumber"], query["PageSize"])
-        return self.respond(request, page_body(page, "Services", [service_body(x) for x in page.items]))
+        sees_secrets = sees_secrets_of(request.user)
+        items = [service_body(x, with_secrets=sees_secrets(x.project_id)) for x in page.items]
+        return self.respond(request, page_body(page, "Services", items))

@@ -7,6 +7,7 @@ from drf_spectacular.utils import extend_schema
 from services import selectors
 from services import services as writes
 from services.models import Instance, Version
+from services.selectors.masking import sees_secrets_of
 
 from .. import serializers as s
 from ..presenters import predict_url, service_body
@@ -29,7 +30,9 @@ class ServicesView(EasView):
             Prefetch("instances", queryset=Instance.objects.only("id", "service_id", "ready")),
         )
         page = selectors.paginate(services, query["PageNumber"], query["PageSize"])
-        return self.respond(request, page_body(page, "Services", [service_body(svc) for svc in page.items]))
+        sees_secrets = sees_secrets_of(request.user)
+        items = [service_body(svc, with_secrets=sees_secrets(svc.project_id)) for svc in page.items]
+        return self.respond(request, page_body(page, "Services", items))
 
     @extend_schema(operation_id="CreateService", tags=TAG, parameters=[s.CreateServiceQuery],
                    request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT},
@@ -56,7 +59,7 @@ class ServiceView(EasView):
     def get(self, request, cluster_id, service_name):
         service = self.service(request, cluster_id, service_name)
         can_write = selectors.role_in(request.user, service.project) in selectors.access.WRITE_ROLES
-        return self.respond(request, service_body(service, with_token=can_write))
+        return self.respond(request, service_body(service, with_token=can_write, with_secrets=can_write))
 
     @extend_schema(operation_id="UpdateService", tags=TAG, parameters=[s.UpdateServiceQuery],
                    request=OpenApiTypes.OBJECT, responses={202: OpenApiTypes.OBJECT},

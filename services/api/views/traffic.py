@@ -6,6 +6,7 @@ from drf_spectacular.utils import extend_schema
 from services import selectors
 from services import services as writes
 from services.errors import NotFound
+from services.selectors.masking import may_see_secrets
 
 from .. import serializers as s
 from ..presenters import version_body
@@ -21,7 +22,9 @@ class VersionsView(EasView):
         service = self.service(request, cluster_id, service_name)
         query = self.query(s.PageQuery, request)
         page = selectors.paginate(selectors.versions_of(service), query["PageNumber"], query["PageSize"])
-        return self.respond(request, page_body(page, "Versions", [version_body(v) for v in page.items]))
+        with_secrets = may_see_secrets(request.user, service.project)
+        return self.respond(request, page_body(page, "Versions", [version_body(v, with_secrets=with_secrets)
+                                                                  for v in page.items]))
 
 
 class VersionView(EasView):

@@ -178,6 +178,8 @@ def cron_delete(request, service):
 
 def instance_restart(request, service):
     name = request.POST.get("instance", "")
+    if not selectors.instances_of(service).filter(name=name).exists():
+        raise Http404(f"No instance named {name} in service {service.name}.")  # an id not of this service
     writes.service_instances_restart(actor=request.user, service=service, instance_names=[name])
     return _done(request, service, "instances", f"Restarting instance {name}.")
 

@@ -3,12 +3,14 @@
 from datetime import timedelta
 
 from django.conf import settings
+from django.http import Http404
 from django.utils import timezone
 
 from services import selectors
 from services.selectors.scaling import autoscaler_decision
 from services import services as writes
 from services.api.presenters import predict_url, service_config
+from services.selectors.masking import masked_service_file, may_see_secrets
 from services.models import Service
 from services.selectors.logs import service_log_lines
 
@@ -124,8 +126,9 @@ def log_filters(request) -> dict:
 def log_lines(service: Service, filters: dict) -> list[str]:
     start = timezone.now() - LOG_SINCE[filters["since"]] if filters["since"] in LOG_SINCE else None
     names = set(service.instances.values_list("name", flat=True))
-    instance = filters["instance"] if filters["instance"] in names else ""
-    return service_log_lines(service, instance_name=instance, keyword=filters["keyword"], start=start)
+    if filters["instance"] and filters["instance"] not in names:
+        raise Http404(f"No instance named {filters['instance']} in service {service.name}.")
+    return service_log_lines(service, instance_name=filters["instance"], keyword=filters["keyword"], start=start)
 
 
 def logs(request, service: Service, **_) -> dict:
@@ -159,8 +162,10 @@ def invoke_tab(request, service: Service, forms: dict | None = None, answer=None
 
 
 def service_file(request, service: Service, **_) -> dict:
-    return {"config_json": pretty(service_config(service)),
-            "version_files": [(v.number, pretty(v.service_file)) for v in selectors.versions_of(service)[:5]]}
+    """Viewers see secret-bearing values masked (services/selectors/masking.py); writers see the file as is."""
+    shown = (lambda document: document) if may_see_secrets(request.user, service.project) else masked_service_file
+    return {"config_json": pretty(shown(service_config(service))),
+            "version_files": [(v.number, pretty(shown(v.service_file))) for v in selectors.versions_of(service)[:5]]}
 
 
 TABS = {

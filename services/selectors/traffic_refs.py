@@ -1,10 +1,11 @@
 """Group members and mirror targets, resolved by identity within one project and cluster when they are used.
 
-The gateway knows services and groups by name only, in one namespace. So what the control plane publishes is
-checked here each time a route is built, not only when a user set it:
-- a service joins its `metadata.group` only if it belongs to the group's owner (the project and cluster of the
-  group's oldest live member); a member from another project publishes no group, so it can neither take the
-  group's traffic nor have its token accepted for it;
+A gateway serves one cluster and knows services and groups by name, so within a cluster names are one
+namespace. What the control plane publishes is checked here each time a route is built, not only when a user
+set it:
+- a service joins its `metadata.group` only if its project owns the group on that cluster (the project of the
+  group's oldest live member there); a member from another project publishes no group, so it can neither take
+  the group's traffic nor have its token accepted for it;
 - a mirror target is published only while the very service it named (by uid) still lives in the same project
   and cluster; a target deleted and re-created by anyone under the same name gets no copies.
 """
@@ -18,26 +19,26 @@ def _live() -> QuerySet[Service]:
     return Service.objects.filter(deletion_requested_at__isnull=True)
 
 
-def group_owner(group: str) -> tuple[int, int] | None:
-    """(project id, cluster id) of the group's oldest live member, or None when no live service is in it."""
+def group_owner(group: str, cluster_id: int) -> int | None:
+    """The project id of the group's oldest live member on the cluster, or None when no live service is in it."""
     if not group:
         return None
-    oldest = _live().filter(group=group).order_by("created_at", "id").values_list("project_id", "cluster_id").first()
-    return tuple(oldest) if oldest else None
+    return (_live().filter(group=group, cluster_id=cluster_id).order_by("created_at", "id")
+            .values_list("project_id", flat=True).first())
 
 
 def published_group(service: Service) -> str:
     """The group the gateway may put this service in: its own, if it belongs to the group's owner, else none."""
     if not service.group:
         return ""
-    return service.group if group_owner(service.group) == (service.project_id, service.cluster_id) else ""
+    return service.group if group_owner(service.group, service.cluster_id) == service.project_id else ""
 
 
 def gateway_name_conflict(*, project_id: int, cluster_id: int, name: str = "", group: str = "") -> str:
-    """The field whose name the gateway already knows as another project's (or cluster's): a new service named
-    like someone else's group would shadow it, a group named like someone else's service or group would take
-    their traffic. "" when there is none. Within one project and cluster the names are the user's own business."""
-    others = _live().exclude(project_id=project_id, cluster_id=cluster_id)
+    """The field whose name the cluster's gateway already knows as another project's: a new service named like
+    someone else's group would shadow it, a group named like someone else's service or group would take their
+    traffic. "" when there is none. Within one project the names are the user's own business."""
+    others = _live().filter(cluster_id=cluster_id).exclude(project_id=project_id)
     if name and others.filter(group=name).exists():
         return "name"
     if group and (others.filter(group=group).exists() or others.filter(name=group).exists()):

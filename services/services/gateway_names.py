@@ -1,4 +1,5 @@
-"""The gateway's one namespace of service and group names, guarded where services are created or regrouped.
+"""A cluster gateway's one namespace of service and group names, guarded where services are created or
+regrouped.
 
 The checks read other services' rows, so two requests could each pass them and together collide; a
 transaction-scoped advisory lock makes them take turns (PostgreSQL; elsewhere the publish-time checks of
@@ -22,7 +23,7 @@ def gateway_names_lock() -> None:
 
 
 def gateway_names_check(*, project_id: int, cluster_id: int, name: str = "", group: str = "") -> None:
-    """Refuses a name or group another project (or cluster) holds; the same words for a service and a group."""
+    """Refuses a name or group another project holds on the cluster; the same words for a service and a group."""
     gateway_names_lock()
     field = gateway_name_conflict(project_id=project_id, cluster_id=cluster_id, name=name, group=group)
     if field:

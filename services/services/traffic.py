@@ -99,7 +99,7 @@ def service_release(*, actor, service: Service, weight: int | None, traffic_stat
             "Weight", f"service {service.name} is in no service group; set metadata.group first"
         )
     if not published_group(service):
-        raise InvalidRequest.at("TrafficState", f"group {service.group} belongs to another project or cluster: "
+        raise InvalidRequest.at("TrafficState", f"group {service.group} belongs to another project: "
                                                 "choose another metadata.group", code="GroupNotOwned")
     old = (service.group_weight, service.traffic_state)
     service.group_weight = service.group_weight if weight is None else weight

@@ -295,6 +295,17 @@ def test_a_foreign_member_stored_in_a_group_is_not_published_in_it(world):
     assert snapshot() == before
 
 
+def test_a_group_name_is_per_cluster_as_each_clusters_gateway_is(world):
+    """Positive control: on a cluster of its own, team_m's group "shop" is its own and is published."""
+    edge = Cluster.objects.create(name="edge", kind="kubernetes")
+    ClusterGrant.objects.create(project=world.team_m, cluster=edge)
+    created = world.api("mallory").post("/api/v2/services", custom_file(
+        "shop_edge", metadata={"resource": "edge", "group": "shop"}), format="json")
+    assert created.status_code == 202, created.content
+    assert route_entry(Service.objects.get(name="shop_edge"), "t")["group"] == "shop"
+    assert route_entry(Service.objects.get(pk=world.front.pk), "t")["group"] == "shop"
+
+
 def test_a_deleted_mirror_target_is_not_replaced_by_a_same_named_service(world):
     target = service_create(actor=world.alice, project=world.team_a, document=custom_file("shadow"))
     mirror_set(actor=world.alice, service=world.vault, targets=["shadow"], ratio=50)

@@ -8,6 +8,7 @@ not in the answer). `ATTEMPTS` lists them, so docs/security.md can count them; e
 """
 
 import json
+from io import StringIO
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -232,11 +233,11 @@ def test_the_owner_does_what_the_attempts_could_not(world):
 def test_a_grant_opens_the_cluster_and_a_revocation_closes_it(world):
     mallory = world.api("mallory")
     assert "gpu" not in [c["ClusterName"] for c in mallory.get("/api/v2/clusters").json()["Clusters"]]
-    call_command("ferry_grant_cluster", "gpu", "team_m", stdout=open("/dev/null", "w"))
+    call_command("ferry_grant_cluster", "gpu", "team_m", stdout=StringIO())
     assert "gpu" in [c["ClusterName"] for c in mallory.get("/api/v2/clusters").json()["Clusters"]]
     created = mallory.post("/api/v2/services", custom_file("gpu_job", metadata={"resource": "gpu"}), format="json")
     assert created.status_code == 202, created.content
-    call_command("ferry_grant_cluster", "gpu", "team_m", "--revoke", stdout=open("/dev/null", "w"))
+    call_command("ferry_grant_cluster", "gpu", "team_m", "--revoke", stdout=StringIO())
     refused = mallory.post("/api/v2/services", custom_file("gpu_job2", metadata={"resource": "gpu"}), format="json")
     assert refused.status_code == 400 and refused.json()["Code"] == "ClusterNotGranted"
     assert not Service.objects.filter(name="gpu_job2").exists()

@@ -60,7 +60,7 @@ def test_create_watch_predict_logs_scale_restart_stop_start_delete(ferry, iris_f
     follow = ferry.popen("logs", "demo_iris", "-f", "--tail", "1")
     wait_for_output(follow, "stdout", f"{name}: ")  # the last line so far
     marker = "ferry-cli-follow-marker"
-    requests.post(f"{base}/v1/models/{marker}:predict", json={"instances": []}, timeout=10)  # logs a 404 line
+    requests.post(f"{base}/v1/models/{marker}:predict", json={"instances": []}, timeout=10)  # logs an access line
     wait_for_output(follow, "stdout", marker)
     code, _, _ = interrupt(follow)
     assert code == 130

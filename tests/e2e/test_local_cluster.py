@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from processors.demo import demo_service_files, digits_v2_request
 from services.models import Project, Service
+from services.selectors import service_token
 from services.services import service_create, service_delete, service_start, service_stop, service_update
 
 from .conftest import converge
@@ -42,14 +43,17 @@ def test_it_serves_iris_and_digits_over_v1_and_v2(local_cluster, demo_models):
     digits = converge(create(demo_file(demo_models, "demo_digits")), running, what="demo_digits Running")
 
     (iris_port,) = ready_ports(iris)
+    # Called directly, as EAS's direct connection does: an instance asks for its service's token on every route.
     v1 = requests.post(f"http://127.0.0.1:{iris_port}/v1/models/demo_iris:predict",
-                       json={"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}, timeout=10)
+                       json={"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]},
+                       headers={"Authorization": service_token(iris)}, timeout=10)
     assert v1.json()["predictions"] == [0, 2]  # setosa, virginica
 
     from sklearn.datasets import load_digits
     (digits_port,) = ready_ports(digits)
     v2 = requests.post(f"http://127.0.0.1:{digits_port}/v2/models/demo_digits/infer",
-                       json=digits_v2_request(7), timeout=10)
+                       json=digits_v2_request(7), headers={"Authorization": f"Bearer {service_token(digits)}"},
+                       timeout=10)
     assert v2.json()["outputs"][0]["data"][0] == int(load_digits().target[7])
 
     assert {"FetchedModel", "AppliedLimits", "InstanceReady", "BecameRunning"} <= set(reasons(iris))

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import os
 import secrets
@@ -106,8 +105,3 @@ def unseal(key: bytes, sealed: str, cluster: str, service: str) -> bytes:
 def token_fields(key: bytes, token: str, cluster: str, service: str) -> dict:
     """The two fields of a route entry that stand for the token."""
     return {"token_digest": digest(key, token.encode()).hex(), "token_sealed": seal(key, token, cluster, service)}
-
-
-def fingerprint(key: bytes) -> str:
-    """Which key this is, for logs (never the key itself)."""
-    return hashlib.sha256(b"ferry-route-key-id:" + key).hexdigest()[:12]

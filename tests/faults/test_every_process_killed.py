@@ -34,6 +34,7 @@ import psutil
 import psycopg
 import pytest
 
+from config.embedded_redis import embedded_redis_url
 from tests.harness.process import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -142,7 +143,7 @@ def run_bench(platform: MakeRun) -> tuple[list[dict], str]:
     argv = [sys.executable, str(BENCH), "--json", "--service", SERVICE, "--clients", str(CLIENTS),
             "--settle", "1", "--timeout", str(FAULT_TIMEOUT), "--api", platform.api, "--gateway", platform.gateway,
             "--supervisor", str(platform.proc.pid), "--only", *FAULTS]
-    env = {**platform.env, "REDIS_URL": f"redis://127.0.0.1:{platform.redis_port}/0"}
+    env = {**platform.env, "REDIS_URL": embedded_redis_url(platform.env)}  # with var/redis-password
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=BENCH_TIMEOUT)
     print(done.stderr)  # its progress, for the log
     rows = json.loads(done.stdout.strip().splitlines()[-1]) if done.stdout.strip() else []

@@ -17,6 +17,8 @@ import hmac
 import logging
 import time
 
+import httptools
+
 from . import auth, balancer, local, paths, retry, sealing
 from .activator import Activator
 from .config import Settings
@@ -356,7 +358,10 @@ class Gateway:
                 model = value.decode("latin-1")
             elif name == b"content-length":
                 length = value
-        path = url.partition(b"?")[0].decode("latin-1")
+        try:  # as gateway/server.py reads it for `serve` (absolute-form targets included)
+            path = (httptools.parse_url(url).path or b"").decode("latin-1")
+        except httptools.HttpParserInvalidURLError:
+            return None  # answered 400 once read
         try:
             parsed = paths.parse(path, model)
         except paths.BadPath:

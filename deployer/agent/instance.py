@@ -249,8 +249,7 @@ class InstanceRuntime:
         env = spec.env_for(port, name=self.name, var_dir=self.context.var_dir, home=str(work))
         pool = self.context.pool
         handoff = pool.take(spec, argv, env, self.name, self.log_path) if pool is not None else None
-        confinement = Confinement(isolation, Path(self.context.var_dir), uid, [instance_dir],
-                                  sandbox.paths_named(argv, spec.env, cwd))
+        confinement = Confinement(isolation, Path(self.context.var_dir), uid, [instance_dir])
         try:
             process = handoff.process if handoff else spawn(argv, env, cwd, self.log_path, spec.memory_limit_mb,
                                                             confinement=confinement)

@@ -204,7 +204,7 @@ def confined_command(argv: list[str], executable: str, env: dict[str, str], cwd:
     if not bwrap:
         return sys.executable, inner
     view = sandbox.bwrap_args(bwrap, confinement.var_dir, confinement.own_dirs,
-                              [*confinement.extra_paths, executable, LIMITED_EXEC], cwd)
+                              [*confinement.extra_paths, executable, LIMITED_EXEC, *([cwd] if cwd else [])], cwd)
     return sys.executable, [sys.executable, "-I", "-S", LIMITED_EXEC, "--ignore-stop", "--", bwrap, *view, *inner]
 
 

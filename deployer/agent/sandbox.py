@@ -8,7 +8,8 @@ instance log what is and is not isolated, so nothing is claimed that is not ther
   Files of other uids that are not world-readable, their /proc/<pid>/environ and signals are then out of
   reach by the kernel's ordinary checks;
 - bubblewrap (Debian's `bubblewrap`): a mount namespace holding only the system's directories, the
-  interpreter and the project's code (read-only), the model cache (read-only), its own directory
+  interpreter and the project's code (read-only), the model cache and the file-source roots (read-only;
+  models used in place lie there), its own directory
   (read-write), a private /tmp and a /proc of its own pid namespace (it sees only its own processes), and
   its own IPC namespace. The network stays shared: the gateway reaches the instance on loopback. No
   --die-with-parent: instances outlive an agent restart and are adopted;
@@ -188,7 +189,7 @@ def bwrap_args(bwrap: str, var_dir: Path, own_dirs: list[Path], extra_paths: lis
     """The bubblewrap part of the command: the view of the file system described above."""
     var_dir = Path(var_dir).resolve()
     args = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+            "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
     bound = []  # host directories mounted as they are: what lies below them exists with the host's modes
     for directory in SYSTEM_DIRS:
         if os.path.islink(directory):
@@ -207,7 +208,7 @@ def bwrap_args(bwrap: str, var_dir: Path, own_dirs: list[Path], extra_paths: lis
                 args.extend(["--perms", "0755", "--dir", str(parent)])
         args.extend([option, path, path] if option != "--tmpfs" else [option, path])
 
-    readable = {sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent), _project_root()}
+    readable = set(_code_dirs()) | set(source_roots())
     readable |= {path for path in extra_paths if _bindable(path, var_dir)}
     for path in sorted(readable, key=len):  # parents first; what a bound directory holds is there already
         if not _under_any(path, bound):
@@ -230,12 +231,24 @@ def _under_any(path: str, roots: list[str]) -> bool:
 
 
 def _bindable(path: str, var_dir: Path) -> bool:
-    """An absolute path a launch names (a model directory outside the cache, a script): shown read-only,
-    unless it is the var directory, inside it, or holds it."""
+    """The executable of a launch (the agent's own helper, a command outside the system's directories): shown
+    read-only, unless it is the var directory, inside it, or holds it. Other paths a launch names are not
+    mounted: user code chooses them, and could name any file Ferry's user may read."""
     if not path.startswith("/") or path in ("/", "/proc", "/dev", "/sys") or not os.path.exists(path):
         return False
     resolved = Path(path).resolve()
     return not (resolved == var_dir or var_dir in resolved.parents or resolved in var_dir.parents)
+
+
+def _code_dirs() -> list[str]:
+    return [sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent), _project_root()]
+
+
+def source_roots() -> list[str]:
+    """The directories an admin allows file:// model sources from (FERRY_FILE_SOURCE_ROOTS): models used in
+    place lie there, so instances see them, read-only (a part of var/ among them stays hidden)."""
+    return [str(Path(root).resolve()) for root in getattr(settings, "FERRY_FILE_SOURCE_ROOTS", [])
+            if Path(root).is_dir() and str(Path(root).resolve()) != "/"]
 
 
 def paths_named(argv: list[str], env: dict[str, str], cwd: str | None) -> list[str]:
@@ -251,5 +264,4 @@ def paths_named(argv: list[str], env: dict[str, str], cwd: str | None) -> list[s
 def standby_view(var_dir: Path) -> list[str]:
     """What a warm pool standby's sandbox shows of the host's files (its instance is not known when it starts)."""
     var_dir = Path(var_dir).resolve()
-    readable = [sys.prefix, sys.base_prefix, str(Path(sys.executable).resolve().parent), _project_root()]
-    return [*SYSTEM_DIRS, *readable, str(var_dir / "models"), str(var_dir / "instances")]
+    return [*SYSTEM_DIRS, *_code_dirs(), *source_roots(), str(var_dir / "models"), str(var_dir / "instances")]

@@ -111,6 +111,11 @@ class LocalCluster:
     """The var dir, the agents started on it, the rows, and the processes carrying its mark."""
 
     def __init__(self, tmp_path: Path, service):
+        # pytest makes its directories 0700; instances run as users of their own and read the files tests put
+        # in the session's directory (this test's, and shared ones such as the demo models).
+        for directory in [tmp_path.parent, *tmp_path.parent.iterdir()]:
+            if directory.is_dir() and not directory.is_symlink():
+                directory.chmod(directory.stat().st_mode | 0o055)
         self.var_dir = (tmp_path / "var").resolve()
         self.var_dir.mkdir()
         self.tmp_path = tmp_path
@@ -127,6 +132,9 @@ class LocalCluster:
         env["FERRY_ENCRYPTION_KEY"] = settings.FERRY_ENCRYPTION_KEY
         # The agent enqueues reconciles; inline they would run inside the agent, which is not what we test.
         env["CELERY_TASK_ALWAYS_EAGER"] = "false"
+        # Files the tests' commands name lie in the test's directory: the sandbox shows them as it shows
+        # model sources an admin allows (its var/ stays hidden).
+        env["FERRY_FILE_SOURCE_ROOTS"] = str(self.tmp_path.parent)
         env.update(extra)
         return env
 

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
 SECRET = "s3cret-victim-token-0123456789"
 VAR_SECRETS = {"secret-key": "django-secret-key-for-the-test", "admin-token": "admin-token-for-the-test",
+               "redis-password": "redis-password-for-the-test",
                "ferry.sqlite3": "SQLite format 3\0 pretend database"}
 
 # What the attacker tries. Each entry: (attempt, what it reads, or an action); the script reports per attempt
@@ -35,11 +36,12 @@ ATTACKS = [
     "list the victim's own directory", "read the victim's instance.log", "read the victim's process.json",
     "read the victim's /proc/<pid>/environ", "find the victim's token in its /proc/<pid>/cmdline",
     "read /proc/1/environ", "read the node agent's /proc/<pid>/environ", "see the victim among its processes",
-    "kill -9 the victim", "find control-plane secrets in its own environment",
+    "kill -9 the victim", "find control-plane secrets in its own environment", "read var/redis-password",
+    "read Redis keys without a password",
 ]
 # The network is shared (the gateway reaches instances on loopback): services there without a password are
 # reachable. Reported, and expected to succeed until they require credentials (strict: a fix fails these).
-NETWORK_ATTACKS = ["read Redis keys without a password", "connect to PostgreSQL without a password"]
+NETWORK_ATTACKS = ["connect to PostgreSQL without a password"]
 
 ATTACKER = r'''
 import json, os, signal, socket, sys
@@ -54,6 +56,7 @@ def attempt(name, action):
 read = lambda path: open(path, "rb").read()
 attempt("read var/secret-key", lambda: read(var + "/secret-key"))
 attempt("read var/admin-token", lambda: read(var + "/admin-token"))
+attempt("read var/redis-password", lambda: read(var + "/redis-password"))
 attempt("read the SQLite database", lambda: read(var + "/ferry.sqlite3"))
 attempt("list the var directory", lambda: [n for n in os.listdir(var) if n not in ("instances", "models")])
 attempt("list the victim's own directory", lambda: os.listdir(var + "/instances/" + victim + "/work") + ["listed"])
@@ -83,7 +86,9 @@ def redis_keys():
     with socket.create_connection((redis_host, int(redis_port)), timeout=3) as conn:
         conn.sendall(b"*2\r\n$4\r\nKEYS\r\n$1\r\n*\r\n")
         answer = conn.recv(65536)
-    return answer if not answer.startswith(b"-") else None
+    if answer.startswith(b"-"):
+        raise PermissionError(answer.decode(errors="replace").strip())
+    return answer
 attempt("read Redis keys without a password", redis_keys)
 def postgres():
     import psycopg
@@ -232,4 +237,4 @@ def test_without_root_the_limited_exec_path_runs_as_that_user(tmp_path):
 
 
 def test_attempts_are_counted():
-    assert len(ATTACKS) + len(NETWORK_ATTACKS) == 16
+    assert len(ATTACKS) + len(NETWORK_ATTACKS) == 17

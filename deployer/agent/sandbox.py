@@ -203,7 +203,8 @@ def bwrap_args(bwrap: str, var_dir: Path, own_dirs: list[Path], extra_paths: lis
         # bwrap gives the directories it makes on the way the host's modes (/root: 0700), which would keep a
         # user of its own from reaching what is mounted below them: they are made 0755 first.
         for parent in reversed(Path(path).parents[:-1]):
-            if str(parent) not in made and not _under_any(str(parent), bound):
+            hidden = _under_any(str(parent), [str(var_dir)])  # in the var tmpfs: nothing of the host's there
+            if str(parent) not in made and (hidden or not _under_any(str(parent), bound)):
                 made.add(str(parent))
                 args.extend(["--perms", "0755", "--dir", str(parent)])
         args.extend([option, path, path] if option != "--tmpfs" else [option, path])

@@ -213,7 +213,7 @@ class WarmPool:
                 return None
             self.standbys.remove(standby)
             self.wanted_since = now
-            return self._hand_over(standby, argv, env, spec.cwd, name, log_path)
+            return self._hand_over(standby, argv, env, spec.cwd, name, log_path, spec.memory_limit_mb)
         return None
 
     def _visible(self, argv: list[str]) -> bool:
@@ -236,14 +236,18 @@ class WarmPool:
             if hard != resource.RLIM_INFINITY:
                 limit = min(limit, hard)  # as limited_exec does: lowering is always allowed
             resource.prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
+        except PermissionError:
+            pass  # a standby of another user, without CAP_SYS_RESOURCE: it sets the limit itself (the assignment)
         except OSError as exc:
             logger.warning("Could not set the memory limit of standby process %d (%s); not using it", pid, exc)
             return False
         return True
 
-    def _hand_over(self, standby: Standby, argv, env, cwd, name: str, log_path: Path) -> Handoff | None:
+    def _hand_over(self, standby: Standby, argv, env, cwd, name: str, log_path: Path,
+                   memory_limit_mb: int | None = None) -> Handoff | None:
         pid, began = standby.process.pid, time.monotonic()
-        message = {"type": "assign", "name": name, "argv": argv, "env": env, "cwd": cwd, "sent_at": time.time()}
+        message = {"type": "assign", "name": name, "argv": argv, "env": env, "cwd": cwd, "sent_at": time.time(),
+                   "memory_limit_bytes": memory_limit_mb * 1024 * 1024 if memory_limit_mb else None}
         try:
             # The instance's directory becomes the standby's user's: it runs as that user from now on.
             sandbox.prepare_work_dir(log_path.parent, standby.process.uid)

@@ -120,6 +120,15 @@ def _become(message: dict, fds: list[int]) -> None:
     # libraries and child processes see it too).
     os.environ.clear()
     os.environ.update(message["env"])
+    # The instance's memory limit, set by the standby itself: the agent's prlimit(2) on a process of another
+    # user needs CAP_SYS_RESOURCE, which containers often drop. Lowering one's own limit is always allowed.
+    if message.get("memory_limit_bytes"):
+        import resource
+
+        limit = int(message["memory_limit_bytes"])
+        _soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        limit = limit if hard == resource.RLIM_INFINITY else min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     if message.get("cwd"):
         os.chdir(message["cwd"])
 

@@ -48,6 +48,28 @@ HEALTHY_WHILE_FILE_EXISTS = [
 ]
 
 
+def command_of(pid: int) -> int:
+    """The command's own process: under the sandbox the agent's pid is bubblewrap's outer process, and the
+    command runs below bwrap's init (resource limits are applied there)."""
+    process = psutil.Process(pid)
+    if process.name() != "bwrap":
+        return pid
+    for child in process.children(recursive=True):
+        if child.name() != "bwrap":
+            return child.pid
+    raise AssertionError(f"nothing runs under bwrap {pid}")
+
+
+def data_limit(pid: int) -> tuple[int, int]:
+    """RLIMIT_DATA (soft, hard) of a process, read from /proc/<pid>/limits (readable without CAP_SYS_RESOURCE,
+    which psutil's prlimit needs for a process of another user); -1 when unlimited."""
+    for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
+        if line.startswith("Max data size"):
+            soft, hard = line.split()[3:5]
+            return tuple(-1 if value == "unlimited" else int(value) for value in (soft, hard))
+    raise AssertionError(f"no data size limit in /proc/{pid}/limits")
+
+
 def wait_for(condition, timeout: float = 15.0, what: str = "the condition"):
     """Polls until `condition()` is truthy and returns it; fails after `timeout` seconds."""
     deadline = time.monotonic() + timeout

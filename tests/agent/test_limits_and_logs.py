@@ -3,7 +3,7 @@
 import psutil
 import pytest
 
-from tests.agent.kit import HTTP_SERVER, PY, wait_for
+from tests.agent.kit import HTTP_SERVER, PY, command_of, data_limit, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 
@@ -22,7 +22,7 @@ def test_it_kills_an_instance_that_allocates_past_its_memory_limit_and_reports_c
     assert "MemoryError" in cluster.log("svc-v1-0") and "allocated 600 MB" not in cluster.log("svc-v1-0")
 
     server = cluster.wait_running("svc-v1-1")  # the same limit leaves room for an ordinary server
-    assert psutil.Process(server.pid).rlimit(psutil.RLIMIT_DATA) == (200 * MB, 200 * MB)
+    assert data_limit(command_of(server.pid)) == (200 * MB, 200 * MB)
     log = cluster.log("svc-v1-1")
     assert "memory limited to 200 MB via RLIMIT_DATA" in log
     assert "cpu limit of 2 cores is not enforced on the local cluster" in log

@@ -9,7 +9,7 @@ from services.services import service_create, service_delete
 
 pytestmark = pytest.mark.django_db
 
-IRIS = {"name": "iris", "processor": "sklearn", "model_path": "file:///m/model.joblib",
+IRIS = {"name": "iris", "processor": "sklearn", "model_path": "https://models.example.test/m/model.joblib",
         "metadata": {"resource": "remote"}}
 
 

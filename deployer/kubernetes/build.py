@@ -6,6 +6,7 @@ The only module of this package that reads Django models (duck-typed: a Service 
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from deployer.rollout import Plan, steady_plan
@@ -61,7 +62,12 @@ def namespace_for(cluster, project_name: str) -> str:
     """A namespace per project: `ferry-<project>` unless the cluster's settings say otherwise."""
     template = (cluster.settings or {}).get("namespace_template") or DEFAULT_NAMESPACE_TEMPLATE
     project = re.sub(r"[^a-z0-9-]+", "-", project_name.lower()).strip("-") or "default"
-    return template.format(project=project)[:63].rstrip("-")
+    namespace = template.format(project=project)
+    if len(namespace) > 63:
+        # Cut, and told apart by a digest of the whole name: two long names sharing a prefix stay apart.
+        digest = hashlib.sha256(project_name.encode()).hexdigest()[:8]
+        namespace = f"{namespace[:54].rstrip('-')}-{digest}"
+    return namespace
 
 
 def service_desired(service, plan: Plan | None = None) -> ServiceDesired:

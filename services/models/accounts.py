@@ -2,6 +2,7 @@
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower, Replace
 
 
 class Project(models.Model):
@@ -23,6 +24,14 @@ class Project(models.Model):
 
     class Meta:
         ordering = ["name"]
+        constraints = [
+            # A project's Kubernetes namespace is its name in lower case with '_' as '-' (deployer/kubernetes/
+            # build.py): `team_x` and `Team-X` would share `team-x`'s namespace, and so its Secrets and pods.
+            models.UniqueConstraint(
+                Replace(Lower("name"), models.Value("_"), models.Value("-")), name="unique_project_namespace",
+                violation_error_message="A project whose name differs only in case or '_' / '-' exists already: "
+                                        "both would share one Kubernetes namespace."),
+        ]
 
     def __str__(self) -> str:
         return self.name

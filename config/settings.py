@@ -201,7 +201,8 @@ FERRY_BLUE_GREEN_RETENTION_SECONDS = int(os.environ.get("FERRY_BLUE_GREEN_RETENT
 FERRY_VERSIONS_KEPT = int(os.environ.get("FERRY_VERSIONS_KEPT", "10"))
 
 # Where clients reach the gateway (the local data plane); shown as service endpoints.
-FERRY_GATEWAY_URL = os.environ.get("FERRY_GATEWAY_URL", "http://127.0.0.1:8080")
+FERRY_GATEWAY_URL = os.environ.get(  # where users reach the gateway; `make run`'s is on FERRY_GATEWAY_PORT
+    "FERRY_GATEWAY_URL", f"http://127.0.0.1:{os.environ.get('FERRY_GATEWAY_PORT', '8080')}")
 FERRY_DEFAULT_PROJECT = os.environ.get("FERRY_DEFAULT_PROJECT", "default")
 
 # Model sources (docs/security.md, Sources, limits and credentials). file:// sources must lie under one of these

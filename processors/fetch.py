@@ -114,6 +114,11 @@ class Cache:
         self.root = root
         for folder in ("sha256", "trees", "index", "locks", "tmp"):
             (root / folder).mkdir(parents=True, exist_ok=True)
+        # Sandboxed instances run as users of their own and read their model through trees/<digest>/: it must
+        # be searchable whatever the umask (`make run` sets 077). Not listable: one tree's name is no one else's.
+        with contextlib.suppress(PermissionError):  # a cache directory of another owner keeps its modes
+            os.chmod(root, 0o711)
+            os.chmod(root / "trees", 0o711)
 
     @contextlib.contextmanager
     def locked(self, key: str) -> Iterator[None]:
@@ -164,7 +169,8 @@ class Cache:
                 os.link(self.blob(entry["digest"]), target)
             except OSError:  # a filesystem without hard links
                 shutil.copy2(self.blob(entry["digest"]), target)
-        os.chmod(building, 0o755)
+        for directory in [building, *(path for path in building.rglob("*") if path.is_dir())]:
+            os.chmod(directory, 0o755)  # made under the process's umask; instances of other users read them
         try:
             os.rename(building, final)
         except OSError:  # another fetch made the same tree first

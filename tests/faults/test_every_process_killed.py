@@ -87,7 +87,9 @@ class MakeRun:
         self.env = {**env, "FERRY_VAR_DIR": str(var_dir), "DATABASE_URL": database_url,
                     "FERRY_REDIS_PORT": str(self.redis_port), "FERRY_WEB_PORT": str(self.web_port),
                     "FERRY_GATEWAY_PORT": str(self.gateway_port), "FERRY_GATEWAY_URL": self.gateway,
-                    "NO_COLOR": "1"}
+                    # Models of its own, as `make run`'s (the repository's models/): the harness's root, the whole
+                    # temp dir, would be mounted over the sandbox's private /tmp, with pytest's 0700 dirs in it.
+                    "FERRY_FILE_SOURCE_ROOTS": str(var_dir.parent / "models"), "NO_COLOR": "1"}
         self.lines: list[str] = []
         # scripts/run execs the supervisor: this pid is the supervisor's.
         self.proc = subprocess.Popen([str(ROOT / "scripts" / "run")], cwd=ROOT, env=self.env, text=True,

@@ -1,4 +1,4 @@
-"""The KPA behaviours of ../shared/KPA.md, one by one, then whole traces."""
+"""The KPA behaviours docs/autoscaling.md describes (Knative Serving's autoscaler), one by one, then whole traces."""
 
 import math
 from dataclasses import replace

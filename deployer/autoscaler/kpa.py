@@ -4,8 +4,8 @@ The caller keeps one `KpaState` per service version, feeds it one sample per sec
 version's total concurrency averaged over that second, or its request count for "rps") and calls `kpa_decide`
 every 2 seconds. Nothing here reads a clock: `now` and `second` are seconds on any one clock (e.g. time.time()).
 
-The algorithm follows Knative Serving's autoscaler (docs/autoscaling.md, "KPA", describes it): stable and panic windows, a panic
-mode that never scales down, scale-up and scale-down rate limits, a scale-down delay, min / max / initial scale
+The algorithm follows Knative Serving's autoscaler (docs/autoscaling.md, "KPA"): stable and panic windows, a
+panic mode that never scales down, scale-up and scale-down rate limits, a scale-down delay, min / max / initial scale
 and scale to zero after a grace period.
 """
 

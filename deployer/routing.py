@@ -20,6 +20,7 @@ import logging
 from django.conf import settings
 
 from gateway import sealing
+from gateway.sync import changed_channel, complete_key, routes_key  # the keys both sides use
 from services.models import Service
 from services.selectors.traffic_refs import published_group, published_mirror
 from services.models.clusters import Cluster, ClusterKind
@@ -27,22 +28,8 @@ from services.models.clusters import Cluster, ClusterKind
 from .scale import activation_failed
 
 logger = logging.getLogger("ferry.routing")
-PREFIX = "ferry:routes"
 # The single hash of older versions (keyed by service name only, with plain tokens): removed on republish.
 LEGACY_KEYS = ("ferry:routes", "ferry:routes:complete")
-
-
-def routes_key(cluster: str) -> str:
-    return f"{PREFIX}:{cluster}"
-
-
-def changed_channel(cluster: str) -> str:
-    return f"{PREFIX}:{cluster}:changed"
-
-
-def complete_key(cluster: str) -> str:
-    return f"{PREFIX}:{cluster}:complete"
-
 
 # The local cluster's keys: what `make run`'s gateway (FERRY_GATEWAY_CLUSTER=local) reads.
 ROUTES_KEY, CHANGED_CHANNEL, COMPLETE_KEY = routes_key("local"), changed_channel("local"), complete_key("local")

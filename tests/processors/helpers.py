@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import requests
 
-from processors.registry import LocalLaunch
+from processors.demo import demo_service_files
+from processors.fetch import fetch_model
+from processors.registry import LocalLaunch, local_launch
 
 READY_TIMEOUT_SECONDS = 60
 
@@ -71,3 +76,18 @@ class ServerProcess:
 
     def get(self, path: str) -> requests.Response:
         return requests.get(self.url(path), timeout=30)
+
+
+@contextlib.contextmanager
+def demo_iris_server(demo_models, tmp_path_factory, token: str):
+    """demo_iris's model server as the node agent starts it, the service token in its environment (never on its
+    command line), ready; stopped on exit."""
+    service_file = next(f for f in demo_service_files(demo_models) if f["name"] == "demo_iris")
+    model_dir = fetch_model(service_file["model_path"], cache_dir=tmp_path_factory.mktemp("model-cache"))
+    launch = local_launch(service_file, service_name="demo_iris", model_dir=str(model_dir), python=sys.executable)
+    launch = dataclasses.replace(launch, env={**launch.env, "FERRY_SERVICE_TOKEN": token})
+    server = ServerProcess(launch, tmp_path_factory.mktemp("logs") / "demo_iris.log")
+    try:
+        yield server.wait_ready()
+    finally:
+        server.stop()

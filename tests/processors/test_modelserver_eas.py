@@ -5,21 +5,17 @@ stripped /api/predict/<service>) and, for direct connections, under /api/predict
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import hmac
 import json
-import sys
 import time
 from email.utils import formatdate
 
 import pytest
 import requests
 
-from processors.demo import IRIS_SAMPLE, demo_service_files
-from processors.fetch import fetch_model
-from processors.registry import local_launch
-from tests.processors.helpers import ServerProcess
+from processors.demo import IRIS_SAMPLE
+from tests.processors.helpers import demo_iris_server
 
 TOKEN = "t0ken-of-demo-iris"
 BODY = json.dumps({"instances": [IRIS_SAMPLE]}).encode()
@@ -27,15 +23,8 @@ BODY = json.dumps({"instances": [IRIS_SAMPLE]}).encode()
 
 @pytest.fixture(scope="module")
 def iris(demo_models, tmp_path_factory):
-    service_file = next(f for f in demo_service_files(demo_models) if f["name"] == "demo_iris")
-    model_dir = fetch_model(service_file["model_path"], cache_dir=tmp_path_factory.mktemp("model-cache"))
-    launch = local_launch(service_file, service_name="demo_iris", model_dir=str(model_dir), python=sys.executable)
-    launch = dataclasses.replace(launch, env={**launch.env, "FERRY_SERVICE_TOKEN": TOKEN})
-    server = ServerProcess(launch, tmp_path_factory.mktemp("logs") / "demo_iris.log")
-    try:
-        yield server.wait_ready()
-    finally:
-        server.stop()
+    with demo_iris_server(demo_models, tmp_path_factory, TOKEN) as server:
+        yield server
 
 
 def sdk_headers(resource: str, body: bytes = BODY, hours_east: float = 8) -> dict:

@@ -10,23 +10,19 @@ model is still loaded and answers the right token (unload and load changed nothi
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import hmac
 import json
-import sys
 import time
 from email.utils import formatdate
 
 import pytest
 import requests
 
-from processors.demo import IRIS_SAMPLE, demo_service_files
-from processors.fetch import fetch_model
-from processors.registry import local_launch
+from processors.demo import IRIS_SAMPLE
 from tests.gateway.conftest import call, gateway, routes  # noqa: F401 -- fixtures
 from tests.processors.conftest import demo_models  # noqa: F401 -- fixture
-from tests.processors.helpers import ServerProcess
+from tests.processors.helpers import ServerProcess, demo_iris_server
 
 TOKEN = "token-of-demo-iris-0123456789"
 OTHER_TOKEN = "token-of-another-service-9876"
@@ -81,16 +77,8 @@ LEAKS = ("predictions", "outputs", "platform", "sklearn", "inputs", "demo_iris\"
 
 @pytest.fixture(scope="module")
 def iris(demo_models, tmp_path_factory):  # noqa: F811
-    service_file = next(f for f in demo_service_files(demo_models) if f["name"] == "demo_iris")
-    model_dir = fetch_model(service_file["model_path"], cache_dir=tmp_path_factory.mktemp("model-cache"))
-    launch = local_launch(service_file, service_name="demo_iris", model_dir=str(model_dir), python=sys.executable)
-    # As the agent does: the token in the environment (never the command line).
-    launch = dataclasses.replace(launch, env={**launch.env, "FERRY_SERVICE_TOKEN": TOKEN})
-    server = ServerProcess(launch, tmp_path_factory.mktemp("logs") / "demo_iris.log")
-    try:
-        yield server.wait_ready()
-    finally:
-        server.stop()
+    with demo_iris_server(demo_models, tmp_path_factory, TOKEN) as server:
+        yield server
 
 
 def _send(server: ServerProcess, method: str, path: str, body: bytes, headers: dict) -> requests.Response:

@@ -171,3 +171,19 @@ def instance_marks(cluster: OwnRedisCluster) -> list[str]:
             continue
     return sorted(marks)
 
+
+
+def scale_to_three_and_reach_the_third(gateway, service, before) -> tuple[float, float]:
+    """Scales `service` to 3 and waits until an instance not in `before` is ready, routed by the gateway and
+    sent traffic: the control plane whole again. Returns when the third became ready and when it was routed."""
+    from services.services import service_scale
+
+    service_scale(actor=None, service=service, instances=3)
+    third = wait_for(lambda: LocalInstance.objects.filter(service=service, ready=True).exclude(
+        name__in=before).first(), timeout=90, what="a third ready instance")
+    ready_at = time.monotonic()
+    wait_for(lambda: third.port in routed_ports(gateway, service.name), timeout=60,
+             what="the gateway to route the third instance")
+    routed_at = time.monotonic()
+    wait_for(lambda: has_gateway_connection(third.port), timeout=30, what="traffic to the third instance")
+    return ready_at, routed_at

@@ -23,11 +23,11 @@ from deployer.routing import ROUTES_KEY
 from processors.demo import IRIS_SAMPLE
 from services.models import Service
 from services.selectors import service_token
-from services.services import service_scale
 from tests.agent.kit import wait_for
 from tests.faults.own_redis import (  # noqa: F401 -- fixtures
-    cluster, failures, fully_published, has_gateway_connection, instance_marks, instances, kill_redis,
-    load_through, own_gateway, own_redis, redis_client, restart_redis, routed_ports, serve_for, start_autoscaler,
+    scale_to_three_and_reach_the_third,
+    cluster, failures, fully_published, instance_marks, instances, kill_redis,
+    load_through, own_gateway, own_redis, redis_client, restart_redis, serve_for, start_autoscaler,
     start_beat, start_worker, stop_all,
 )
 from tests.faults.test_instance_crash import iris_with
@@ -66,14 +66,8 @@ def test_every_process_rides_out_a_redis_restart_and_the_routes_come_back(cluste
             served_restart = len(load.since(back))
 
             changed = time.monotonic()
-            iris = service_scale(actor=None, service=iris, instances=3)
-            third = wait_for(lambda: LocalInstance.objects.filter(service=iris, ready=True).exclude(
-                name__in=before).first(), timeout=90, what="a third ready instance")
-            ready_at = time.monotonic()
-            wait_for(lambda: third.port in routed_ports(own_gateway, "demo_iris"), timeout=60,
-                     what="the gateway to route the third instance")
-            routed_after_ready = time.monotonic() - ready_at
-            wait_for(lambda: has_gateway_connection(third.port), timeout=30, what="traffic to the third instance")
+            ready_at, routed_at = scale_to_three_and_reach_the_third(own_gateway, iris, before)
+            routed_after_ready = routed_at - ready_at
             serve_for(load, 1.0)
         print(f"redis restart: {len(load.answers)} answers ({dict(load.statuses())}), {len(load.errors)} connection "
               f"errors, {served_restart} from Redis's return to the republish; routes republished "

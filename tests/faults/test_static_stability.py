@@ -22,10 +22,10 @@ import pytest
 from deployer.models import LocalInstance
 from processors.demo import IRIS_SAMPLE
 from services.selectors import service_token
-from services.services import service_scale
 from tests.agent.kit import wait_for
 from tests.faults.own_redis import (  # noqa: F401 -- fixtures
-    alive, cluster, failures, gateway_resubscribed, has_gateway_connection, instance_marks, instances,
+    scale_to_three_and_reach_the_third,
+    alive, cluster, failures, gateway_resubscribed, instance_marks, instances,
     kill_redis, load_through, own_gateway, own_redis, restart_redis, routed_ports, serve_for, start_worker,
 )
 from tests.faults.test_instance_crash import iris_with
@@ -57,15 +57,9 @@ def test_the_gateway_serves_on_with_redis_and_the_worker_killed(cluster, own_red
         assert served_empty and not failures(load), failures(load)[:10]
         assert routed_ports(own_gateway, "demo_iris") == {r.port for r in LocalInstance.objects.filter(service=iris)}
         worker = start_worker(cluster, tmp_path, "second")
-        iris = service_scale(actor=None, service=iris, instances=3)
         # The agent starts the third instance; the worker, told by the agent, publishes it once ready.
-        third = wait_for(lambda: LocalInstance.objects.filter(service=iris, ready=True).exclude(
-            name__in=before).first(), timeout=90, what="a third ready instance")
-        ready_at = time.monotonic()
-        wait_for(lambda: third.port in routed_ports(own_gateway, "demo_iris"), timeout=60,
-                 what="the gateway to route the third instance")
-        applied_after, routed_after_ready = time.monotonic() - back, time.monotonic() - ready_at
-        wait_for(lambda: has_gateway_connection(third.port), timeout=30, what="traffic to the third instance")
+        ready_at, routed_at = scale_to_three_and_reach_the_third(own_gateway, iris, before)
+        applied_after, routed_after_ready = routed_at - back, routed_at - ready_at
         serve_for(load, 1.0)
     stop(worker, signal.SIGTERM)
     print(f"static stability: {len(load.answers)} answers ({dict(load.statuses())}), {len(load.errors)} "

@@ -25,6 +25,8 @@ MANAGED_KINDS = (
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
     ("apps/v1", "Deployment"),
     ("v1", "Service"),
+    # After the pods' owners: the policy keeps guarding pods that are still terminating.
+    ("networking.k8s.io/v1", "NetworkPolicy"),
     ("v1", "Secret"),  # the service token (token.py): goes last, once no pod of the service needs it
 )
 

@@ -21,6 +21,7 @@ from .desired import (
     ServiceDesired,
     VersionDesired,
 )
+from .netpol import DEFAULT_FERRY_NAMESPACE, DEFAULT_INGRESS_NAMESPACES, DEFAULT_MONITORING_NAMESPACES
 from .tenancy import DEFAULT_POD_SECURITY
 
 DEFAULT_NAMESPACE_TEMPLATE = "ferry-{project}"
@@ -55,7 +56,30 @@ def cluster_settings(cluster) -> ClusterSettings:
         metrics=metrics,
         host_path_roots=tuple(raw.get("host_path_roots") or ()),
         pod_security=raw.get("pod_security") or DEFAULT_POD_SECURITY,
+        ingress_namespaces=tuple(_setting(raw, "ingress_namespaces", DEFAULT_INGRESS_NAMESPACES)),
+        ferry_namespace=_setting(raw, "ferry_namespace", DEFAULT_FERRY_NAMESPACE),
+        monitoring_namespaces=tuple(_setting(raw, "monitoring_namespaces", DEFAULT_MONITORING_NAMESPACES)),
+        **fetch_limits(raw),
     )
+
+
+def _setting(raw: dict, key: str, default):
+    """The admin's value; a key absent (or set to null) takes the default, an empty list stays empty."""
+    value = raw.get(key)
+    return default if value is None else value
+
+
+def fetch_limits(raw: dict) -> dict:
+    """The in-pod fetch policy: the cluster's own keys, else the control plane's FERRY_FETCH_* settings, so a
+    model a cluster's pod fetches is held to the same rules as one Ferry fetches for its own hosts."""
+    from django.conf import settings
+
+    return {
+        "fetch_allowed_networks": tuple(_setting(raw, "fetch_allowed_networks",
+                                                 settings.FERRY_FETCH_ALLOWED_NETWORKS)),
+        "fetch_max_bytes": _setting(raw, "fetch_max_bytes", settings.FERRY_FETCH_MAX_BYTES),
+        "fetch_timeout_seconds": _setting(raw, "fetch_timeout_seconds", settings.FERRY_FETCH_TIMEOUT_SECONDS),
+    }
 
 
 def namespace_for(cluster, project_name: str) -> str:

@@ -64,6 +64,15 @@ class ClusterSettings:
     metrics: dict[str, MetricSpec] = field(default_factory=lambda: dict(DEFAULT_METRICS))
     host_path_roots: tuple[str, ...] = ()  # node paths an admin lets services mount read-only (tenancy.py)
     pod_security: str = "restricted"  # the Pod Security level the namespaces Ferry creates enforce
+    # Who may reach a service's pods (netpol.py): the data plane's namespaces, Ferry's own, Prometheus's.
+    ingress_namespaces: tuple[str, ...] = ("knative-serving", "istio-system")
+    ferry_namespace: str = "ferry-system"
+    monitoring_namespaces: tuple[str, ...] = ("monitoring",)
+    # What the init container's model fetch may reach and take (processors/fetch_policy.py): non-public
+    # networks it may reach, the most bytes and seconds of one fetch (None: no limit).
+    fetch_allowed_networks: tuple[str, ...] = ()
+    fetch_max_bytes: int | None = None
+    fetch_timeout_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.flavor not in FLAVORS:

@@ -13,6 +13,7 @@ from .desired import ServiceDesired
 from .hpa import has_hpa, hpa
 from .knative import knative_service
 from .meta import FIELD_MANAGER, MANAGED_BY, PROJECT_LABEL
+from .netpol import network_policy
 from .raw import deployment, stable_service, version_service
 from .tenancy import DEFAULT_POD_SECURITY
 from .traffic import destination_rule, http_route, virtual_service
@@ -23,7 +24,7 @@ def render(desired: ServiceDesired) -> list[dict]:
         return []
     if desired.cluster.flavor == "knative":
         # Stopped: no Knative Service at all (Knative would wake a revision on the next request).
-        return [knative_service(desired)] if desired.running else []
+        return [knative_service(desired), network_policy(desired)] if desired.running else []
     manifests = [stable_service(desired)]
     for version in sorted(desired.versions, key=lambda v: v.number):
         manifests.append(version_service(desired, version))
@@ -34,6 +35,8 @@ def render(desired: ServiceDesired) -> list[dict]:
         manifests += [destination_rule(desired), virtual_service(desired)]
     else:
         manifests.append(http_route(desired))
+    # Last: who may reach the pods above (netpol.py); pruned and deleted with them.
+    manifests.append(network_policy(desired))
     return manifests
 
 

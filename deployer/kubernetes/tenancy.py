@@ -129,4 +129,7 @@ def cluster_settings_problems(settings: dict) -> list[tuple[str, str]]:
     problem = pod_security_problem(settings.get("pod_security", DEFAULT_POD_SECURITY), roots)
     if problem:
         problems.append(("pod_security", problem))
-    return problems
+    from .netpol import cluster_settings_problems as network_problems
+    from .volumes import fetch_settings_problems
+
+    return problems + network_problems(settings) + fetch_settings_problems(settings)

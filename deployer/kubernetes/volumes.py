@@ -74,7 +74,7 @@ def fetch_container(mounts: Mounts, cluster: ClusterSettings) -> dict | None:
     """The init container that fetches every URL, or None when nothing is remote."""
     if not mounts.fetches:
         return None
-    args = ["--cache", CACHE_DIR]
+    args = ["--cache", CACHE_DIR, *fetch_policy_args(cluster)]
     if mounts.s3_endpoint:
         args += ["--s3-endpoint", mounts.s3_endpoint]
     for url, directory in mounts.fetches:
@@ -88,6 +88,45 @@ def fetch_container(mounts: Mounts, cluster: ClusterSettings) -> dict | None:
         "volumeMounts": mounts.fetch_mounts,
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
     }
+
+
+def fetch_policy_args(cluster: ClusterSettings) -> list[str]:
+    """The fetch policy the fetcher applies in the pod (fetchmodel.py), as the control plane applies it to its
+    own fetches: non-public networks it may reach, the most bytes and seconds one fetch may take. Local paths
+    never reach the fetcher (they are hostPath volumes, above), and it refuses any it is given."""
+    args = []
+    for network in cluster.fetch_allowed_networks:
+        args += ["--allow-network", network]
+    if cluster.fetch_max_bytes is not None:
+        args += ["--max-bytes", str(cluster.fetch_max_bytes)]
+    if cluster.fetch_timeout_seconds is not None:
+        args += ["--timeout-seconds", f"{cluster.fetch_timeout_seconds:g}"]
+    return args
+
+
+def fetch_settings_problems(settings: dict) -> list[tuple[str, str]]:
+    """(setting, message) for a cluster's fetch limits, checked when an admin saves them."""
+    import ipaddress
+
+    problems = []
+    networks = settings.get("fetch_allowed_networks")
+    if networks is not None:
+        if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
+            problems.append(("fetch_allowed_networks", "must be a list of CIDR networks"))
+        else:
+            for network in networks:
+                try:
+                    ipaddress.ip_network(network, strict=False)
+                except ValueError:
+                    problems.append(("fetch_allowed_networks", f'"{network}" is not a CIDR network'))
+                    break
+    for key in ("fetch_max_bytes", "fetch_timeout_seconds"):
+        value = settings.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+                                  or (key == "fetch_max_bytes" and not isinstance(value, int))):
+            problems.append((key, "must be a positive number" + (" of bytes" if key == "fetch_max_bytes"
+                                                                 else " of seconds")))
+    return problems
 
 
 def file_name(url: str) -> str:

@@ -19,6 +19,8 @@ SETTING_TYPES = {
     "tolerations": list, "pod_annotations": dict, "pod_labels": dict, "image_pull_secrets": list,
     "service_account": str, "model_cache_pvc": str, "drain_seconds": int, "metrics": dict,
     "namespace_template": str, "context": str, "host_path_roots": list, "pod_security": str,
+    "ingress_namespaces": list, "ferry_namespace": str, "monitoring_namespaces": list,
+    "fetch_allowed_networks": list, "fetch_max_bytes": int, "fetch_timeout_seconds": (int, float),
 }
 
 

@@ -28,7 +28,8 @@ CORE = [("v1", "namespaces", "Namespace", False), ("v1", "nodes", "Node", False)
         ("v1", "services", "Service", True), ("v1", "events", "Event", True), ("v1", "secrets", "Secret", True),
         ("v1", "configmaps", "ConfigMap", True), ("v1", "serviceaccounts", "ServiceAccount", True),
         ("apps/v1", "deployments", "Deployment", True), ("apps/v1", "replicasets", "ReplicaSet", True),
-        ("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True)]
+        ("autoscaling/v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
+        ("networking.k8s.io/v1", "networkpolicies", "NetworkPolicy", True)]
 OPTIONAL = {
     "gateway-api": [("gateway.networking.k8s.io/v1", "httproutes", "HTTPRoute", True)],
     "istio": [("networking.istio.io/v1", "virtualservices", "VirtualService", True),

@@ -26,7 +26,8 @@ def test_it_creates_every_rendered_object_and_a_second_apply_changes_nothing(fak
     desired = desired_for(example("iris_sklearn"))
     first = _apply(api, desired)
     assert first.created == first.applied == ["Service/iris-sklearn", "Service/iris-sklearn-v1",
-                                              "Deployment/iris-sklearn-v1", "HTTPRoute/iris-sklearn"]
+                                              "Deployment/iris-sklearn-v1", "HTTPRoute/iris-sklearn",
+                                              "NetworkPolicy/iris-sklearn-ingress"]
     versions = {o["metadata"]["name"]: o["metadata"]["resourceVersion"] for o in fake.objects.values()}
     second = _apply(api, desired)
     assert second.created == [] and second.pruned == []

@@ -73,7 +73,8 @@ def test_the_manifests_of_a_service_and_of_a_dry_run(admin_api, registered):
     call_command("ferry_grant_cluster", "kube", "default", stdout=StringIO())  # dry runs need the grant too
     service = service_create(actor=None, project=Project.objects.get(name="default"), document=IRIS)
     body = admin_api.get(f"/api/v2/services/kube/{service.name}/manifests").json()
-    assert body["Namespace"] == "ferry-default" and [m["kind"] for m in body["Manifests"]] == ["Service"]
+    assert body["Namespace"] == "ferry-default" and [m["kind"] for m in body["Manifests"]] == ["Service",
+                                                                                            "NetworkPolicy"]
     assert "kind: Service\n" in body["Yaml"] and "revisionName: iris-k8s-v1" in body["Yaml"]
     update = admin_api.post(f"/api/v2/services/kube/{service.name}/manifests", {"metadata": {"cpu": 2}},
                             format="json").json()
@@ -102,7 +103,7 @@ def test_changing_settings_merges_them_and_reconciles_the_clusters_services(admi
     service.refresh_from_db()
     assert service.next_reconcile_at is not None
     kinds = [m["kind"] for m in admin_api.get("/api/v2/services/kube/iris_k8s/manifests").json()["Manifests"]]
-    assert kinds == ["Service", "Service", "Deployment", "DestinationRule", "VirtualService"]
+    assert kinds == ["Service", "Service", "Deployment", "DestinationRule", "VirtualService", "NetworkPolicy"]
 
 
 def test_a_cluster_with_services_cannot_be_removed(admin_api, registered):

@@ -27,7 +27,10 @@ def model_server(tmp_path):
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "deployer.kubernetes.fetchmodel", *args], cwd=REPO,
+    # The test's server is on loopback, which the fetch policy refuses unless listed (tests/security/
+    # test_kubernetes_network.py shows the refusals).
+    return subprocess.run([sys.executable, "-m", "deployer.kubernetes.fetchmodel", "--allow-network", "127.0.0.0/8",
+                           *args], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
 
 

@@ -14,7 +14,8 @@ OBSERVED = {("", "namespaces"): {"get", "create", "patch"}, ("", "pods"): {"get"
             ("", "pods/log"): {"get"}, ("", "events"): {"list"}, ("", "nodes"): {"list"}}
 MANAGED_VERBS = {"get", "list", "create", "patch", "delete"}
 PLURALS = {"HTTPRoute": "httproutes", "VirtualService": "virtualservices", "DestinationRule": "destinationrules",
-           "Service": "services", "Secret": "secrets", "HorizontalPodAutoscaler": "horizontalpodautoscalers", "Deployment": "deployments"}
+           "Service": "services", "Secret": "secrets", "HorizontalPodAutoscaler": "horizontalpodautoscalers", "Deployment": "deployments",
+           "NetworkPolicy": "networkpolicies"}
 
 
 def _documents():

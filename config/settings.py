@@ -135,6 +135,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Model downloads have a worker of their own (the Procfile's `fetcher`, consuming only this queue), so a slow
+# fetch never holds the workers that reconcile every other service (deployer/fetches.py).
+CELERY_TASK_ROUTES = {"deployer.fetch_source": {"queue": "fetch"}}
 CELERY_BEAT_SCHEDULE = {
     "reconcile-due": {"task": "deployer.reconcile_due", "schedule": 15.0},
 }

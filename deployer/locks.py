@@ -14,14 +14,26 @@ LEASE_SECONDS = 600  # longer than any reconcile; only matters when a worker die
 ADVISORY_NAMESPACE = 0x46455259  # "FERY": keeps Ferry's advisory locks apart from other users of the database
 
 
+_HELD_HERE: set[int] = set()  # PostgreSQL's advisory locks are re-entrant within one session: we are not
+
+
 @contextmanager
 def reconcile_lock(service_id: int):
-    if connection.vendor == "postgresql":
-        with _advisory_lock(service_id) as held:
-            yield held
-    else:
-        with _lease(service_id) as held:
-            yield held
+    """A reconcile that queues a task which runs inline (CELERY_TASK_ALWAYS_EAGER) and asks for a reconcile of
+    the same service must not start a second one inside the first: the lock is taken once per process too."""
+    if service_id in _HELD_HERE:
+        yield False
+        return
+    lock = _advisory_lock if connection.vendor == "postgresql" else _lease
+    with lock(service_id) as held:
+        if not held:
+            yield False
+            return
+        _HELD_HERE.add(service_id)
+        try:
+            yield True
+        finally:
+            _HELD_HERE.discard(service_id)
 
 
 @contextmanager

@@ -63,3 +63,29 @@ class ReconcileLease(models.Model):
     service_id = models.BigIntegerField(primary_key=True)
     holder = models.CharField(max_length=64)
     expires_at = models.DateTimeField()
+
+
+class ModelFetchState(models.TextChoices):
+    PENDING = "Pending"  # queued on the fetch queue, or downloading
+    DONE = "Done"  # in the model cache, at `directory`
+    FAILED = "Failed"  # could not be fetched; `message` says why (reported once, then forgotten)
+
+
+class ModelFetch(models.Model):
+    """One URL of one version (model, processor code, warm-up data) fetched into the local model cache by the
+    fetcher worker (deployer/fetches.py). Fetched once per version: instances launched later (scaling, waking
+    from zero) use the same files, as a version's instances must."""
+
+    version = models.ForeignKey("services.Version", on_delete=models.CASCADE, related_name="model_fetches")
+    url = models.TextField()
+    state = models.CharField(max_length=16, choices=ModelFetchState.choices, default=ModelFetchState.PENDING)
+    directory = models.TextField(blank=True)
+    message = models.TextField(blank=True)
+    requested_at = models.DateTimeField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["version", "url"], name="one_fetch_per_version_url")]
+
+    def __str__(self) -> str:
+        return f"{self.url} for version {self.version_id} ({self.state})"

@@ -19,6 +19,7 @@ from .activation import follow_activation
 from .conditions import condition_set
 from .desired import ObservedSlot, desired_slots
 from .drivers import PermanentError, driver_for
+from .fetches import FetchPending
 from .instances import record_observed
 from .launches import limits_message, token_env, version_launch
 from .locks import reconcile_lock
@@ -27,7 +28,7 @@ from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
 from .scale import activation_failed, service_instance_count
-from .status import FAILING, RESTARTING, Status, StatusInput, crash_verdict, derive_status
+from .status import FAILING, RESTARTING, Status, StatusInput, crash_verdict, derive_status, while_fetching
 
 logger = logging.getLogger("ferry.deployer")
 RECHECK_WHILE_PROGRESSING = timedelta(seconds=2)
@@ -59,11 +60,13 @@ def _converge(service: Service, driver) -> None:
     if getattr(driver, "renders_manifests", False):
         _converge_rendered(service, driver, generation, plan, observed)
         return
-    desired, failures = _launches(service, driver, _slots(service, plan, observed))
+    slots = _slots(service, plan, observed)
+    desired, failures, fetching = _launches(service, driver, slots)
     if service.rollout and service.rollout["to_version"] in failures:
         failed = _fail_rollout(service, failures[service.rollout["to_version"]], observed)
         plan = _follow_plan(service, generation, failed)
-        desired, failures = _launches(service, driver, _slots(service, plan, observed))
+        slots = _slots(service, plan, observed)
+        desired, failures, fetching = _launches(service, driver, slots)
     if failures:
         _write_failure(service, generation, next(iter(failures.values())))
         return
@@ -74,7 +77,9 @@ def _converge(service: Service, driver) -> None:
     observed = driver.observe(service).instances
     record_observed(service, observed)
     prune_versions(service)
-    _write_status(service, generation, _status(service, {name for name, _, _ in desired}, observed))
+    # Slots whose version is still being fetched count as expected: the service is not Running without them.
+    expected = {name for name, _, _ in desired} | {slot.name for slot in slots if slot.version in fetching}
+    _write_status(service, generation, while_fetching(_status(service, expected, observed), fetching))
     publish_route(service.pk)
 
 
@@ -170,21 +175,27 @@ def _restart_requested_instances(service: Service, driver) -> None:
                      message=f"Restarted instance {instance.name} on request")
 
 
-def _launches(service: Service, driver, slots) -> tuple[list[tuple[str, int, dict]], dict[int, PermanentError]]:
-    """Launch specs per slot, and the versions that cannot be launched, with why."""
+def _launches(service: Service, driver, slots):
+    """Launch specs per slot; the versions that cannot be launched, with why; and the versions whose files are
+    still being fetched (their slots wait, the rest of the service goes on), with what is fetched."""
     restart_token = service.restart_requested_at.isoformat() if service.restart_requested_at else ""
     in_use = driver.launches_in_use(service)
-    by_version, failures = {}, {}
+    by_version: dict[int, dict] = {}
+    failures: dict[int, PermanentError] = {}
+    fetching: dict[int, str] = {}
     for slot in slots:
-        if slot.version in by_version or slot.version in failures:
+        if slot.version in by_version or slot.version in failures or slot.version in fetching:
             continue
         try:
             by_version[slot.version] = _launch_for(service, slot.version, in_use, restart_token)
         except PermanentError as exc:
             failures[slot.version] = exc
+        except FetchPending as pending:
+            fetching[slot.version] = pending.url
         except Version.DoesNotExist:
             logger.info("Version %s of %s is gone (pruned); not launching it", slot.version, service)
-    return [(s.name, s.version, by_version[s.version]) for s in slots if s.version in by_version], failures
+    desired = [(s.name, s.version, by_version[s.version]) for s in slots if s.version in by_version]
+    return desired, failures, fetching
 
 
 def _launch_for(service: Service, number: int, in_use: dict[int, dict], restart_token: str) -> dict:

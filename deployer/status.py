@@ -85,3 +85,11 @@ def derive_status(s: StatusInput) -> Status:
     if s.first_rollout:
         return Status("Creating", False, True, False, "InstancesStarting", message)
     return Status("Scaling", s.ready >= min(s.expected, 1), True, False, "Scaling", message)
+
+
+def while_fetching(status: Status, fetching: dict[int, str]) -> Status:
+    """Instances waiting for their version's files say so (reason FetchingModel), not only "0/1 ready"."""
+    if not fetching or not status.progressing or status.degraded:
+        return status
+    what = "; ".join(f"fetching {urls} for version {number}" for number, urls in sorted(fetching.items()))
+    return Status(status.phase, status.ready, True, False, "FetchingModel", f"{what}; {status.message}")

@@ -8,6 +8,7 @@ from services.models import Service
 
 from .drivers import TransientError
 from .activation import activate
+from .fetches import FETCH_TASK, fetch_run
 from .reconcile import reconcile
 from .routing import republish_if_lost
 
@@ -17,6 +18,15 @@ from .routing import republish_if_lost
 def reconcile_service(service_id: int) -> None:
     """Transient errors retry with capped exponential backoff; permanent ones are written as status."""
     reconcile(service_id)
+
+
+@shared_task(name=FETCH_TASK, acks_late=True)
+def fetch_source(fetch_id: int) -> None:
+    """On the `fetch` queue (CELERY_TASK_ROUTES), served by the fetcher worker: a slow download never holds a
+    reconcile worker. When it ends, the service's reconcile launches (or fails) the version."""
+    service_id = fetch_run(fetch_id)
+    if service_id is not None:
+        reconcile_service.delay(service_id)
 
 
 @shared_task(name="deployer.reconcile_due")

@@ -70,7 +70,8 @@ IRIS_BODY = json.dumps({"instances": [[5.1, 3.5, 1.4, 0.2]]}).encode()
 COMPONENTS = {
     "agent": ("manage.py", "runagent"),
     "gateway": ("-m", "gateway"),
-    "worker": ("celery", "worker"),
+    "worker": ("celery", "worker@%h"),  # the node names tell the reconcile worker from the fetcher
+    "fetcher": ("celery", "fetcher@%h"),
     "beat": ("celery", "beat"),
     "autoscaler": ("manage.py", "runautoscaler"),
     "web": ("gunicorn", "config.wsgi"),

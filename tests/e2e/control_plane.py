@@ -18,10 +18,12 @@ from tests.agent.kit import REPO
 
 
 def start_worker(local_cluster, log_dir: Path, name: str = "e2e") -> subprocess.Popen:
-    """A real Celery worker: it runs deployer.activate_service and the reconciles that the agent and the
-    autoscaler enqueue. The environment carries this process's secrets (routes carry decrypted tokens)."""
+    """A real Celery worker: it runs deployer.activate_service, the reconciles that the agent and the
+    autoscaler enqueue, and model fetches (`make run` gives those a worker of their own). The environment
+    carries this process's secrets (routes carry decrypted tokens)."""
     return _start(local_cluster, log_dir / "worker.log",
-                  [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--without-gossip",
+                  [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "celery,fetch",
+                   "--pool", "solo", "--without-gossip",
                    "--without-mingle", "--without-heartbeat", "-n", f"{name}-{os.getpid()}@%h", "--loglevel", "INFO"])
 
 

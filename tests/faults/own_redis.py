@@ -100,7 +100,7 @@ def fully_published(server: RedisServer, name: str) -> bool:
 
 def start_worker(cluster: OwnRedisCluster, tmp_path, name: str) -> subprocess.Popen:
     log = tmp_path / f"worker-{name}.log"
-    worker = _start(cluster, log, [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo",
+    worker = _start(cluster, log, [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "celery,fetch", "--pool", "solo",
                                    "--without-gossip", "--without-mingle", "--without-heartbeat",
                                    "-n", f"{name}-{os.getpid()}@%h", "--loglevel", "INFO"])
     wait_for(lambda: log.exists() and " ready." in log.read_text(), timeout=60, what="the Celery worker")

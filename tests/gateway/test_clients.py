@@ -168,8 +168,8 @@ def start_worker(local_cluster, tmp_path) -> subprocess.Popen:
     env = local_cluster.env(DJANGO_SECRET_KEY=settings.SECRET_KEY, FERRY_ENCRYPTION_KEY=settings.FERRY_ENCRYPTION_KEY)
     with open(tmp_path / "worker.log", "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "solo", "--without-gossip",
-             "--without-mingle", "--without-heartbeat", "-n", f"gateway-test-{os.getpid()}@%h", "--loglevel", "INFO"],
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "celery,fetch", "--pool", "solo",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"gateway-test-{os.getpid()}@%h", "--loglevel", "INFO"],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 

@@ -1,6 +1,6 @@
 """Model sources an attacker writes into a service file: a real HTTP server on loopback (allowed by
 FERRY_FETCH_ALLOWED_NETWORKS, as the test harness sets it, or refused when a test clears it), real files and
-symlinks, and the control plane's own fetch policy (deployer.launches.fetch_policy, built from settings).
+symlinks, and the control plane's own fetch policy (deployer.fetches.fetch_policy, built from settings).
 
 Every refused attempt asserts that nothing was read: the server logged no request for what it must not serve,
 and the model cache holds no file."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer.launches import fetch_policy
+from deployer.fetches import fetch_policy
 from deployer.reconcile import reconcile
 from processors.fetch import ModelFetchError, fetch_model
 from services.models import Event, Project

@@ -227,3 +227,51 @@ def test_web_replicas_share_no_per_pod_files():
     assert {"name": "ferry-secrets"} in [source.get("secretRef") for source in container["envFrom"]]
     assert "DJANGO_SECRET_KEY" in _workloads("Secret")["ferry-secrets"]["stringData"]
     assert all(mount["mountPath"] != _var_dir() for mount in container["volumeMounts"])
+
+
+# --- Redis asks for a password (platform/kubernetes/redis.yaml) ------------------------------------------
+REDIS_SECRET = {"name": "ferry-redis", "key": "password"}
+
+
+def _containers() -> dict[str, dict]:
+    """Every container of every workload, by workload name (Deployments and the Job)."""
+    return {doc["metadata"]["name"]: container for doc in _documents() if doc["kind"] in ("Deployment", "Job")
+            for container in doc["spec"]["template"]["spec"]["containers"]}
+
+
+def _env(container: dict) -> list[dict]:
+    return container.get("env", [])
+
+
+def test_redis_takes_its_password_from_the_secret():
+    redis = _containers()["ferry-redis"]
+    env = {item["name"]: item for item in _env(redis)}
+    for name in ("REDIS_PASSWORD", "REDISCLI_AUTH"):
+        assert env[name]["valueFrom"]["secretKeyRef"] == REDIS_SECRET, name
+    assert "requirepass $REDIS_PASSWORD" in " ".join(redis["command"])
+    assert "REDISCLI_AUTH" not in json.dumps(redis["readinessProbe"])  # the probe reads it from the env
+
+
+def test_every_process_that_talks_to_redis_builds_its_url_with_the_password():
+    """web, worker, beat and the migrate Job: REDIS_PASSWORD from the Secret, then REDIS_URL naming it (the
+    kubelet expands $(VAR) only from variables defined before), and no REDIS_URL without it anywhere."""
+    for name in ("ferry-web", "ferry-worker", "ferry-beat", "ferry-migrate"):
+        names = [item["name"] for item in _env(_containers()[name])]
+        env = {item["name"]: item for item in _env(_containers()[name])}
+        assert env["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == REDIS_SECRET, name
+        assert env["REDIS_URL"]["value"].startswith("redis://:$(REDIS_PASSWORD)@"), name
+        assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL"), name
+    config_maps = [doc for doc in _documents() if doc["kind"] == "ConfigMap"]
+    assert config_maps and all("REDIS_URL" not in doc.get("data", {}) for doc in config_maps)
+
+
+def test_no_manifest_holds_a_redis_password():
+    """The Secret ferry-redis is the operator's (docs/kubernetes.md): not in the kustomization, and no manifest
+    writes a password into a Redis URL, a requirepass or a Secret."""
+    assert not [doc for doc in _documents() if doc["kind"] == "Secret" and doc["metadata"]["name"] == "ferry-redis"]
+    for doc in _documents():
+        text = json.dumps(doc)
+        assert not re.search(r"redis://:(?!\$\(REDIS_PASSWORD\)@)[^@\"]*@", text), doc["metadata"]["name"]
+        assert not re.search(r"requirepass (?!\$REDIS_PASSWORD)", text), doc["metadata"]["name"]
+        for key in {**doc.get("data", {}), **doc.get("stringData", {})}:
+            assert "REDIS" not in key.upper(), (doc["metadata"]["name"], key)

@@ -1,7 +1,9 @@
 """A throwaway PostgreSQL cluster on loopback for the test session.
 
 Runs the machine's own server binaries (installing Debian's `postgresql` when running as root and none is
-found), in a temp dir, tuned for speed over durability: the data is deleted at the end anyway.
+found), in a temp dir, tuned for speed over durability: the data is deleted at the end anyway. It asks for a
+password (SCRAM), as a deployment's does: loopback is shared with the instances the tests start, and a server
+that trusts every local connection would hand them the database. `url` carries the password.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import glob
 import os
 import pwd
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -91,13 +94,14 @@ class PostgresServer:
         self.port = free_port()
         self.tmp = make_tempdir("ferry-test-pg-")
         self.log = self.tmp / "postgres.log"
+        self.password = secrets.token_hex(16)
         self.proc: subprocess.Popen | None = None
         self.started_at = 0.0
         self.ready_after: float | None = None
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgres://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
 
     def version(self) -> str:
         out = subprocess.run([str(self.bindir / "postgres"), "--version"], capture_output=True, text=True).stdout
@@ -105,16 +109,27 @@ class PostgresServer:
         return found.group(1) if found else "?"
 
     def start(self) -> None:
+        # The password reaches initdb in a file (0600, removed once read), never on a command line.
+        pwfile = self.tmp / "pwfile"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(self.password + "\n")
         if self.user:
             entry = pwd.getpwnam(self.user)
             os.chown(self.tmp, entry.pw_uid, entry.pw_gid)
+            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
         initdb = [
-            str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+            str(self.bindir / "initdb"), "-D", str(self.data), "-U", "postgres", f"--pwfile={pwfile}",
+            # Over TCP and over the socket alike: no connection without the password.
+            "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
             "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
         ]  # fmt: skip
         # One shell runs both, so the whole startup overlaps with Django setup and test collection;
         # `exec` makes postgres the group leader that stop() signals.
-        self._spawn(f"{shlex.join(initdb)} >/dev/null && exec {shlex.join(self._postgres_argv())}")
+        self._spawn(
+            f"{shlex.join(initdb)} >/dev/null; status=$?; rm -f {shlex.quote(str(pwfile))}; "
+            f"[ $status -eq 0 ] && exec {shlex.join(self._postgres_argv())}"
+        )
 
     def restart(self) -> None:
         """The server again on the same port and data dir, after it stopped or was killed (it recovers from its
@@ -144,9 +159,7 @@ class PostgresServer:
 
         def accepts() -> bool:
             try:
-                psycopg.connect(
-                    host="127.0.0.1", port=self.port, user="postgres", dbname="postgres", connect_timeout=2
-                ).close()
+                psycopg.connect(self.url, connect_timeout=2).close()
                 return True
             except psycopg.OperationalError:
                 return False

@@ -37,11 +37,14 @@ ATTACKS = [
     "read the victim's /proc/<pid>/environ", "find the victim's token in its /proc/<pid>/cmdline",
     "read /proc/1/environ", "read the node agent's /proc/<pid>/environ", "see the victim among its processes",
     "kill -9 the victim", "find control-plane secrets in its own environment", "read var/redis-password",
-    "read Redis keys without a password",
 ]
-# The network is shared (the gateway reaches instances on loopback): services there without a password are
-# reachable. Reported, and expected to succeed until they require credentials (strict: a fix fails these).
-NETWORK_ATTACKS = ["connect to PostgreSQL without a password"]
+# The network is shared (the gateway reaches instances on loopback): these reach the server, and must be refused
+# by it for want of credentials. Each: (attempt, what the refusal says). A refusal for another reason (the
+# connection refused, a timeout) would prove nothing about the server's credentials, so it fails the test.
+NETWORK_ATTACKS = [
+    ("read Redis keys without a password", "NOAUTH"),
+    ("connect to PostgreSQL without a password", "no password supplied"),
+]
 
 ATTACKER = r'''
 import json, os, signal, socket, sys
@@ -164,10 +167,12 @@ def test_the_attempt_fails(attack, name):
     assert attack["victim_alive"] and attack["victim_serves"] and attack["attacker_serves"]
 
 
-@pytest.mark.parametrize("name", NETWORK_ATTACKS)
-@pytest.mark.xfail(strict=True, reason="the network is shared: loopback services without credentials are reachable")
-def test_the_network_attempt_fails(attack, name):
-    assert attack["report"][name]["ok"] is False, attack["report"][name]["detail"]
+@pytest.mark.parametrize(("name", "refusal"), NETWORK_ATTACKS)
+def test_the_network_attempt_is_refused_for_want_of_credentials(attack, name, refusal):
+    outcome = attack["report"][name]
+    assert outcome["ok"] is False, f"{name}: {outcome['detail']}"
+    assert refusal in outcome["detail"], f"{name}: refused for another reason: {outcome['detail']}"
+    assert attack["victim_alive"] and attack["victim_serves"] and attack["attacker_serves"]
 
 
 def test_it_runs_as_a_user_of_its_own_in_its_own_directory(attack):

@@ -27,7 +27,7 @@ SERVICES = COMPOSE["services"]
 KUBERNETES = REPO / "platform" / "kubernetes"
 POD_IP_HOST = "10.1.2.3:8000"  # what a kubelet's probe sends: never in ALLOWED_HOSTS
 # Compose services that load Django and so need the schema before they start.
-DJANGO_SERVICES = {"web", "worker", "beat", "agent", "autoscaler"}
+DJANGO_SERVICES = {"web", "worker", "fetcher", "beat", "agent", "autoscaler"}
 
 
 def _var_dir() -> str:
@@ -172,10 +172,39 @@ def test_the_gateway_shares_the_agents_loopback():
 
 
 def test_processes_that_share_files_share_the_var_volume():
-    """The worker fetches models the agent's instances read; the web reads the logs the agent writes."""
+    """The fetcher downloads models the agent's instances read; the web reads the logs the agent writes."""
     mount = f"ferry-var:{_var_dir()}"
-    for name in ("web", "worker", "beat", "agent", "migrate"):
+    for name in ("web", "worker", "fetcher", "beat", "agent", "migrate"):
         assert mount in SERVICES[name]["volumes"], name
+
+
+def _queues(argv: list[str]) -> set[str]:
+    """The queues a `celery worker` command line consumes (Celery's default one without -Q)."""
+    return set(argv[argv.index("-Q") + 1].split(",")) if "-Q" in argv else {"celery"}
+
+
+def _routed_queues() -> set[str]:
+    from django.conf import settings
+
+    return {"celery"} | {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
+
+
+def _procfile_workers() -> dict[str, list[str]]:
+    lines = (REPO / "Procfile").read_text().splitlines()
+    commands = dict(line.split(": ", 1) for line in lines if line and not line.startswith("#"))
+    return {name: command.split() for name, command in commands.items() if command.startswith("celery -A config worker")}
+
+
+def test_every_queue_a_task_is_routed_to_has_a_worker_and_fetches_have_their_own():
+    """A queue nobody consumes would leave every version waiting for its model; a worker that served both would
+    let a slow download hold the reconciles."""
+    compose = {name: service["command"] for name, service in SERVICES.items()
+               if service.get("command", [])[:4] == ["celery", "-A", "config", "worker"]}
+    kubernetes = _workloads("Deployment")["ferry-worker"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    for workers in (_procfile_workers(), compose):
+        assert set().union(*(_queues(argv) for argv in workers.values())) == _routed_queues(), workers
+        assert _queues(workers["worker"]) == {"celery"} and _queues(workers["fetcher"]) == {"fetch"}
+    assert _queues(kubernetes) == _routed_queues()
 
 
 def test_compose_healthchecks_use_paths_that_exist():

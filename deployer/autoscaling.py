@@ -1,5 +1,5 @@
 """The autoscaler loop (`manage.py runautoscaler`): every 2 s, for each service with an autoscaler or a cron
-scaler, feed the gateway's last seconds of metrics to the pure scalers (deployer/autoscaler), combine with the
+scaler, feed the gateway's last seconds of metrics to the pure scalers (autoscaler), combine with the
 cron floor, and when the count changes write it, record why, and ask the reconciler to act.
 
 It holds each service's scaler state in memory; a restarted loop starts KPA services in panic when they have
@@ -15,17 +15,18 @@ from datetime import UTC, datetime
 from django import db
 from django.db.models import Count, Q
 
+import autoscaler as scalers
+from contracts.scaling_records import cron_jobs_read, cron_jobs_write, decision_write
+from services.activations import activation_failed
 from services.models import Service
 from services.selectors.quotas import quota_instance_cap
 from services.services import event_record
 
-from . import autoscaler as scalers
 from .metrics import read_seconds
-from .scale import activation_failed, service_instance_count, scale_write
+from .scale import service_instance_count, scale_write
 from .scaling_failures import scaling_failed, scaling_recovered
-from .scaling_records import DECISION_KEY, cron_jobs_read, cron_jobs_write, decision_write
 
-__all__ = ["DECISION_KEY", "TICK_SECONDS", "AutoscalerLoop"]
+__all__ = ["TICK_SECONDS", "AutoscalerLoop"]
 logger = logging.getLogger("ferry.autoscaler")
 TICK_SECONDS = 2.0
 
@@ -117,10 +118,10 @@ class AutoscalerLoop:
     def _record_cron_jobs(self, service: Service, now: float, *, applied: bool, outcome: str) -> None:
         if not service.cron_scaler:
             return
-        previous = cron_jobs_read(self.redis, service.name)
+        previous = cron_jobs_read(self.redis, service.cluster.name, service.name)
         states = scalers.cron_job_states(service.cron_scaler, datetime.fromtimestamp(now, UTC), applied=applied,
                                          outcome=outcome, previous=previous)
-        cron_jobs_write(self.redis, service.name, states)
+        cron_jobs_write(self.redis, service.cluster.name, service.name, states)
 
     def _tracked(self, service: Service, now: float) -> Tracked:
         config = json.dumps(service.autoscaler, sort_keys=True)
@@ -172,7 +173,7 @@ class AutoscalerLoop:
                   "panic": decision.panic_average if decision else None,
                   "metrics": [{"metricName": name, "value": value} for name, value in decision.metrics]
                   if decision else []}
-        decision_write(self.redis, service.name, record)
+        decision_write(self.redis, service.cluster.name, service.name, record)
 
 
 def _count(service: Service, *, autoscaled: int | None = None) -> int:
@@ -195,7 +196,7 @@ def _scaled_services():
     return (Service.objects.filter(Q(autoscaler__isnull=False) | Q(cron_scaler__isnull=False),
                                    desired_state="running", deletion_requested_at__isnull=True,
                                    cluster__kind="local")
-            .select_related("project")
+            .select_related("project", "cluster")
             .annotate(ready_count=Count("instances", filter=Q(instances__ready=True))))
 
 

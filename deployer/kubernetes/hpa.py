@@ -8,6 +8,8 @@ Each version scales on its own: its traffic share is what its pods see.
 
 from __future__ import annotations
 
+from autoscaler.knative import kpa_settings_from_annotations
+
 from .desired import ServiceDesired, VersionDesired
 from .meta import SERVICE_LABEL, VERSION_LABEL, dns_name, metadata, version_name
 from .volumes import RenderError
@@ -40,8 +42,6 @@ def _strategies(autoscaler: dict) -> list[dict]:
     sizes for target x utilization, as the KPA does (rps -> qps, concurrency -> requests in flight)."""
     if not autoscaler.get("kpa"):
         return list(autoscaler.get("scaleStrategies") or [])
-    from deployer.autoscaler.knative import kpa_settings_from_annotations
-
     kpa = kpa_settings_from_annotations({key: str(value) for key, value in autoscaler["kpa"].items()})
     metric = "qps" if kpa.metric == "rps" else "concurrency"
     return [{"metricName": metric, "threshold": kpa.target_value}]

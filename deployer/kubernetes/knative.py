@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from deployer.autoscaler.knative import PREFIX, kpa_settings_from_annotations
+from autoscaler.knative import PREFIX, kpa_settings_from_annotations
 
 from .desired import ServiceDesired, VersionDesired
 from .meta import dns_name, metadata, version_labels, version_name, version_tag

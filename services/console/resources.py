@@ -5,11 +5,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import psutil
-from django.db.models import Max
 from django.utils import timezone
 
-from deployer.models import LocalInstance
 from services.models import Cluster, Service
+from services.ports import deployer
 
 SAMPLE_SECONDS = 0.2
 AGENT_SILENT_AFTER = timedelta(seconds=30)
@@ -30,7 +29,7 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 def instance_usage(service: Service) -> dict[str, Usage]:
     """CPU % (of one core) and resident memory per local instance, its child processes included."""
-    rows = list(LocalInstance.objects.filter(service=service).exclude(pid=None).values_list("name", "pid"))
+    rows = [(name, process.pid) for name, process in deployer().local_processes(service).items() if process.pid]
     trees: dict[str, list[psutil.Process]] = {}
     usage: dict[str, Usage] = {}
     for name, pid in rows:
@@ -93,8 +92,10 @@ def cluster_views(user, services_by_cluster: dict[int, list[Service]]) -> list[C
 
 def _status(cluster: Cluster) -> tuple[str, bool, str]:
     if cluster.kind != "local":
-        return "No driver", False, "Kubernetes clusters have no driver yet: their services stay Waiting."
-    heartbeat = LocalInstance.objects.filter(service__cluster=cluster).aggregate(last=Max("heartbeat_at"))["last"]
+        # Not read here: a page view must not wait on a remote API server.
+        return ("Registered", True, "Reconciled by the Kubernetes driver; its health: "
+                f"GET /api/v2/clusters/{cluster.name}/health.")
+    heartbeat = deployer().agent_heartbeat(cluster)
     if heartbeat is None:
         return "Ready", True, "No instance runs here now, so the node agent has nothing to report."
     if timezone.now() - heartbeat > AGENT_SILENT_AFTER:

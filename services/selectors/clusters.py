@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 from services.errors import InvalidRequest, NotFound
 from services.models import Cluster, ClusterKind, Project
+from services.ports import ManifestRefused, deployer
 from services.servicefile import merge_update, validate_service_file
 
 HIDDEN_SETTINGS = {"in_cluster"}
@@ -40,35 +41,20 @@ def cluster_health(cluster: Cluster) -> dict:
     if cluster.kind == ClusterKind.LOCAL:
         return {"Healthy": True, "Message": "the local cluster runs on this host", "ServerVersion": "",
                 "Nodes": 1, "ReadyNodes": 1, "Capacity": {}, "Allocatable": {}, "MissingApis": []}
-    from deployer.drivers.base import PermanentError
-    from deployer.kubernetes.client import KubeApi
-    from deployer.kubernetes.connect import api_client_for
-    from deployer.kubernetes.health import cluster_health as read_health
-
-    try:
-        api = KubeApi(api_client_for(cluster), attempts=1)
-    except PermanentError as exc:
-        return {"Healthy": False, "Message": exc.message, "ServerVersion": "", "Nodes": 0, "ReadyNodes": 0,
-                "Capacity": {}, "Allocatable": {}, "MissingApis": []}
-    return read_health(api, flavor=cluster.flavor, traffic_api=cluster.traffic_api)
+    return deployer().cluster_health(cluster)
 
 
 def service_manifests(service) -> tuple[str, list[dict]]:
     """(namespace, manifests) the service renders to on its Kubernetes cluster, as the reconciler would
     apply them now (steady state of the current weights)."""
-    from deployer.kubernetes.build import service_desired
-
     _require_kubernetes(service.cluster)
-    desired = service_desired(service)
-    return desired.namespace, _rendered(desired)
+    return _rendered(service)
 
 
 def service_file_manifests(*, cluster: Cluster, project: Project, document: object,
                            current=None) -> tuple[str, list[dict]]:
     """What a service file would render to, before it is created (`create --dry-run`), or what an update
     of `current` would once rolled out (`modify --dry-run`): the new file as the only version, at 100 %."""
-    from deployer.kubernetes.build import service_desired
-
     _require_kubernetes(cluster)
     if current is not None:  # the current labels join the file, as UpdateService applies a patch
         service_file = merge_update({**current.spec, **({"labels": current.labels} if current.labels else {})},
@@ -84,17 +70,13 @@ def service_file_manifests(*, cluster: Cluster, project: Project, document: obje
         labels=service_file.get("labels") or {}, group=service_file["metadata"].get("group", ""),
         restart_requested_at=None, versions=SimpleNamespace(all=lambda: [version]),
     )
-    desired = service_desired(draft)
-    return desired.namespace, _rendered(desired)
+    return _rendered(draft)
 
 
-def _rendered(desired) -> list[dict]:
-    from deployer.kubernetes.render import render
-    from deployer.kubernetes.volumes import RenderError
-
+def _rendered(service) -> tuple[str, list[dict]]:
     try:
-        return render(desired)
-    except RenderError as exc:
+        return deployer().service_manifests(service)
+    except ManifestRefused as exc:
         raise InvalidRequest.at(exc.path, exc.message, code="InvalidForKubernetes") from None
 
 

@@ -10,6 +10,7 @@ from datetime import datetime
 
 from services.errors import NotFound
 from services.models import Instance, Service
+from services.ports import LocalProcess, deployer
 
 CONTAINER_NAME = "main"
 
@@ -41,10 +42,8 @@ def instance_containers(service: Service, instance_name: str) -> list[ContainerF
     )]
 
 
-def _local_row(service: Service, instance_name: str):
-    from deployer.models import LocalInstance  # the deployer depends on services; import at call time
-
-    return LocalInstance.objects.filter(service=service, name=instance_name).first()
+def _local_row(service: Service, instance_name: str) -> LocalProcess | None:
+    return deployer().local_processes(service).get(instance_name)
 
 
 def _image(instance: Instance) -> str:
@@ -55,9 +54,9 @@ def _image(instance: Instance) -> str:
 
 def _command(instance: Instance, local) -> str:
     """What runs: the local process's command line, else the command the file gives its container."""
-    if local is not None and local.launch.get("argv"):
+    if local is not None and local.argv:
         port = str(local.port) if local.port else "{port}"
-        return shlex.join(arg.replace("{port}", port) for arg in local.launch["argv"])
+        return shlex.join(arg.replace("{port}", port) for arg in local.argv)
     containers = instance.version.service_file.get("containers") or []
     container = containers[0] if containers else {}
     command = container.get("script") or container.get("command") or ""

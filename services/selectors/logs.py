@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from services.errors import NotFound
 from services.models import Service
+from services.ports import deployer
 
 # Both "2026-11-21T21:34:46.508Z" (the node agent) and "2026-11-21 21:34:48.291" (servers' logging) lead lines.
 LINE_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(\.\d+)?Z?\b")
@@ -14,18 +15,15 @@ def service_log_lines(service: Service, *, instance_name: str = "", keyword: str
                       start: datetime | None = None, end: datetime | None = None) -> list[str]:
     """Matching lines, oldest first. Without an instance name every instance's lines come, each prefixed
     with its instance's name. A line with no timestamp (a traceback's) takes the time of the line before."""
-    from deployer.drivers import driver_for  # the deployer depends on services; import at call time
-
     names = [instance_of(service, instance_name)] if instance_name else list(
         service.instances.values_list("name", flat=True))
-    driver = driver_for(service.cluster)
-    if driver is None:
-        return []  # nothing has run: a cluster without a driver has no logs to show
     lines = []
     for name in names:
+        log = deployer().instance_log(service, name, since=start)
+        if log is None:
+            return []  # nothing has run: a cluster without a driver has no logs to show
         prefix = "" if instance_name else f"{name}: "
-        lines.extend(prefix + line for line in _matching(driver.logs(service, name, since=start, follow=False),
-                                                           keyword, start, end))
+        lines.extend(prefix + line for line in _matching(log, keyword, start, end))
     return lines
 
 
@@ -33,10 +31,7 @@ def instance_of(service: Service, instance_name: str) -> str:
     """The name, if it names an instance of this very service (observed, or one the node agent still keeps).
     Checked against the service's rows, never used as a path: another service's instance, another project's, a
     deleted service's or `../` answer the same "not found"."""
-    from deployer.models import LocalInstance  # the deployer depends on services; import at call time
-
-    if service.instances.filter(name=instance_name).exists() or \
-            LocalInstance.objects.filter(service=service, name=instance_name).exists():
+    if service.instances.filter(name=instance_name).exists() or instance_name in deployer().local_processes(service):
         return instance_name
     raise NotFound(f"No instance named {instance_name} in service {service.name}.", code="InstanceNotFound")
 

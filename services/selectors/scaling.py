@@ -1,8 +1,10 @@
 """What the autoscaler loop last decided for a service, and what its cron jobs last did, as the loop records
-them in Redis (deployer/scaling_records.py). Without Redis, or with Redis down, there is nothing to show."""
+them in Redis (contracts/scaling_records.py). Without Redis, or with Redis down, there is nothing to show."""
 
 from django.conf import settings
+from redis import RedisError
 
+from contracts.scaling_records import cron_jobs_read, decision_read
 from services.models import Service
 
 
@@ -15,23 +17,17 @@ def _redis():
 
 
 def autoscaler_decision(service: Service) -> dict | None:
-    from deployer.scaling_records import decision_read
-    from redis import RedisError
-
     client = _redis()
     try:
-        return decision_read(client, service.name) if client else None
+        return decision_read(client, service.cluster.name, service.name) if client else None
     except RedisError:
         return None
 
 
 def cron_job_records(service: Service) -> dict[str, dict]:
-    """By job name: {"State", "Message", "RanAt", "EvaluatedAt"} (deployer/autoscaler/cron_status.py)."""
-    from deployer.scaling_records import cron_jobs_read
-    from redis import RedisError
-
+    """By job name: {"State", "Message", "RanAt", "EvaluatedAt"} (autoscaler/cron_status.py)."""
     client = _redis()
     try:
-        return cron_jobs_read(client, service.name) if client else {}
+        return cron_jobs_read(client, service.cluster.name, service.name) if client else {}
     except RedisError:
         return {}

@@ -7,6 +7,7 @@ already been reported by the schema, so here it is skipped, not re-reported.
 import json
 from collections.abc import Callable, Iterator
 
+from autoscaler import kpa_settings_from_annotations  # the same reading the scaler uses
 from processors.codes import PROCESSORS_NEEDING_A_MODEL, resolve_processor
 
 from .errors import FieldError, format_path
@@ -222,8 +223,6 @@ def check_autoscaler(doc: dict) -> Iterator[FieldError]:
 def _kpa_problems(kpa: object) -> Iterator[FieldError]:
     if not isinstance(kpa, dict):
         return
-    from deployer.autoscaler import kpa_settings_from_annotations  # pure; the same reading the scaler uses
-
     try:
         kpa_settings_from_annotations({key: str(value) for key, value in kpa.items()})
     except ValueError as exc:

@@ -4,7 +4,6 @@ in), change its settings, remove it. Clusters are shared infrastructure: only su
 from __future__ import annotations
 
 import re
-from types import SimpleNamespace
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -12,6 +11,7 @@ from django.utils import timezone
 from services.encryption import encrypt
 from services.errors import AlreadyExists, Conflict, Forbidden, InvalidRequest
 from services.models import Cluster, ClusterFlavor, ClusterKind, Service, TrafficApi
+from services.ports import deployer
 
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$")
 SETTING_TYPES = {
@@ -86,17 +86,13 @@ def _require_admin(actor) -> None:
 
 
 def _check_kubeconfig(kubeconfig: str) -> None:
-    from deployer.kubernetes.connect import kubeconfig_problem
-
-    problem = kubeconfig_problem(kubeconfig)
+    problem = deployer().kubeconfig_problem(kubeconfig)
     if problem:
         raise InvalidRequest.at("Kubeconfig", problem)
 
 
 def _checked_settings(settings: dict, flavor: str, traffic_api: str) -> dict:
     """Known keys of the right types, and a render-ready whole (the same parsing the driver does)."""
-    from deployer.kubernetes.build import cluster_settings
-
     errors = []
     for key, value in settings.items():
         if key not in SETTING_TYPES:
@@ -108,15 +104,8 @@ def _checked_settings(settings: dict, flavor: str, traffic_api: str) -> dict:
     if traffic_api not in TrafficApi.values:
         errors.append({"Path": "TrafficApi", "Message": f"must be one of {', '.join(TrafficApi.values)}"})
     if not errors:
-        from deployer.kubernetes.tenancy import cluster_settings_problems
-
-        errors += [{"Path": f"Settings.{key}", "Message": message}
-                   for key, message in cluster_settings_problems(settings)]
-    if not errors:
-        try:
-            cluster_settings(SimpleNamespace(flavor=flavor, traffic_api=traffic_api, settings=settings))
-        except (KeyError, TypeError, ValueError) as exc:
-            errors.append({"Path": "Settings", "Message": f"cannot be used: {exc}"})
+        problems = deployer().cluster_settings_problems(flavor=flavor, traffic_api=traffic_api, settings=settings)
+        errors += [{"Path": f"Settings.{key}" if key else "Settings", "Message": message} for key, message in problems]
     if errors:
         raise InvalidRequest("; ".join(f"{e['Path']}: {e['Message']}" for e in errors), errors=errors)
     return dict(settings)

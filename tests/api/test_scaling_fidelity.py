@@ -13,7 +13,7 @@ from django.conf import settings
 
 from deployer.autoscaling import AutoscalerLoop
 from deployer.metrics import second_key
-from deployer.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY
+from contracts.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY
 from services.models import Cluster, ClusterGrant, Project, Service
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -29,7 +29,7 @@ def client():
     client = redis.Redis.from_url(settings.REDIS_URL)
     yield client
     for key in (DECISION_KEY, SERIES_KEY, CRON_JOBS_KEY):
-        client.delete(key.format(service=NAME))
+        client.delete(key.format(cluster="local", service=NAME))
     for key in client.scan_iter(f"ferry:metrics:s:{NAME}:*"):
         client.delete(key)
 

@@ -149,14 +149,14 @@ def test_the_scaling_tab_shows_the_autoscalers_latest_decision(alice_client, ech
     import redis
     from django.conf import settings
 
-    from deployer.autoscaling import DECISION_KEY
+    from contracts.scaling_records import DECISION_KEY
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     record = {"time": 0, "current": 1, "desired": 3, "reason": "qps 30.0 per instance > threshold 10 → 3",
               "panicking": False, "stable": None, "panic": None}
-    client.set(DECISION_KEY.format(service=echo.name), json.dumps(record))
+    client.set(DECISION_KEY.format(cluster="local", service=echo.name), json.dumps(record))
     try:
         html = alice_client.get(f"/services/{echo.cluster.name}/{echo.name}/scaling/").content.decode()
     finally:
-        client.delete(DECISION_KEY.format(service=echo.name))
+        client.delete(DECISION_KEY.format(cluster="local", service=echo.name))
     assert 'id="autoscaler-decision"' in html and "1 → 3" in html and "threshold 10" in html

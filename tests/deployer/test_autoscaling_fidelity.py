@@ -11,7 +11,7 @@ import redis
 from django.conf import settings
 
 from deployer.autoscaling import AutoscalerLoop
-from deployer.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY, cron_jobs_read
+from contracts.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY, cron_jobs_read
 from services.models import Project, Service
 from services.services import cron_scaler_set, service_create
 
@@ -28,7 +28,7 @@ def client():
     client = redis.Redis.from_url(settings.REDIS_URL)
     yield client
     for key in (DECISION_KEY, SERIES_KEY, CRON_JOBS_KEY):
-        client.delete(key.format(service=NAME))
+        client.delete(key.format(cluster="local", service=NAME))
 
 
 def create(autoscaler=None) -> Service:
@@ -56,7 +56,7 @@ def test_a_cron_target_above_max_runs_that_many_and_is_written_once(client):
     assert len(scaled) == 1 and "1 -> 5" in scaled[0] and "above max 3" in scaled[0], scaled
     assert not service.events.filter(reason="ScaleNotApplied").exists()
 
-    job = cron_jobs_read(client, NAME)["all_day"]
+    job = cron_jobs_read(client, "local", NAME)["all_day"]
     assert job["State"] == "Succeed" and "instances 1 -> 5" in job["Message"]
     assert job["RanAt"] == "2030-03-17T00:00:00+00:00"
     assert job["EvaluatedAt"] == datetime.fromtimestamp(T0 + 18, UTC).isoformat()  # the last tick
@@ -73,7 +73,7 @@ def test_the_range_returns_to_max_when_a_later_job_lowers_the_floor(client):
     ticks(loop, 2, start=T0 + 14 * 60)  # 18:00:40 UTC: the evening job ran
     service.refresh_from_db()
     assert service.autoscaled_instances == 1 and asked_for(service) == 1
-    jobs = cron_jobs_read(client, NAME)
+    jobs = cron_jobs_read(client, "local", NAME)
     assert jobs["evening"]["State"] == "Succeed" and "instances 5 -> 1" in jobs["evening"]["Message"]
     assert jobs["all_day"]["State"] == "Succeed" and "instances 1 -> 5" in jobs["all_day"]["Message"]
 
@@ -99,5 +99,5 @@ def test_a_failed_wake_up_fails_the_cron_job_in_effect(client):
         activation={"since": "2030-03-17T17:00:00+00:00", "generation": service.generation, "failed": True,
                     "message": "no instance became ready"})
     AutoscalerLoop(client).tick(now=T0)
-    job = cron_jobs_read(client, NAME)["all_day"]
+    job = cron_jobs_read(client, "local", NAME)["all_day"]
     assert job["State"] == "Failed" and "held at zero after a failed wake-up" in job["Message"]

@@ -5,7 +5,8 @@ import pytest
 import redis
 from django.conf import settings
 
-from deployer.autoscaling import DECISION_KEY, AutoscalerLoop
+from contracts.scaling_records import DECISION_KEY
+from deployer.autoscaling import AutoscalerLoop
 from deployer.metrics import second_key
 from services.models import Project, Service
 from services.services import cron_scaler_set, service_create
@@ -22,7 +23,7 @@ def metrics():
     yield client
     for key in client.scan_iter("ferry:metrics:s:scaled:*"):
         client.delete(key)
-    client.delete(DECISION_KEY.format(service="scaled"))
+    client.delete(DECISION_KEY.format(cluster="local", service="scaled"))
 
 
 def create(autoscaler=None) -> Service:
@@ -45,7 +46,7 @@ def test_it_scales_up_on_qps_and_says_why(metrics):
     assert changes and "1 -> 5" in changes[0]
     event = service.events.get(reason="Scaled")
     assert "qps" in event.message
-    assert b'"desired": 5' in metrics.get(DECISION_KEY.format(service="scaled"))
+    assert b'"desired": 5' in metrics.get(DECISION_KEY.format(cluster="local", service="scaled"))
 
 
 def test_it_scales_a_kpa_service_on_concurrency_within_max(metrics):

@@ -10,7 +10,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from deployer.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY, cron_jobs_read
+from contracts.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY, cron_jobs_read
 from processors.demo import demo_service_files
 from services.models import Project, Service
 from services.services import cron_scaler_set, service_create
@@ -43,9 +43,9 @@ def test_a_cron_target_above_max_runs_its_instances_and_is_decided_once(local_cl
     autoscaler = start_autoscaler(local_cluster, tmp_path)
     try:
         wait_for(lambda: ready_instances(iris) == 2, timeout=120, what="the cron job's 2 instances (max is 1)")
-        scaled_at = json.loads(client.get(DECISION_KEY.format(service="demo_iris")))["time"]
+        scaled_at = json.loads(client.get(DECISION_KEY.format(cluster="local", service="demo_iris")))["time"]
         # Let the loop decide again several times with the count in effect: it must not write it again.
-        wait_for(lambda: json.loads(client.get(DECISION_KEY.format(service="demo_iris")))["time"]
+        wait_for(lambda: json.loads(client.get(DECISION_KEY.format(cluster="local", service="demo_iris")))["time"]
                  >= scaled_at + 2 * TICKS_AFTER, timeout=60, what=f"{TICKS_AFTER} more ticks of the loop")
     finally:
         stop(autoscaler, signal.SIGTERM)
@@ -54,8 +54,9 @@ def test_a_cron_target_above_max_runs_its_instances_and_is_decided_once(local_cl
     scaled = list(iris.events.filter(reason="Scaled").values_list("message", flat=True))
     assert len(scaled) == 1 and "1 -> 2" in scaled[0], scaled
     assert iris.autoscaled_instances == 2 and ready_instances(iris) == 2
-    job = cron_jobs_read(client, "demo_iris")["all_day"]
+    job = cron_jobs_read(client, "local", "demo_iris")["all_day"]
     assert job["State"] == "Succeed" and "instances 1 -> 2" in job["Message"], job
-    client.delete(*(key.format(service="demo_iris") for key in (DECISION_KEY, SERIES_KEY, CRON_JOBS_KEY)))
+    client.delete(*(key.format(cluster="local", service="demo_iris")
+                    for key in (DECISION_KEY, SERIES_KEY, CRON_JOBS_KEY)))
     log = (tmp_path / "autoscaler.log").read_text()
     assert "Traceback" not in log, log[-3000:]

@@ -5,8 +5,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 
-from deployer.kubernetes.render import to_yaml
 from services import selectors
+from services.ports import deployer
 from services.selectors.clusters import (
     cluster_describe,
     cluster_health,
@@ -86,7 +86,7 @@ class ClusterHealthView(EasView):
 
 def _manifests_body(cluster, namespace: str, manifests: list[dict]) -> dict:
     return {"ClusterName": cluster.name, "Namespace": namespace, "Flavor": cluster.flavor,
-            "Manifests": manifests, "Yaml": to_yaml(manifests)}
+            "Manifests": manifests, "Yaml": deployer().manifests_yaml(manifests)}
 
 
 class ServiceManifestsView(EasView):

@@ -1,6 +1,6 @@
 """How the metric scaler and the cron floor combine."""
 
-from deployer.autoscaler import combine
+from autoscaler import combine
 
 
 def test_it_lets_the_metric_scaler_exceed_the_cron_floor():

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from deployer.autoscaler import cron_floor
+from autoscaler import cron_floor
 
 UTC = timezone.utc
 SHANGHAI = ZoneInfo("Asia/Shanghai")

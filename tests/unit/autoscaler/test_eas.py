@@ -2,7 +2,7 @@
 
 import pytest
 
-from deployer.autoscaler import EasScalerSettings, eas_activated, eas_decide, eas_new_state, eas_observe
+from autoscaler import EasScalerSettings, eas_activated, eas_decide, eas_new_state, eas_observe
 from tests.unit.autoscaler.traces import at, burst, changes, diurnal, drive_eas, noisy, step
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from deployer.autoscaler import KpaSettings, kpa_annotations, kpa_settings_from_annotations, parse_duration
+from autoscaler import KpaSettings, kpa_annotations, kpa_settings_from_annotations, parse_duration
 
 K = "autoscaling.knative.dev/"
 

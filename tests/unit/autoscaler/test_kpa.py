@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from deployer.autoscaler import (KpaSettings, kpa_activated, kpa_decide, kpa_new_state, kpa_observe,
+from autoscaler import (KpaSettings, kpa_activated, kpa_decide, kpa_new_state, kpa_observe,
                                  kpa_restart_state)
 from tests.unit.autoscaler.traces import at, burst, changes, diurnal, drive_kpa, idle, noisy, ramp, step
 

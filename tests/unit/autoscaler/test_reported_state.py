@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from deployer.autoscaler import (EasScalerSettings, KpaSettings, cron_job_states, eas_decide, eas_new_state,
+from autoscaler import (EasScalerSettings, KpaSettings, cron_job_states, eas_decide, eas_new_state,
                                  eas_observe, kpa_decide, kpa_new_state, kpa_observe)
 from deployer.scale import cron_ceiling, effective_instance_count, scale_write
 

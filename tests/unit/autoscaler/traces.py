@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from deployer.autoscaler import (
+from autoscaler import (
     Decision,
     EasScalerSettings,
     KpaSettings,

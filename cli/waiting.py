@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from services.rollouts import RESTING, RolloutState
+
 from . import output
 from .client import ApiError, Client, ServiceRef
 
@@ -40,17 +42,14 @@ def _observed(body: dict, generation: int) -> bool:
     return int(body.get("ObservedGeneration") or 0) >= generation
 
 
-# Rollout states in which the service rests until the user acts (switch, finish, resume): a wait ends there.
-RESTING_ROLLOUT_STATES = ("AwaitingSwitch", "Switched", "Paused")
-
-
 def _rollout(body: dict | None) -> dict:
     return (body or {}).get("Rollout") or {}
 
 
 def _failed_rollout(body: dict | None) -> tuple | None:
     rollout = _rollout(body)
-    return (rollout.get("ToVersion"), rollout.get("StartTime")) if rollout.get("State") == "Failed" else None
+    failed = rollout.get("State") == RolloutState.FAILED
+    return (rollout.get("ToVersion"), rollout.get("StartTime")) if failed else None
 
 
 def running(generation: int, before: dict | None = None) -> Goal:
@@ -61,7 +60,8 @@ def running(generation: int, before: dict | None = None) -> Goal:
     def reached(body):
         if body is None or not _observed(body, generation):
             return False
-        if _rollout(body).get("State") in RESTING_ROLLOUT_STATES:
+        # A rollout resting until the user acts (switch, finish, resume): a wait ends there.
+        if _rollout(body).get("State") in RESTING:
             return body.get("Status") != "Failed"
         return body.get("Status") == "Running" and _condition(body, "Progressing") != "True"
 
@@ -203,10 +203,10 @@ def _finish(ref: ServiceRef, goal: Goal, body: dict | None, elapsed: float, mach
         detail = f": {body.get('Message')}" if body.get("Message") else ""
         text = f"{ref.name} is {body.get('Status')}{detail} ({elapsed:.1f} s)."
         rollout = _rollout(body)
-        if rollout.get("State") in RESTING_ROLLOUT_STATES:
-            hint = {"AwaitingSwitch": f"`ferry switch {ref.name}` when you are",
-                    "Switched": f"`ferry finish {ref.name}` retires version {rollout.get('FromVersion')}",
-                    "Paused": f"`ferry resume {ref.name}` goes on"}[rollout["State"]]
+        if rollout.get("State") in RESTING:
+            hint = {RolloutState.AWAITING_SWITCH: f"`ferry switch {ref.name}` when you are",
+                    RolloutState.SWITCHED: f"`ferry finish {ref.name}` retires version {rollout.get('FromVersion')}",
+                    RolloutState.PAUSED: f"`ferry resume {ref.name}` goes on"}[RolloutState(rollout["State"])]
             text += (f" Rollout of version {rollout.get('ToVersion')}: {rollout['State']}"
                      f"{' (' + rollout['Message'] + ')' if rollout.get('Message') else ''}; {hint}.")
     if machine:

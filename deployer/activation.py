@@ -8,10 +8,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from services.activations import Activation, Verdict, activation_of, activation_verdict
 from services.models import Service
 from services.services import event_record
 
-from .scale import activation_count, activation_failed, activation_verdict, service_instance_count
+from .scale import activation_count, service_instance_count
 
 logger = logging.getLogger("ferry.deployer")
 
@@ -25,15 +26,15 @@ def activate(service_name: str, cluster_name: str) -> bool:
                    .filter(name=service_name, cluster__name=cluster_name, deletion_requested_at__isnull=True).first())
         if service is None or service.desired_state != "running":
             return False
-        if activation_failed(service.activation, service.generation):
-            logger.info("Not waking %s: its last wake-up failed (%s)", service, service.activation["message"])
+        last = activation_of(service.activation)
+        if last is not None and last.failed_for(service.generation):
+            logger.info("Not waking %s: its last wake-up failed (%s)", service, last.message)
             return False
         current = service_instance_count(service)
         if current > 0:
             return False
         service.autoscaled_instances = activation_count(service.autoscaler)
-        service.activation = {"since": timezone.now().isoformat(), "generation": service.generation,
-                              "failed": False, "message": ""}
+        service.activation = Activation.begin(generation=service.generation, now=timezone.now()).to_json()
         service.save(update_fields=["autoscaled_instances", "activation", "updated_at"])
         event_record(service=service, reason="Activated",
                      message=f"Woke {service.name} from zero: a request arrived; starting "
@@ -48,14 +49,14 @@ def follow_activation(service: Service, observed) -> None:
     deadline = timedelta(seconds=settings.FERRY_ACTIVATION_DEADLINE_SECONDS)
     verdict = activation_verdict(service.activation, generation=service.generation,
                                  ready=any(o.ready for o in observed), now=timezone.now(), deadline=deadline)
-    if verdict == "clear":
+    if verdict is Verdict.CLEAR:
         service.activation = None
         Service.objects.filter(pk=service.pk).update(activation=None)
-    elif verdict == "expired":
+    elif verdict is Verdict.EXPIRED:
         why = "; ".join(f"{o.name}: {o.last_exit_reason or o.state}" for o in observed) or "no instance started"
         message = (f"No instance of {service.name} became ready within {settings.FERRY_ACTIVATION_DEADLINE_SECONDS} s "
                    f"of its wake-up from zero ({why}); it stays at zero until the service is changed")
-        service.activation = {**service.activation, "failed": True, "message": message}
+        service.activation = Activation.from_json(service.activation).fail(message).to_json()
         service.autoscaled_instances = 0
         Service.objects.filter(pk=service.pk).update(activation=service.activation, autoscaled_instances=0)
         event_record(service=service, reason="ActivationFailed", warning=True, message=message)

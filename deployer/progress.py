@@ -6,17 +6,20 @@ deadline counts time without progress:
 
 - The clock starts with the rollout and restarts whenever progress is made (one more instance of the new
   version became ready), and when the user acts on it (resume, promote, a new canary weight: the plan asks for
-  something new; services.services.rollouts sets `progress_at` then).
+  something new; the record's transitions restart it then).
 - While the plan's asks are met, there is no deadline. When a met set loses a ready instance, the clock for
   getting it back starts at that moment, not at the last progress hours earlier.
 - A paused rollout has no deadline (its clock restarts at resume), nor has one resting until the user acts
   (a green awaiting its switch, a switched blue-green).
 
-The rollout record carries the clock: `progress_at` (ISO time) and `ready_seen` (the new version's ready
-instances when last looked at). Records written before these fields existed count from `started_at`.
+The rollout record carries the clock: `progress_at` and `ready_seen` (the new version's ready instances when
+last looked at); its moves are `Rollout.clock_moved` and `Rollout.timed_out` (services/rollouts.py, the
+record's owner). Records written before these fields existed count from `started_at`.
 """
 
 from datetime import datetime, timedelta
+
+from services.rollouts import Rollout
 
 DEADLINE_FIELD = "progress_deadline_seconds"
 
@@ -27,34 +30,18 @@ def progress_deadline(rolling_strategy: dict | None, default_seconds: int) -> ti
     return timedelta(seconds=int(seconds))
 
 
-def clock_moved(rollout: dict, *, ready_new: int, asked_new: int, now: datetime) -> dict:
-    """The rollout record with its clock restarted if the new version progressed, or lost a ready instance
-    from a set that met the plan's asks."""
-    seen = rollout.get("ready_seen", 0)
-    if ready_new == seen:
-        return rollout
-    restarted = ready_new > seen or seen >= asked_new
-    return {**rollout, "ready_seen": ready_new, **({"progress_at": now.isoformat()} if restarted else {})}
+def progress_since(stored: dict) -> datetime:
+    """When the clock of a stored rollout record last restarted (`Rollout.progress_since`)."""
+    return Rollout.from_json(stored).progress_since()
 
 
-def timed_out(rollout: dict, *, ready_new: int, asked_new: int, now: datetime, deadline: timedelta) -> bool:
-    """Whether the rollout made no progress for longer than `deadline` while its plan's asks were unmet."""
-    if rollout["state"] != "Progressing" or ready_new >= asked_new:
-        return False
-    return now - progress_since(rollout) > deadline
-
-
-def progress_since(rollout: dict) -> datetime:
-    return datetime.fromisoformat(rollout.get("progress_at") or rollout["started_at"])
-
-
-def status_timed_out(*, rollout: dict | None, progressing_since: datetime | None, now: datetime,
+def status_timed_out(*, rollout: Rollout | None, progressing_since: datetime | None, now: datetime,
                      deadline: timedelta) -> bool:
     """Whether a service that is not in a rollout has been progressing (scaling, starting) for too long.
 
     A rollout in progress keeps its own clock above and fails by itself when it stops progressing, so its
     Progressing time does not count here: a rolling update of many instances may take hours, and a paused
     rollout has no deadline."""
-    if progressing_since is None or (rollout and rollout["state"] != "Failed"):
+    if progressing_since is None or (rollout is not None and rollout.in_progress):
         return False
     return now - progressing_since > deadline

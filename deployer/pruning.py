@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import transaction
 
 from services.models import Service
+from services.rollouts import rollout_of
 
 
 def prune_versions(service: Service) -> int:
@@ -32,6 +33,7 @@ def prune_versions(service: Service) -> int:
 def protected_versions(service: Service) -> set[int]:
     """The last rolled-out version and both ends of a rollout: a rollback or an abort may need them."""
     protected = {service.last_rolled_out_version}
-    if service.rollout:
-        protected |= {service.rollout["from_version"], service.rollout["to_version"]}
+    rollout = rollout_of(service.rollout)
+    if rollout is not None:
+        protected |= rollout.versions
     return {number for number in protected if number}

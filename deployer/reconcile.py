@@ -12,7 +12,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from services.activations import activation_of
 from services.models import Phase, Service, Version
+from services.rollouts import Rollout, rollout_of
 from services.services import event_record
 
 from .activation import follow_activation
@@ -27,7 +29,7 @@ from .progress import progress_deadline, status_timed_out
 from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
-from .scale import activation_failed, service_instance_count
+from .scale import service_instance_count
 from .status import FAILING, RESTARTING, Status, StatusInput, crash_verdict, derive_status, while_fetching
 
 logger = logging.getLogger("ferry.deployer")
@@ -62,9 +64,9 @@ def _converge(service: Service, driver) -> None:
         return
     slots = _slots(service, plan, observed)
     desired, failures, fetching = _launches(service, driver, slots)
-    if service.rollout and service.rollout["to_version"] in failures:
-        failed = _fail_rollout(service, failures[service.rollout["to_version"]], observed)
-        plan = _follow_plan(service, generation, failed)
+    target = _failing_target(service, failures)
+    if target is not None:
+        plan = _follow_plan(service, generation, _fail_rollout(service, failures[target], observed))
         slots = _slots(service, plan, observed)
         desired, failures, fetching = _launches(service, driver, slots)
     if failures:
@@ -87,9 +89,9 @@ def _converge_rendered(service: Service, driver, generation: int, plan: Plan, ob
     """Clusters that run instances themselves (Kubernetes): the driver gets versions with their weights and
     replica counts, renders and applies them; the cluster names the pods."""
     failures = driver.version_failures(service, plan)
-    if service.rollout and service.rollout["to_version"] in failures:
-        failed = _fail_rollout(service, failures[service.rollout["to_version"]], observed)
-        plan = _follow_plan(service, generation, failed)
+    target = _failing_target(service, failures)
+    if target is not None:
+        plan = _follow_plan(service, generation, _fail_rollout(service, failures[target], observed))
         failures = driver.version_failures(service, plan)
     try:
         if failures:
@@ -111,11 +113,12 @@ def _converge_rendered(service: Service, driver, generation: int, plan: Plan, ob
 def _plan(service: Service, observed) -> Plan:
     total = service_instance_count(service)
     weights = {v.number: v.weight for v in service.versions.all()}
-    if not service.rollout:
+    rollout = rollout_of(service.rollout)
+    if rollout is None:
         return steady_plan(weights=weights, total=total)
     ready = Counter(o.version for o in observed if o.ready)
     rolling = RollingLimits.of(_rolling_strategy(service), total)
-    return rollout_plan(service.rollout, total=total, ready=ready, weights=weights, now=timezone.now(),
+    return rollout_plan(rollout, total=total, ready=ready, weights=weights, now=timezone.now(),
                         deadline=_deadline(service), service=service.name, rolling=rolling)
 
 
@@ -127,12 +130,20 @@ def _deadline(service: Service) -> timedelta:
     return progress_deadline(_rolling_strategy(service), settings.FERRY_PROGRESS_DEADLINE_SECONDS)
 
 
+def _failing_target(service: Service, failures: dict) -> int | None:
+    """The target of the rollout in progress when it is among the versions that cannot start."""
+    rollout = rollout_of(service.rollout)
+    if rollout is None or not rollout.in_progress or rollout.to_version not in failures:
+        return None
+    return rollout.to_version
+
+
 def _fail_rollout(service: Service, error: PermanentError, observed) -> Plan:
     """The new version cannot even start (its model is missing, say): it never gets traffic."""
-    service.rollout = {**service.rollout, "state": "Failed", "message": error.message}
+    failed = Rollout.from_json(service.rollout).fail(error.message)
+    service.rollout = failed.to_json()
     event_record(service=service, reason="RolloutFailed", warning=True,
-                 message=f"Aborted the rollout of version {service.rollout['to_version']} of {service.name}: "
-                         f"{error.message}")
+                 message=f"Aborted the rollout of version {failed.to_version} of {service.name}: {error.message}")
     return _plan(service, observed)
 
 
@@ -148,7 +159,7 @@ def _follow_plan(service: Service, generation: int, plan: Plan) -> Plan:
             if version.weight != weight:
                 version.weight = weight
                 version.save(update_fields=["weight"])
-        fields = {"rollout": plan.rollout}
+        fields = {"rollout": plan.rollout.to_json() if plan.rollout else None}
         if plan.rolled_out is not None:
             fields["last_rolled_out_version"] = plan.rolled_out
         Service.objects.filter(pk=service.pk).update(**fields)
@@ -233,7 +244,7 @@ def _derived_status(service: Service, expected: int, wanted, observed) -> Status
         first_rollout=not any(c["type"] == "Ready" and c["status"] == "True" for c in service.conditions)
         and service.phase in (Phase.CREATING, Phase.WAITING),
     ))
-    return _after_failed_activation(service, _while_rolling_out(service.rollout, status))
+    return _after_failed_activation(service, _while_rolling_out(rollout_of(service.rollout), status))
 
 
 def _crash_verdicts(service: Service, wanted) -> dict[str, str]:
@@ -246,23 +257,22 @@ def _crash_verdicts(service: Service, wanted) -> dict[str, str]:
             for o in wanted}
 
 
-def _while_rolling_out(rollout: dict | None, status: Status) -> Status:
-    """A rolling or blue-green rollout still moving is progress, even when every instance is ready: the
-    service is Updating until it finishes or rests waiting for the user (AwaitingSwitch, Switched, Paused).
-    A canary rests as soon as it is deployed: it waits for promote or rollback."""
-    moving = rollout and rollout["state"] == "Progressing" and rollout["strategy"] in ("rolling", "blue-green")
-    if not moving or status.phase != Phase.RUNNING:
+def _while_rolling_out(rollout: Rollout | None, status: Status) -> Status:
+    """A rollout still moving (`Rollout.moving`) is progress, even when every instance is ready: the service is
+    Updating until it finishes or rests waiting for the user."""
+    if rollout is None or not rollout.moving or status.phase != Phase.RUNNING:
         return status
-    message = f"rolling out version {rollout['to_version']} ({rollout['strategy']}); {status.message}"
+    message = f"rolling out version {rollout.to_version} ({rollout.strategy}); {status.message}"
     return Status(Phase.UPDATING, status.ready, True, status.degraded, "RollingOut", message)
 
 
 def _after_failed_activation(service: Service, status: Status) -> Status:
     """A service whose wake-up from zero failed is Failed at zero (not a Running service with 0/0 ready). Had an
     instance become ready, follow_activation would have forgotten the wake-up."""
-    if not activation_failed(service.activation, service.generation):
+    activation = activation_of(service.activation)
+    if activation is None or not activation.failed_for(service.generation):
         return status
-    return Status(Phase.FAILED, False, False, True, "ActivationFailed", service.activation["message"])
+    return Status(Phase.FAILED, False, False, True, "ActivationFailed", activation.message)
 
 
 def _write_status(service: Service, generation: int, status: Status) -> None:
@@ -284,12 +294,13 @@ def _degradation(service: Service, status: Status, conditions: list[dict], now) 
     crash loop; a rollout keeps its own clock (deployer/progress.py)."""
     if status.degraded:
         return True, status.reason, status.message
-    if service.rollout and service.rollout["state"] == "Failed":
-        return True, "RolloutFailed", service.rollout["message"]
+    rollout = rollout_of(service.rollout)
+    if rollout is not None and rollout.failed:
+        return True, "RolloutFailed", rollout.message
     progressing = next(c for c in conditions if c["type"] == "Progressing")
     since = datetime.fromisoformat(progressing["last_transition_time"]) if progressing["status"] == "True" else None
     deadline = _deadline(service)
-    if status_timed_out(rollout=service.rollout, progressing_since=since, now=now, deadline=deadline):
+    if status_timed_out(rollout=rollout, progressing_since=since, now=now, deadline=deadline):
         seconds = int(deadline.total_seconds())
         return True, "ReconcileTimeout", f"Still progressing after {seconds} s: {status.message}"
     return False, status.reason, status.message

@@ -3,26 +3,23 @@
 Pure. The reconciler feeds it and writes what it returns; user actions (promote, rollback, switch, finish,
 pause, canary weight) only change the rollout record, then the next plan follows.
 
-A rollout record: {"strategy": "rolling" | "canary" | "blue-green", "from_version": int | None,
-"to_version": int, "state": see STATES, "canary_weight": int, "started_at": iso, "retain_until": iso | None,
-"message": str, "progress_at": iso, "ready_seen": int} (the last two are the progress clock, see
-deployer/progress.py). A finished rollout is removed and the target becomes the last rolled-out version.
+The rollout record, its states and transitions are `services.rollouts.Rollout`'s (the one owner); this module
+only plans a step and calls its transitions (a green that became ready, a failure, the progress clock). A
+finished rollout is removed (the plan's `rollout` is None) and the target becomes the last rolled-out version.
 """
 
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from .progress import clock_moved, timed_out
-
-STATES = ("Progressing", "Paused", "AwaitingSwitch", "Switched", "Failed")
+from services.rollouts import Rollout, RolloutState, Strategy
 
 
 @dataclass(frozen=True)
 class Plan:
     replicas: dict[int, int]  # instances wanted per version (versions not named get none)
     weights: dict[int, int]  # traffic per version, summing to 100 when anything serves
-    rollout: dict | None  # the rollout record after this step; None when finished
+    rollout: Rollout | None  # the rollout record after this step; None when finished
     rolled_out: int | None = None  # set when the target became the last rolled-out version
     events: list[tuple[str, str, bool]] = field(default_factory=list)  # (reason, message, warning)
 
@@ -61,40 +58,39 @@ def _count(value: int | str, total: int, *, round_up: bool) -> int:
     return int(value)
 
 
-def rollout_plan(rollout: dict, *, total: int, ready: dict[int, int], weights: dict[int, int], now: datetime,
+def rollout_plan(rollout: Rollout, *, total: int, ready: dict[int, int], weights: dict[int, int], now: datetime,
                  deadline: timedelta, service: str, rolling: RollingLimits = RollingLimits()) -> Plan:
     """The step the rollout takes now; it fails when the new version's instances this step asks for made no
     progress within `deadline` (deployer/progress.py)."""
-    if rollout["state"] == "Failed":
+    if rollout.failed:
         return _failed_plan(rollout, total)
     plan = _step(rollout, total, ready, weights, now, service, rolling)
     if plan.rollout is None:
         return plan
-    new = rollout["to_version"]
+    new = rollout.to_version
     ready_new, asked_new = ready.get(new, 0), plan.replicas.get(new, 0)
-    record = clock_moved(plan.rollout, ready_new=ready_new, asked_new=asked_new, now=now)
-    if timed_out(record, ready_new=ready_new, asked_new=asked_new, now=now, deadline=deadline):
+    record = plan.rollout.clock_moved(ready_new=ready_new, asked_new=asked_new, now=now)
+    if record.timed_out(ready_new=ready_new, asked_new=asked_new, now=now, deadline=deadline):
         return _abort(record, total, ready_new, asked_new, service, deadline)
     return replace(plan, rollout=record)
 
 
 def _step(rollout, total, ready, weights, now, service, rolling: RollingLimits) -> Plan:
-    strategy = rollout["strategy"]
-    if strategy == "canary":
+    if rollout.strategy is Strategy.CANARY:
         return _canary(rollout, total, ready, weights, service)
-    if strategy == "blue-green":
+    if rollout.strategy is Strategy.BLUE_GREEN:
         return _blue_green(rollout, total, ready, now, service)
     return _rolling(rollout, total, ready, weights, service, rolling)
 
 
-def _rolling(rollout, total, ready, weights, service, rolling: RollingLimits) -> Plan:
-    old, new = rollout["from_version"], rollout["to_version"]
+def _rolling(rollout: Rollout, total, ready, weights, service, rolling: RollingLimits) -> Plan:
+    old, new = rollout.from_version, rollout.to_version
     ready_new = min(ready.get(new, 0), total)
     if old is None or total == 0 or ready_new >= total:
         return _done(rollout, {new: total}, service)
     replicas = _rolling_replicas(total, ready_new, rolling)
     replicas = {new: replicas[0], old: replicas[1]}
-    if rollout["state"] == "Paused":
+    if rollout.state is RolloutState.PAUSED:
         return Plan(replicas=replicas, weights=weights, rollout=rollout)
     share = _rolling_share(ready.get(old, 0), ready_new, total, weights.get(new, 0))
     new_weights = {old: 100 - share, new: share}
@@ -119,8 +115,8 @@ def _rolling_share(old_ready: int, new_ready: int, total: int, current: int) -> 
     return round(100 * new_ready / total)
 
 
-def _canary(rollout, total, ready, weights, service) -> Plan:
-    old, new, share = rollout["from_version"], rollout["to_version"], rollout["canary_weight"]
+def _canary(rollout: Rollout, total, ready, weights, service) -> Plan:
+    old, new, share = rollout.from_version, rollout.to_version, rollout.canary_weight
     replicas = {new: max(1, math.ceil(total * share / 100)) if total else 0}
     if old is not None:
         replicas[old] = total
@@ -128,53 +124,51 @@ def _canary(rollout, total, ready, weights, service) -> Plan:
         return Plan(replicas=replicas, weights={new: 100}, rollout=rollout)
     # The canary takes its share only once it can answer: a version that is not ready gets no traffic.
     new_weights = {old: 100 - share, new: share} if ready.get(new, 0) else {old: 100, new: 0}
-    if rollout["state"] == "Paused":
+    if rollout.state is RolloutState.PAUSED:
         new_weights = {old: weights.get(old, 100), new: weights.get(new, 0)}
     return Plan(replicas=replicas, weights=new_weights, rollout=rollout,
                 events=_shift_events(weights, new_weights, service))
 
 
-def _blue_green(rollout, total, ready, now, service) -> Plan:
-    old, new = rollout["from_version"], rollout["to_version"]
-    state = rollout["state"]
-    if state == "Switched":
-        retain_until = rollout.get("retain_until")
-        if retain_until and now >= datetime.fromisoformat(retain_until):
+def _blue_green(rollout: Rollout, total, ready, now, service) -> Plan:
+    old, new = rollout.from_version, rollout.to_version
+    if rollout.state is RolloutState.SWITCHED:
+        if rollout.retain_until and now >= rollout.retain_until:
             return _done(rollout, {new: total}, service, message="retention passed")
         return Plan(replicas={new: total, old: total}, weights={new: 100, old: 0}, rollout=rollout)
     replicas = {new: total} if old is None else {new: total, old: total}
     weights = {new: 100} if old is None else {old: 100, new: 0}
     events = []
-    if state == "Progressing" and ready.get(new, 0) >= total:
-        rollout = {**rollout, "state": "AwaitingSwitch", "message": f"version {new} is ready; switch when you are"}
+    if rollout.state is RolloutState.PROGRESSING and ready.get(new, 0) >= total:
+        rollout = rollout.green_ready()
         events.append(("GreenReady", f"Version {new} of {service} is ready at 0 % and awaits the switch", False))
     return Plan(replicas=replicas, weights=weights, rollout=rollout, events=events)
 
 
-def _done(rollout, replicas, service, message: str = "") -> Plan:
-    new = rollout["to_version"]
+def _done(rollout: Rollout, replicas, service, message: str = "") -> Plan:
+    new = rollout.to_version
     note = f" ({message})" if message else ""
     return Plan(replicas=replicas, weights={new: 100}, rollout=None, rolled_out=new,
                 events=[("RolledOut", f"Rolled out version {new} of {service}{note}", False)])
 
 
-def _abort(rollout, total, ready_new: int, asked_new: int, service, deadline: timedelta) -> Plan:
-    old, new = rollout["from_version"], rollout["to_version"]
+def _abort(rollout: Rollout, total, ready_new: int, asked_new: int, service, deadline: timedelta) -> Plan:
+    old, new = rollout.from_version, rollout.to_version
     reason = (f"version {new} had {ready_new} of the {asked_new} instance(s) it needs ready, with no progress "
               f"for {int(deadline.total_seconds())} s (the progress deadline)")
-    failed = {**rollout, "state": "Failed", "message": reason}
+    failed = rollout.fail(reason)
     plan = _failed_plan(failed, total)
     event = ("RolloutFailed", f"Aborted the rollout of version {new} of {service}: {reason}; "
                               f"traffic stays on version {old}", True)
     return Plan(replicas=plan.replicas, weights=plan.weights, rollout=failed, events=[event])
 
 
-def _failed_plan(rollout, total) -> Plan:
+def _failed_plan(rollout: Rollout, total) -> Plan:
     """Traffic stays where it was before the rollout; the failed version keeps no instances."""
-    old = rollout["from_version"]
+    old = rollout.from_version
     if old is None:
-        return Plan(replicas={}, weights={rollout["to_version"]: 100}, rollout=rollout)
-    return Plan(replicas={old: total}, weights={old: 100, rollout["to_version"]: 0}, rollout=rollout)
+        return Plan(replicas={}, weights={rollout.to_version: 100}, rollout=rollout)
+    return Plan(replicas={old: total}, weights={old: 100, rollout.to_version: 0}, rollout=rollout)
 
 
 def _shift_events(before: dict[int, int], after: dict[int, int], service: str) -> list[tuple[str, str, bool]]:

@@ -21,11 +21,10 @@ from django.conf import settings
 
 from gateway import sealing
 from gateway.sync import changed_channel, complete_key, routes_key  # the keys both sides use
+from services.activations import activation_failure
 from services.models import Service
 from services.selectors.traffic_refs import published_group, published_mirror
 from services.models.clusters import Cluster, ClusterKind
-
-from .scale import activation_failed
 
 logger = logging.getLogger("ferry.routing")
 # The single hash of older versions (keyed by service name only, with plain tokens): removed on republish.
@@ -67,7 +66,7 @@ def route_entry(service: Service, token: str, key: bytes | None = None) -> dict:
         "group_weight": service.group_weight,
         "traffic_state": service.traffic_state,
         "generation": service.generation,
-        "failed": service.activation["message"] if activation_failed(service.activation, service.generation) else "",
+        "failed": activation_failure(service.activation, service.generation),
     }
 
 

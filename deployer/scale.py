@@ -1,6 +1,6 @@
-"""How many instances a service should have right now, and whether a wake-up from zero failed. Pure."""
+"""How many instances a service should have right now, and how many a wake-up from zero starts. Pure.
 
-from datetime import datetime, timedelta
+Whether a wake-up failed is the activation record's (services/activations.py)."""
 
 
 def effective_instance_count(*, instance_count: int, autoscaler: dict | None, autoscaled: int | None,
@@ -42,30 +42,6 @@ def activation_count(autoscaler: dict | None) -> int:
     """Instances to start when a request arrives for a service at zero (EAS onZero.scaleUpActivationReplicas)."""
     on_zero = ((autoscaler or {}).get("behavior") or {}).get("onZero") or {}
     return max(1, int(on_zero.get("scaleUpActivationReplicas") or 1))
-
-
-def activation_failed(activation: dict | None, generation: int) -> bool:
-    """A wake-up from zero that failed, for the service as it is now: a change of the service (a new
-    generation) lets the next request try again."""
-    return bool(activation and activation.get("failed") and activation.get("generation") == generation)
-
-
-def activation_verdict(activation: dict | None, *, generation: int, ready: bool, now: datetime,
-                       deadline: timedelta) -> str:
-    """What to do with the last wake-up from zero: "none" (nothing to follow), "clear" (an instance serves, or
-    the service changed since), "waiting" (still within the deadline), "expired" (fail it now) or "failed"
-    (failed before; the service stays at zero)."""
-    if not activation:
-        return "none"
-    if activation.get("generation") != generation:
-        return "clear"
-    if activation.get("failed"):
-        return "failed"
-    if ready:
-        return "clear"
-    if now - datetime.fromisoformat(activation["since"]) > deadline:
-        return "expired"
-    return "waiting"
 
 
 def service_instance_count(service, *, autoscaled: int | None = None) -> int:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import click
 
+from services.rollouts import (  # a plain module, no Django
+    CanaryAction, Strategy, canary_action, canary_refusal, promote_action)
+
 from .. import output
 from ..client import ApiError, ServiceRef
 from ..common import State, finish_write, output_option, pass_state, wait_options
@@ -63,7 +66,7 @@ def versions(state: State, name, fmt):
 def rollout_text(rollout: dict) -> str:
     text = (f"Rollout ({rollout.get('Strategy')}): version {rollout.get('FromVersion')} -> "
             f"{rollout.get('ToVersion')}, {rollout.get('State')}")
-    if rollout.get("Strategy") == "canary":
+    if rollout.get("Strategy") == Strategy.CANARY:
         text += f", canary {rollout.get('CanaryWeight')} %"
     return text + (f" ({rollout['Message']})" if rollout.get("Message") else "")
 
@@ -75,12 +78,8 @@ def _rollout_action(ctx, state: State, name: str, action: str, fmt, wait, timeou
     finish_write(ctx, state, ref, response, fmt=fmt, wait=wait, timeout=timeout, before=before)
 
 
-def _in_progress(body: dict, *strategies: str) -> dict | None:
-    rollout = body.get("Rollout") or {}
-    if rollout.get("State") in ("Progressing", "Paused", "AwaitingSwitch", "Switched") and (
-            not strategies or rollout.get("Strategy") in strategies):
-        return rollout
-    return None
+def _rollout(body: dict) -> dict:
+    return body.get("Rollout") or {}
 
 
 @click.command()
@@ -103,13 +102,14 @@ def canary(ctx, state: State, name, weight, wait, timeout, fmt):
     """
     ref = state.ref(name)
     body = state.client.describe(ref)
-    if _in_progress(body, "canary"):
+    rollout = _rollout(body)
+    # The same decision as the console's canary (services/rollouts.py).
+    action = canary_action(rollout.get("State"), rollout.get("Strategy"))
+    if action is CanaryAction.SET_CANARY_WEIGHT:
         response = state.client.put(state.client.service_path(ref, "/rollout"), {"CanaryWeight": weight})
         return finish_write(ctx, state, ref, response, fmt=fmt, wait=wait, timeout=timeout, before=body)
-    other = _in_progress(body)
-    if other:
-        raise ApiError("RolloutInProgress", f"{ref.name} has a {other.get('Strategy')} rollout in progress "
-                       f"({other.get('State')}): use promote, rollback, switch or finish.")
+    if action is CanaryAction.OTHER_ROLLOUT:
+        raise ApiError("RolloutInProgress", canary_refusal(ref.name, rollout.get("State"), rollout.get("Strategy")))
     latest = int(body.get("LatestVersion") or 0)
     last = int(body.get("LastRolledOutVersion") or 0)
     stable = last if last and last != latest else _previous(state, ref, latest)
@@ -134,7 +134,7 @@ def promote(ctx, state: State, name, wait, timeout, fmt):
     """
     ref = state.ref(name)
     body = state.client.describe(ref)
-    if _in_progress(body):
+    if promote_action(_rollout(body).get("State")) == "promote":
         response = state.client.put(state.client.service_path(ref, "/rollout/promote"))
         return finish_write(ctx, state, ref, response, fmt=fmt, wait=wait, timeout=timeout, before=body)
     latest = int(body.get("LatestVersion") or 0)

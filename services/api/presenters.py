@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 
 from services.models import Cluster, Event, Instance, Service, Version
+from services.rollouts import rollout_of
 from services.selectors import service_token
 from services.selectors.masking import masked_service_file
 
@@ -93,13 +94,14 @@ def service_body(service: Service, *, with_token: bool = False, with_secrets: bo
     return body
 
 
-def rollout_body(rollout: dict | None) -> dict | None:
+def rollout_body(stored: dict | None) -> dict | None:
+    """The stored rollout record (services/rollouts.py) as the API shows it; times as they were stored."""
+    rollout = rollout_of(stored)
     if rollout is None:
         return None
-    return {"Strategy": rollout["strategy"], "State": rollout["state"], "FromVersion": rollout["from_version"],
-            "ToVersion": rollout["to_version"], "CanaryWeight": rollout["canary_weight"],
-            "StartTime": rollout["started_at"], "RetainUntil": rollout.get("retain_until"),
-            "Message": rollout.get("message", "")}
+    return {"Strategy": str(rollout.strategy), "State": str(rollout.state), "FromVersion": rollout.from_version,
+            "ToVersion": rollout.to_version, "CanaryWeight": rollout.canary_weight,
+            "StartTime": stored["started_at"], "RetainUntil": stored.get("retain_until"), "Message": rollout.message}
 
 
 def _image_of(spec: dict) -> str:
@@ -209,7 +211,7 @@ NOT_EVALUATED = "not evaluated by the autoscaler loop yet"
 
 def cron_scaler_body(service: Service, records: dict[str, dict]) -> dict:
     """DescribeServiceCronScaler: each job with what it last did, as the autoscaler loop recorded it
-    (deployer/autoscaler/cron_status.py); a job the loop has not looked at yet is Submitted."""
+    (autoscaler/cron_status.py); a job the loop has not looked at yet is Submitted."""
     created = _parsed(service.cron_scaler.get("SetAt"))
     jobs = []
     for job in service.cron_scaler["ScaleJobs"]:

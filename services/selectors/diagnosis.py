@@ -1,7 +1,6 @@
 """Gathers what the diagnosis rules (diagnosis_rules.py, pure) look at: the service's recorded status, its
 instances, their exits and the last lines they logged."""
 
-from collections import deque
 from datetime import datetime
 
 from django.conf import settings
@@ -9,6 +8,8 @@ from django.utils import timezone
 
 from services.errors import NotFound
 from services.models import Instance, Service
+from services.rollouts import rollout_of
+from services.ports import deployer
 
 from .diagnosis_rules import (
     CRASHING_STATES,
@@ -47,7 +48,7 @@ def service_facts(service: Service) -> ServiceFacts:
     return ServiceFacts(
         name=service.name, phase=service.phase, running=service.desired_state == "running",
         reason=service.status_reason, message=service.status_message, conditions=tuple(service.conditions or ()),
-        rollout=service.rollout, instances=instances,
+        rollout=rollout_of(service.rollout), instances=instances,
     )
 
 
@@ -63,9 +64,7 @@ def _instance_facts(service: Service, instance: Instance, exit_codes: dict[str, 
 
 def _exit_codes(service: Service) -> dict[str, int | None]:
     """The node agent records exit codes of local instances; other clusters report a reason only."""
-    from deployer.models import LocalInstance  # the deployer depends on services; import at call time
-
-    return dict(LocalInstance.objects.filter(service=service).values_list("name", "last_exit_code"))
+    return {name: process.last_exit_code for name, process in deployer().local_processes(service).items()}
 
 
 def _progressing_since(service: Service) -> datetime | None:
@@ -77,16 +76,4 @@ def _progressing_since(service: Service) -> datetime | None:
 
 def log_tail(service: Service, instance_name: str, lines: int = LOG_LINES_SHOWN) -> tuple[str, ...]:
     """The last lines the instance's program wrote, without the node agent's own notes."""
-    from deployer.agent.logs import AGENT_TAG
-    from deployer.drivers import driver_for
-    from deployer.drivers.base import PermanentError, TransientError
-
-    driver = driver_for(service.cluster)
-    if driver is None:
-        return ()
-    try:
-        tail = deque((line for line in driver.logs(service, instance_name, since=None, follow=False)
-                      if line.strip() and AGENT_TAG not in line), maxlen=lines)
-    except (OSError, TransientError, PermanentError):
-        return ()  # a diagnosis without the log lines is still worth giving
-    return tuple(tail)
+    return deployer().program_log_tail(service, instance_name, lines)

@@ -9,6 +9,8 @@ an error, its causes, and advices. No finding means no problem found.
 from dataclasses import dataclass
 from datetime import datetime
 
+from services.rollouts import Rollout
+
 CRASHING_STATES = ("CrashLoopBackOff", "Failed")
 LOG_LINES_SHOWN = 5
 
@@ -40,7 +42,7 @@ class ServiceFacts:
     reason: str
     message: str
     conditions: tuple[dict, ...] = ()
-    rollout: dict | None = None
+    rollout: Rollout | None = None  # the typed record (services/rollouts.py)
     instances: tuple[InstanceFacts, ...] = ()
 
 
@@ -115,11 +117,11 @@ def _status_finding(facts: ServiceFacts) -> Finding | None:
 
 
 def _rollout_finding(facts: ServiceFacts) -> Finding | None:
-    rollout = facts.rollout or {}
-    if rollout.get("state") != "Failed":
+    rollout = facts.rollout
+    if rollout is None or not rollout.failed:
         return None
-    return Finding(f"Version {rollout.get('to_version')} failed to roll out", (rollout.get("message", ""),), (
-        f"Version {rollout.get('from_version')} keeps its traffic.",
+    return Finding(f"Version {rollout.to_version} failed to roll out", (rollout.message,), (
+        f"Version {rollout.from_version} keeps its traffic.",
         "Correct the service file with UpdateService (a new version), or go back with UpdateServiceVersion."))
 
 
@@ -185,7 +187,7 @@ def _slow_finding(facts: ServiceFacts, now: datetime, deadline_seconds: int) -> 
     """Progressing past the deadline with no crash to explain it: name the instances that are not ready. A
     rollout under way keeps its own clock (a rolling update of many instances may take hours) and fails by
     itself when it stops progressing: then _rollout_finding speaks."""
-    if facts.rollout and facts.rollout.get("state") != "Failed":
+    if facts.rollout is not None and facts.rollout.in_progress:
         return None
     if not _timed_out(facts.conditions) and _progressing_for(facts.conditions, now) <= deadline_seconds:
         return None

@@ -12,6 +12,7 @@ from django.utils import timezone
 from services.encryption import encrypt
 from services.errors import AlreadyExists, InvalidRequest, NotFound
 from services.models import Cluster, DesiredState, Instance, Phase, Project, Service, Version
+from services.rollouts import rollout_of
 from services.selectors.grants import cluster_granted, granted_cluster_names
 from services.selectors.locks import require_unlocked
 from services.selectors.quotas import service_demand
@@ -209,9 +210,9 @@ def _current_version(service: Service) -> Version:
     """The version the service's file describes: a rollout's target while it is under way (scaling a canary, or
     changing its deadline, must not start another version), else the version serving most traffic (ties: the
     newest)."""
-    rollout = service.rollout
-    if rollout and rollout.get("state") != "Failed":
-        target = service.versions.filter(number=rollout["to_version"]).first()
+    rollout = rollout_of(service.rollout)
+    if rollout is not None and rollout.in_progress:
+        target = service.versions.filter(number=rollout.to_version).first()
         if target is not None:
             return target
     return service.versions.order_by("-weight", "-number").first()

@@ -1,9 +1,12 @@
 """Writes to rollouts: how a new version takes traffic, and the user's actions on a rollout in progress.
 
-These only record intent in `Service.rollout`; the reconciler follows it (deployer/rollout.py) and moves the
-weights as instances become ready, so a version that is not ready never receives traffic.
+These only record intent in `Service.rollout`, moving the record with its own transitions (services/rollouts.py
+refuses a move its state does not allow; here that becomes the API's 409 NoRolloutInProgress); the reconciler
+follows it (deployer/rollout.py) and moves the weights as instances become ready, so a version that is not
+ready never receives traffic.
 """
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
@@ -12,50 +15,36 @@ from django.utils import timezone
 
 from services.errors import Conflict, InvalidRequest
 from services.models import Service, Version
+from services.rollouts import InvalidRollout, Rollout, RolloutRefused, Strategy, refusal, rollout_of
 
 from .catalog import desired_state_changed
 from .events import event_record
 
-STRATEGIES = ("rolling", "canary", "blue-green")
+
+def _refused(refused: RolloutRefused) -> Conflict:
+    return Conflict(refused.message, code=refused.code)
+
+
+def _invalid(error: InvalidRollout) -> InvalidRequest:
+    return InvalidRequest.at(error.field, error.message)
 
 
 def rollout_begin(service: Service, version: Version, *, strategy: str, canary_weight: int | None) -> None:
     """Called inside an update that created `version`: it starts at 0 % and the strategy decides the rest."""
-    if strategy not in STRATEGIES:
-        raise InvalidRequest.at("rollout.strategy", f"must be one of {', '.join(STRATEGIES)}")
-    if service.rollout and service.rollout.get("state") != "Failed":
+    try:
+        started = Rollout.start(strategy, service.last_rolled_out_version, version.number, now=timezone.now(),
+                                canary_weight=canary_weight)
+    except InvalidRollout as error:
+        raise _invalid(error) from None
+    superseded = rollout_of(service.rollout)
+    if superseded is not None and superseded.in_progress:
         event_record(service=service, reason="SupersededRollout",
                      message=f"Version {version.number} of {service.name} replaced the rollout of version "
-                             f"{service.rollout['to_version']}")
-    service.rollout = _record(strategy, service.last_rolled_out_version, version.number,
-                              canary_weight=_canary_weight(strategy, canary_weight))
+                             f"{superseded.to_version}")
+    service.rollout = started.to_json()
     event_record(service=service, reason="StartedRollout",
                  message=f"Started a {strategy} rollout of {service.name}: version "
                          f"{service.last_rolled_out_version} -> {version.number}")
-
-
-def _record(strategy: str, from_version: int | None, to_version: int, *, canary_weight: int = 0,
-            message: str = "") -> dict:
-    """A rollout record (its fields are described in deployer/rollout.py)."""
-    now = timezone.now().isoformat()
-    return {
-        "strategy": strategy,
-        "from_version": from_version,
-        "to_version": to_version,
-        "state": "Progressing",
-        "canary_weight": canary_weight,
-        "started_at": now,
-        "retain_until": None,
-        "message": message,
-        "progress_at": now,
-        "ready_seen": 0,
-    }
-
-
-def _clock_restarted(rollout: dict) -> dict:
-    """The plan asks for something new (or resumes): the progress deadline counts from now
-    (deployer/progress.py)."""
-    return {**rollout, "progress_at": timezone.now().isoformat()}
 
 
 def all_traffic_to(service: Service, number: int) -> int | None:
@@ -77,8 +66,9 @@ def all_traffic_to(service: Service, number: int) -> int | None:
         service.rollout = None
         service.last_rolled_out_version = number
     else:
-        service.rollout = _record("rolling", meanwhile, number,
-                                  message=f"rolling back: version {meanwhile} serves until version {number} is ready")
+        service.rollout = Rollout.start(
+            Strategy.ROLLING, meanwhile, number, now=timezone.now(),
+            message=f"rolling back: version {meanwhile} serves until version {number} is ready").to_json()
     return meanwhile
 
 
@@ -91,27 +81,23 @@ def _serving_meanwhile(service: Service, number: int) -> int | None:
     return serving.order_by("-weight", "-number").values_list("number", flat=True).first()
 
 
-def _canary_weight(strategy: str, weight: int | None) -> int:
-    if strategy != "canary":
-        return 0
-    weight = 10 if weight is None else weight
-    if not 0 <= weight <= 100:
-        raise InvalidRequest.at("rollout.canary_weight", "must be an integer between 0 and 100")
-    return weight
+def _transition(service: Service, action: str,
+                move: Callable[[Rollout], Rollout | None]) -> tuple[Rollout, Rollout | None]:
+    """The record before and after `move`; a move its state refuses (or no rollout at all) is the API's 409, a
+    bad value its 400."""
+    before = rollout_of(service.rollout)
+    if before is None:
+        raise _refused(refusal(action, service.name))
+    try:
+        return before, move(before)
+    except RolloutRefused as refused:
+        raise _refused(refused) from None
+    except InvalidRollout as error:
+        raise _invalid(error) from None
 
 
-def _in_progress(service: Service, *, strategies=STRATEGIES, states=("Progressing", "Paused", "AwaitingSwitch",
-                                                                     "Switched")) -> dict:
-    rollout = service.rollout
-    if not rollout or rollout["state"] not in states or rollout["strategy"] not in strategies:
-        wanted = " or ".join(strategies)
-        raise Conflict(f"Service {service.name} has no {wanted} rollout in a state that allows this.",
-                       code="NoRolloutInProgress")
-    return rollout
-
-
-def _changed(service: Service, rollout: dict | None, reason: str, message: str) -> Service:
-    service.rollout = rollout
+def _changed(service: Service, rollout: Rollout | None, reason: str, message: str) -> Service:
+    service.rollout = rollout.to_json() if rollout else None
     event_record(service=service, reason=reason, message=message)
     return desired_state_changed(service)
 
@@ -123,19 +109,18 @@ def _locked(service: Service) -> Service:
 @transaction.atomic
 def rollout_set_canary_weight(*, actor, service: Service, weight: int) -> Service:
     service = _locked(service)
-    rollout = _in_progress(service, strategies=("canary",), states=("Progressing", "Paused"))
-    weighted = _clock_restarted({**rollout, "canary_weight": _canary_weight("canary", weight)})
+    before, weighted = _transition(service, "set_canary_weight",
+                                   lambda r: r.set_canary_weight(weight, now=timezone.now(), service=service.name))
     return _changed(service, weighted, "SetCanaryWeight",
-                    f"Set the canary of {service.name} (version {rollout['to_version']}) to {weight} %")
+                    f"Set the canary of {service.name} (version {before.to_version}) to {weight} %")
 
 
 @transaction.atomic
 def rollout_promote(*, actor, service: Service) -> Service:
     """The new version takes all traffic as fast as its instances are ready (a rolling finish)."""
     service = _locked(service)
-    rollout = _in_progress(service)
-    promoted = _clock_restarted({**rollout, "strategy": "rolling", "state": "Progressing", "message": "promoted"})
-    return _changed(service, promoted, "Promoted", f"Promoted version {rollout['to_version']} of {service.name}")
+    before, promoted = _transition(service, "promote", lambda r: r.promote(now=timezone.now(), service=service.name))
+    return _changed(service, promoted, "Promoted", f"Promoted version {before.to_version} of {service.name}")
 
 
 @transaction.atomic
@@ -146,16 +131,13 @@ def rollout_rollback(*, actor, service: Service) -> Service:
     service = _locked(service)
     if not service.rollout:
         return _rollback_to_previous(actor, service)
-    rollout = _in_progress(service, states=("Progressing", "Paused", "AwaitingSwitch", "Switched", "Failed"))
-    back_to = rollout["from_version"]
-    if back_to is None:
-        raise Conflict(f"Service {service.name} has no earlier version to roll back to.", code="NothingToRollBackTo")
+    rollout, back_to = _transition(service, "rollback", lambda r: r.rollback_target(service=service.name))
     meanwhile = all_traffic_to(service, back_to)
-    message = f"Rolled {service.name} back from version {rollout['to_version']} to version {back_to}"
+    message = f"Rolled {service.name} back from version {rollout.to_version} to version {back_to}"
     if meanwhile is not None:
-        message = (f"Rolling {service.name} back from version {rollout['to_version']} to version {back_to}: "
+        message = (f"Rolling {service.name} back from version {rollout.to_version} to version {back_to}: "
                    f"version {meanwhile} serves until version {back_to}'s instances are ready")
-    return _changed(service, service.rollout, "RolledBack", message)
+    return _changed(service, rollout_of(service.rollout), "RolledBack", message)
 
 
 def _rollback_to_previous(actor, service: Service) -> Service:
@@ -171,30 +153,30 @@ def _rollback_to_previous(actor, service: Service) -> Service:
 @transaction.atomic
 def rollout_pause(*, actor, service: Service) -> Service:
     service = _locked(service)
-    rollout = _in_progress(service, strategies=("rolling", "canary"), states=("Progressing",))
-    return _changed(service, {**rollout, "state": "Paused"}, "PausedRollout",
-                    f"Paused the rollout of version {rollout['to_version']} of {service.name}")
+    before, paused = _transition(service, "pause", lambda r: r.pause(service=service.name))
+    return _changed(service, paused, "PausedRollout",
+                    f"Paused the rollout of version {before.to_version} of {service.name}")
 
 
 @transaction.atomic
 def rollout_resume(*, actor, service: Service) -> Service:
     service = _locked(service)
-    rollout = _in_progress(service, strategies=("rolling", "canary"), states=("Paused",))
-    return _changed(service, _clock_restarted({**rollout, "state": "Progressing"}), "ResumedRollout",
-                    f"Resumed the rollout of version {rollout['to_version']} of {service.name}")
+    before, resumed = _transition(service, "resume", lambda r: r.resume(now=timezone.now(), service=service.name))
+    return _changed(service, resumed, "ResumedRollout",
+                    f"Resumed the rollout of version {before.to_version} of {service.name}")
 
 
 @transaction.atomic
 def rollout_switch(*, actor, service: Service) -> Service:
     """Blue-green: all traffic moves to green in one routing update; blue stays warm until finish or retention."""
     service = _locked(service)
-    rollout = _in_progress(service, strategies=("blue-green",), states=("AwaitingSwitch",))
-    old, new = rollout["from_version"], rollout["to_version"]
+    retain_until = timezone.now() + timedelta(seconds=settings.FERRY_BLUE_GREEN_RETENTION_SECONDS)
+    before, switched = _transition(service, "switch",
+                                   lambda r: r.switch(retain_until=retain_until, service=service.name))
+    old, new = before.from_version, before.to_version
     service.versions.update(weight=0)
     service.versions.filter(number=new).update(weight=100)
     service.last_rolled_out_version = new
-    retain_until = timezone.now() + timedelta(seconds=settings.FERRY_BLUE_GREEN_RETENTION_SECONDS)
-    switched = {**rollout, "state": "Switched", "retain_until": retain_until.isoformat()}
     return _changed(service, switched, "SwitchedTraffic",
                     f"Switched {service.name} from version {old} to version {new}; version {old} stays warm "
                     f"until finish or {retain_until:%Y-%m-%d %H:%M} UTC")
@@ -203,6 +185,6 @@ def rollout_switch(*, actor, service: Service) -> Service:
 @transaction.atomic
 def rollout_finish(*, actor, service: Service) -> Service:
     service = _locked(service)
-    rollout = _in_progress(service, strategies=("blue-green",), states=("Switched",))
-    return _changed(service, None, "FinishedRollout",
-                    f"Finished the blue-green rollout of {service.name}; version {rollout['from_version']} stops")
+    before, finished = _transition(service, "finish", lambda r: r.finish(service=service.name))
+    return _changed(service, finished, "FinishedRollout",
+                    f"Finished the blue-green rollout of {service.name}; version {before.from_version} stops")

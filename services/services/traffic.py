@@ -4,6 +4,7 @@ from django.db import transaction
 
 from services.errors import InvalidRequest, NotFound
 from services.models import Service, Version
+from services.rollouts import rollout_of
 
 from services.selectors.traffic_refs import mirror_target_uids, published_group
 
@@ -23,9 +24,10 @@ def _describe_weights(weights: dict[int, int]) -> str:
 
 
 def _cancel_rollout(service: Service, why: str) -> None:
-    if service.rollout and service.rollout["state"] != "Failed":
+    rollout = rollout_of(service.rollout)
+    if rollout is not None and rollout.in_progress:
         event_record(service=service, reason="CancelledRollout",
-                     message=f"Cancelled the rollout of version {service.rollout['to_version']} of {service.name}: {why}")
+                     message=f"Cancelled the rollout of version {rollout.to_version} of {service.name}: {why}")
     service.rollout = None
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from services.api.presenters_ops import container_body, machine_spec_body
 from services.errors import InvalidRequest
+from services.rollouts import Rollout, RolloutState, Strategy
 from services.selectors.containers import ContainerFacts
 from services.selectors.diagnosis_rules import InstanceFacts, ServiceFacts, diagnose_instance, diagnose_service
 from services.selectors.locks import lock_refusal
@@ -151,8 +152,8 @@ def test_only_the_last_log_lines_are_shown():
 
 
 def test_a_failed_rollout_says_which_version_and_that_the_old_one_serves():
-    rollout = {"state": "Failed", "from_version": 1, "to_version": 2,
-               "message": "version 2 was not ready within 600 s"}
+    rollout = Rollout(strategy=Strategy.ROLLING, from_version=1, to_version=2, state=RolloutState.FAILED,
+                      started_at=NOW, message="version 2 was not ready within 600 s")
     (finding,) = diagnose(service(rollout=rollout, instances=(instance(),)))
     assert finding.error == "Version 2 failed to roll out"
     assert finding.causes == ("version 2 was not ready within 600 s",)
@@ -183,7 +184,8 @@ def test_a_timed_out_service_is_reported_even_when_no_instance_is_late_itself():
 
 
 def test_a_rollout_under_way_keeps_its_own_clock():
-    rollout = {"state": "Progressing", "from_version": 1, "to_version": 2, "message": ""}
+    rollout = Rollout(strategy=Strategy.ROLLING, from_version=1, to_version=2, state=RolloutState.PROGRESSING,
+                      started_at=NOW)
     facts = service(phase="Updating", reason="RollingUpdate", message="3/10 instances ready",
                     conditions=progressing(ago(3600)), rollout=rollout, instances=(instance(),))
     assert diagnose(facts) == []

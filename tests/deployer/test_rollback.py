@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from deployer.rollout import rollout_plan
 from services.models import Instance, Project, Service
+from services.rollouts import Rollout
 from services.services import rollout_rollback, service_create, version_rollback, version_weights_set
 
 SLEEPER = {"name": "sleeper", "processor": "custom",
@@ -55,7 +56,7 @@ def test_a_version_without_instances_starts_before_it_takes_the_traffic():
     assert "version 2 serves until version 1's instances are ready" in event.message
 
     def step(ready_counts):
-        return rollout_plan(record, total=1, ready=ready_counts, weights=weights(service), now=timezone.now(),
+        return rollout_plan(Rollout.from_json(record), total=1, ready=ready_counts, weights=weights(service), now=timezone.now(),
                             deadline=timedelta(seconds=600), service=service.name)
 
     starting = step({2: 1})

@@ -1,14 +1,16 @@
 from datetime import UTC, datetime, timedelta
 
 from deployer.rollout import RollingLimits, rollout_plan, steady_plan
+from services.rollouts import Rollout
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DEADLINE = timedelta(seconds=600)
 
 
-def rollout(strategy: str, **changes) -> dict:
-    return {"strategy": strategy, "from_version": 1, "to_version": 2, "state": "Progressing", "canary_weight": 20,
-            "started_at": T0.isoformat(), "retain_until": None, "message": ""} | changes
+def rollout(strategy: str, **changes) -> Rollout:
+    return Rollout.from_json({"strategy": strategy, "from_version": 1, "to_version": 2, "state": "Progressing",
+                              "canary_weight": 20, "started_at": T0.isoformat(), "retain_until": None,
+                              "message": ""} | changes)
 
 
 def plan(record, *, ready, weights=None, total=2, now=T0 + timedelta(seconds=5), rolling=RollingLimits()):
@@ -66,12 +68,12 @@ def test_a_canary_takes_its_share_only_once_ready():
     waiting = plan(rollout("canary", canary_weight=30), ready={1: 2})
     assert waiting.weights == {1: 100, 2: 0} and waiting.replicas == {2: 1, 1: 2}
     serving = plan(rollout("canary", canary_weight=30), ready={1: 2, 2: 1})
-    assert serving.weights == {1: 70, 2: 30} and serving.rollout["state"] == "Progressing"
+    assert serving.weights == {1: 70, 2: 30} and serving.rollout.state == "Progressing"
 
 
 def test_blue_green_waits_at_zero_then_switches_and_retains_blue():
     green_up = plan(rollout("blue-green"), ready={1: 2, 2: 2})
-    assert green_up.weights == {1: 100, 2: 0} and green_up.rollout["state"] == "AwaitingSwitch"
+    assert green_up.weights == {1: 100, 2: 0} and green_up.rollout.state == "AwaitingSwitch"
     assert green_up.events[0][0] == "GreenReady"
     switched = rollout("blue-green", state="Switched", retain_until=(T0 + timedelta(minutes=10)).isoformat())
     warm = plan(switched, ready={1: 2, 2: 2})
@@ -85,10 +87,10 @@ def test_a_rollout_past_its_deadline_fails_and_leaves_traffic_where_it_was():
     stuck = rollout("rolling", ready_seen=1)
     late = plan(stuck, ready={1: 2, 2: 1}, weights={1: 50, 2: 50}, now=T0 + timedelta(seconds=601))
     assert late.weights == {1: 100, 2: 0} and late.replicas == {1: 2}
-    assert late.rollout["state"] == "Failed" and late.events[0][0] == "RolloutFailed"
+    assert late.rollout.state == "Failed" and late.events[0][0] == "RolloutFailed"
     assert plan(late.rollout, ready={1: 2}).weights == {1: 100, 2: 0}  # stays failed
 
 
 def test_a_green_that_awaits_its_switch_does_not_time_out():
     waiting = rollout("blue-green", state="AwaitingSwitch")
-    assert plan(waiting, ready={1: 2, 2: 2}, now=T0 + timedelta(hours=3)).rollout["state"] == "AwaitingSwitch"
+    assert plan(waiting, ready={1: 2, 2: 2}, now=T0 + timedelta(hours=3)).rollout.state == "AwaitingSwitch"

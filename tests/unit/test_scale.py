@@ -1,6 +1,7 @@
 from datetime import UTC, datetime, timedelta
 
-from deployer.scale import activation_count, activation_failed, activation_verdict, effective_instance_count
+from deployer.scale import activation_count, effective_instance_count
+from services.activations import activation_failed, activation_verdict
 
 
 def test_it_uses_the_fixed_count_without_an_autoscaler_raised_to_a_cron_floor():

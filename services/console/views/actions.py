@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 from services import selectors
 from services import services as writes
 from services.errors import FerryError, InvalidRequest
+from services.rollouts import CanaryAction, canary_action, promote_action
 
 from .. import invoke
 from ..rendering import render
@@ -83,10 +84,13 @@ def canary(request, service):
         if base is None:
             raise InvalidRequest.at("percent", "a canary needs two versions: update the service first")
         percent = form.cleaned_data["percent"]
-        if _rollout_is(service, "canary"):
+        rollout = service.rollout or {}
+        action = canary_action(rollout.get("state"), rollout.get("strategy"))
+        if action is CanaryAction.SET_CANARY_WEIGHT:
             # A canary rollout in progress: its weight moves, and traffic still waits for readiness.
             writes.rollout_set_canary_weight(actor=request.user, service=service, weight=percent)
             return
+        # CanaryAction.OTHER_ROLLOUT: the slider's weights replace that rollout (version_weights_set cancels it).
         shares = {base.number: 100 - percent, newest.number: percent}
         writes.version_weights_set(actor=request.user, service=service, weights={k: v for k, v in shares.items() if v})
 
@@ -96,14 +100,9 @@ def canary(request, service):
                       f"Canary set: v{newest.number if newest else '?'} gets {percent} %.")
 
 
-def _rollout_is(service, *strategies) -> bool:
-    rollout = service.rollout
-    return bool(rollout) and rollout["state"] != "Failed" and (not strategies or rollout["strategy"] in strategies)
-
-
 def promote(request, service):
     _, newest, _ = traffic_versions(service)
-    if _rollout_is(service):
+    if promote_action((service.rollout or {}).get("state")) == "promote":
         writes.rollout_promote(actor=request.user, service=service)
         return _done(request, service, "versions", f"Promoted v{newest.number}: it takes all traffic as it is ready.")
     writes.version_weights_set(actor=request.user, service=service, weights={newest.number: 100})

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
-from services.rollouts import RESTING, RolloutState
+from contracts.rollouts import RESTING, RolloutState
 
 from . import output
 from .client import ApiError, Client, ServiceRef

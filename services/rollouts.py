@@ -11,37 +11,29 @@ switch, finish, canary weight) and the reconciler's plan (deployer/rollout.py: a
 failure, the progress clock). Each move is a method here that refuses a move its state does not allow with
 `RolloutRefused`; the writes turn that into the API's 409.
 
-No Django here on purpose: the CLI imports it for the same states and the same decisions (`canary_action`,
-`promote_action`, `RESTING`) as the console, so `ferry canary` and the console's canary button agree.
+Pure and without Django. The states, the strategies and what a client does on canary / promote live in
+contracts/rollouts.py, which the CLI may import (it imports no Django and no Ferry app), so the console and
+`ferry` classify a rollout the same way.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
 
-
-class RolloutState(StrEnum):
-    PROGRESSING = "Progressing"
-    PAUSED = "Paused"
-    AWAITING_SWITCH = "AwaitingSwitch"  # blue-green: green is ready at 0 % and waits for the user's switch
-    SWITCHED = "Switched"  # blue-green: green serves, blue stays warm until finish or retention
-    FAILED = "Failed"  # traffic stays on the version before; the record stays until the user acts
-
-
-class Strategy(StrEnum):
-    ROLLING = "rolling"
-    CANARY = "canary"
-    BLUE_GREEN = "blue-green"
-
+from contracts.rollouts import (  # noqa: F401  (the vocabulary, re-exported: this module owns the record)
+    DEFAULT_CANARY_WEIGHT,
+    IN_PROGRESS,
+    RESTING,
+    CanaryAction,
+    RolloutState,
+    Strategy,
+    canary_action,
+    canary_refusal,
+    promote_action,
+)
 
 ALL_STATES = tuple(RolloutState)
-IN_PROGRESS = (RolloutState.PROGRESSING, RolloutState.PAUSED, RolloutState.AWAITING_SWITCH, RolloutState.SWITCHED)
-# States in which a rollout waits for the user: nothing moves until they act (and no deadline runs).
-RESTING = (RolloutState.AWAITING_SWITCH, RolloutState.SWITCHED, RolloutState.PAUSED)
-DEFAULT_CANARY_WEIGHT = 10
-
 _ALL = tuple(Strategy)
 _WALKING = (Strategy.ROLLING, Strategy.CANARY)
 # The user's actions: the strategies and states each is allowed in. Anything else is refused (RolloutRefused).
@@ -252,30 +244,3 @@ def refusal(action: str, service: str) -> RolloutRefused:
 def rollout_of(data: dict | None) -> Rollout | None:
     """The typed record of a stored `Service.rollout` (None: no rollout)."""
     return Rollout.from_json(data) if data else None
-
-
-# --- What a client can do now: the console and the CLI decide with these, so they agree. ---
-
-class CanaryAction(StrEnum):
-    SET_CANARY_WEIGHT = "set_canary_weight"  # a canary rollout is in progress: move its share
-    # Another rollout is in progress. The CLI refuses (`ferry canary` answers RolloutInProgress); the console's
-    # canary slider sets weights by hand, which cancels that rollout. Both are asserted by their tests today:
-    # making them one is a decision about behaviour, left to whoever owns it.
-    OTHER_ROLLOUT = "other_rollout"
-    SET_WEIGHTS = "set_weights"  # no rollout: the newest version gets the share by hand-set weights
-
-
-def canary_action(state: str | None, strategy: str | None) -> CanaryAction:
-    """What "send PERCENT to the newest version" does, given the rollout's state and strategy (None: none)."""
-    if state not in IN_PROGRESS:
-        return CanaryAction.SET_WEIGHTS
-    return CanaryAction.SET_CANARY_WEIGHT if strategy == Strategy.CANARY else CanaryAction.OTHER_ROLLOUT
-
-
-def canary_refusal(service: str, state: str, strategy: str) -> str:
-    return f"{service} has a {strategy} rollout in progress ({state}): use promote, rollback, switch or finish."
-
-
-def promote_action(state: str | None) -> str:
-    """What "promote" does: "promote" the rollout in progress, else "set_weights" (the newest version 100 %)."""
-    return "promote" if state in IN_PROGRESS else "set_weights"

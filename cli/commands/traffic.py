@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from services.rollouts import (  # a plain module, no Django
+from contracts.rollouts import (
     CanaryAction, Strategy, canary_action, canary_refusal, promote_action)
 
 from .. import output

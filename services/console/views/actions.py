@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from services import selectors
 from services import services as writes
 from services.errors import FerryError, InvalidRequest
-from services.rollouts import CanaryAction, canary_action, promote_action
+from contracts.rollouts import CanaryAction, canary_action, promote_action
 
 from .. import invoke
 from ..rendering import render

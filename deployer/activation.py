@@ -10,9 +10,9 @@ from django.utils import timezone
 
 from services.activations import Activation, Verdict, activation_of, activation_verdict
 from services.models import Service
+from services.scale import activation_count, service_instance_count
 from services.services import event_record
 
-from .scale import activation_count, service_instance_count
 
 logger = logging.getLogger("ferry.deployer")
 

@@ -19,11 +19,11 @@ import autoscaler as scalers
 from contracts.scaling_records import cron_jobs_read, cron_jobs_write, decision_write
 from services.activations import activation_failed
 from services.models import Service
+from services.scale import service_instance_count, scale_write
 from services.selectors.quotas import quota_instance_cap
 from services.services import event_record
 
 from .metrics import read_seconds
-from .scale import service_instance_count, scale_write
 from .scaling_failures import scaling_failed, scaling_recovered
 
 __all__ = ["TICK_SECONDS", "AutoscalerLoop"]

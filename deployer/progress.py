@@ -21,15 +21,6 @@ from datetime import datetime, timedelta
 
 from services.rollouts import Rollout
 
-DEADLINE_FIELD = "progress_deadline_seconds"
-
-
-def progress_deadline(rolling_strategy: dict | None, default_seconds: int) -> timedelta:
-    """metadata.rolling_strategy.progress_deadline_seconds, or the cluster-wide default."""
-    seconds = (rolling_strategy or {}).get(DEADLINE_FIELD) or default_seconds
-    return timedelta(seconds=int(seconds))
-
-
 def progress_since(stored: dict) -> datetime:
     """When the clock of a stored rollout record last restarted (`Rollout.progress_since`)."""
     return Rollout.from_json(stored).progress_since()

@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from services.activations import activation_of
 from services.models import Phase, Service, Version
-from services.rollouts import Rollout, rollout_of
+from services.rollouts import Rollout, progress_deadline, rollout_of
+from services.scale import service_instance_count
 from services.services import event_record
 
 from .activation import follow_activation
@@ -25,11 +26,10 @@ from .fetches import FetchPending
 from .instances import record_observed
 from .launches import limits_message, token_env, version_launch
 from .locks import reconcile_lock
-from .progress import progress_deadline, status_timed_out
+from .progress import status_timed_out
 from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
-from .scale import service_instance_count
 from .status import FAILING, RESTARTING, Status, StatusInput, crash_verdict, derive_status, while_fetching
 
 logger = logging.getLogger("ferry.deployer")

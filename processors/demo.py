@@ -18,7 +18,6 @@ import tempfile
 from pathlib import Path
 
 IRIS_SAMPLE = [5.1, 3.5, 1.4, 0.2]  # the first iris in the data set: a setosa (class 0)
-IRIS_CLASSES = ["setosa", "versicolor", "virginica"]
 
 
 def train_demo_models(target_dir: Path) -> dict[str, Path]:

@@ -244,3 +244,12 @@ def refusal(action: str, service: str) -> RolloutRefused:
 def rollout_of(data: dict | None) -> Rollout | None:
     """The typed record of a stored `Service.rollout` (None: no rollout)."""
     return Rollout.from_json(data) if data else None
+
+
+DEADLINE_FIELD = "progress_deadline_seconds"
+
+
+def progress_deadline(rolling_strategy: dict | None, default_seconds: int) -> timedelta:
+    """metadata.rolling_strategy.progress_deadline_seconds, or the cluster-wide default."""
+    seconds = (rolling_strategy or {}).get(DEADLINE_FIELD) or default_seconds
+    return timedelta(seconds=int(seconds))

@@ -13,12 +13,12 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 
+from contracts.keys import AGENT_WAKE_CHANNEL
 from deployer.models import LocalInstance, LocalInstanceState
 
 from .base import Observed, ObservedInstance
 
 logger = logging.getLogger("ferry.deployer")
-WAKE_CHANNEL = "ferry:agent:wake"
 
 
 class LocalDriver:
@@ -85,9 +85,8 @@ def instance_log_path(instance_name: str) -> Path:
 
 
 def _observed(row: LocalInstance) -> ObservedInstance:
-    live = row.desired == "running" and row.state not in (LocalInstanceState.TERMINATED,)
     return ObservedInstance(
-        name=row.name, version=row.version_number, state=row.state if live or row.state else "Pending",
+        name=row.name, version=row.version_number, state=row.state,
         ready=row.ready and row.desired == "running", host="127.0.0.1" if row.port else "", port=row.port,
         restart_count=row.restart_count, last_exit_reason=row.last_exit_reason, started_at=row.started_at,
     )
@@ -124,6 +123,6 @@ def _wake_agent() -> None:
     try:
         import redis
 
-        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).publish(WAKE_CHANNEL, "1")
+        redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).publish(AGENT_WAKE_CHANNEL, "1")
     except Exception as exc:  # noqa: BLE001 -- a missed wake-up only costs one poll period
         logger.warning("Could not wake the node agent: %s", exc)

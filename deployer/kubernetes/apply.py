@@ -38,10 +38,6 @@ class ApplyResult:
     pruned: list[str] = field(default_factory=list)
 
 
-def ensure_namespace(api: KubeApi, manifest: dict) -> None:
-    api.apply(manifest)
-
-
 def apply_manifests(api: KubeApi, manifests: list[dict], *, namespace: str, selector: str) -> ApplyResult:
     result = ApplyResult()
     # Read first: what exists tells created from updated, and what to prune. Applying an object that did

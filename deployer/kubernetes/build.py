@@ -10,7 +10,7 @@ import hashlib
 import re
 
 from deployer.rollout import Plan, steady_plan
-from deployer.scale import service_instance_count
+from services.scale import service_instance_count
 
 from .desired import (
     DEFAULT_METRICS,

@@ -46,8 +46,6 @@ from kserve.utils.utils import get_predict_response
 
 from .metadata import DeclarationError, DescribedModel, declared_tensors
 
-HANDLER_FUNCTIONS = ("load", "preprocess", "predict", "postprocess")
-
 
 class HandlerError(Exception):
     """The handler file cannot be used (missing, not importable, no predict)."""

@@ -3,7 +3,7 @@ services/services/quotas.py for the checks and docs/security.md for the rules.""
 
 from dataclasses import dataclass
 
-from deployer.scale import cron_ceiling, service_instance_count
+from services.scale import cron_ceiling, service_instance_count
 from services.models import Project, Service
 
 

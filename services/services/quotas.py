@@ -7,6 +7,7 @@ from django.conf import settings
 
 from services.errors import InvalidRequest
 from services.models import Project
+from services.scale import cron_ceiling
 from services.selectors.quotas import Demand, project_demand, service_demand
 
 QUOTA_CODE = "QuotaExceeded"
@@ -53,8 +54,6 @@ def _check_bounds(spec: dict, cron_scaler: dict | None) -> None:
 
 def _instances_field(spec: dict, cron_scaler: dict | None) -> str:
     """The field that sets the service's most instances."""
-    from deployer.scale import cron_ceiling
-
     autoscaler = spec.get("autoscaler")
     base = int(autoscaler["max"]) if autoscaler else int(spec.get("metadata", {}).get("instance", 1))
     ceiling = cron_ceiling(cron_scaler)

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from django.urls import URLPattern, reverse
+from django.urls import URLPattern, get_resolver, reverse
 
 from services import services as writes
 from services.console import urls as console_urls
@@ -71,6 +71,9 @@ def spies(monkeypatch, echo_v2, alice):
         "access_key_create": (SimpleNamespace(access_key_id="FAKNEW"), "secret"),
         "api_token_create": (SimpleNamespace(name="ci", prefix="ferry_ab"), "ferry_plain"),
     }
+    # Every URL conf module is imported before the spies go in: a view module that binds a write when it is
+    # first imported (a table of actions) must bind the real one, not a spy that outlives this test.
+    get_resolver().url_patterns  # noqa: B018 -- the import is the point
     for name in [*writes.__all__, *BLUE_GREEN]:
         def spy(*args, _name=name, **kwargs):
             calls.append(_name)

@@ -7,7 +7,7 @@ from django.conf import settings
 
 from contracts.scaling_records import DECISION_KEY
 from deployer.autoscaling import AutoscalerLoop
-from deployer.metrics import second_key
+from contracts.keys import metrics_second_key
 from services.models import Project, Service
 from services.services import cron_scaler_set, service_create
 
@@ -33,7 +33,7 @@ def create(autoscaler=None) -> Service:
 
 def traffic(client, seconds, *, requests=0.0, latency_ms_sum=0.0):
     for second in seconds:
-        client.hset(second_key("scaled", 1, second), mapping={"requests": requests, "latency_ms_sum": latency_ms_sum})
+        client.hset(metrics_second_key("scaled", 1, second), mapping={"requests": requests, "latency_ms_sum": latency_ms_sum})
 
 
 def test_it_scales_up_on_qps_and_says_why(metrics):
@@ -83,7 +83,7 @@ def test_it_applies_a_cron_floor_to_a_fixed_size_service(metrics):
     service.refresh_from_db()
     assert service.autoscaled_instances == 3
     assert "cron" in service.events.get(reason="Scaled").message
-    from deployer.scale import effective_instance_count
+    from services.scale import effective_instance_count
     assert effective_instance_count(instance_count=1, autoscaler=None, autoscaled=3) == 3
 
     from services.services import cron_scaler_delete

@@ -4,7 +4,8 @@ the reconciler does (it writes `plan.rollout` back after every step)."""
 
 from datetime import UTC, datetime, timedelta
 
-from deployer.progress import progress_deadline, status_timed_out
+from deployer.progress import status_timed_out
+from services.rollouts import progress_deadline
 from deployer.rollout import rollout_plan
 from services.rollouts import Rollout
 

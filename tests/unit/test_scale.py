@@ -1,6 +1,6 @@
 from datetime import UTC, datetime, timedelta
 
-from deployer.scale import activation_count, effective_instance_count
+from services.scale import activation_count, effective_instance_count
 from services.activations import activation_failed, activation_verdict
 
 

@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 from django_htmx.http import HTMX_STOP_POLLING
 
-from deployer.scale import service_instance_count
 from services.models import Service
+from services.scale import service_instance_count
 
 from ..rendering import render
 

@@ -8,7 +8,7 @@ import pytest
 
 from autoscaler import (EasScalerSettings, KpaSettings, cron_job_states, eas_decide, eas_new_state,
                                  eas_observe, kpa_decide, kpa_new_state, kpa_observe)
-from deployer.scale import cron_ceiling, effective_instance_count, scale_write
+from services.scale import cron_ceiling, effective_instance_count, scale_write
 
 DAY_AND_NIGHT = {"ScaleJobs": [{"Name": "morning", "Schedule": "0 0 8 * * *", "TargetSize": 10},
                                {"Name": "evening", "Schedule": "0 0 20 * * *", "TargetSize": 2}],

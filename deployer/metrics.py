@@ -1,8 +1,10 @@
-"""Reading the gateway's per-second metrics (docs/gateway.md): hashes `ferry:metrics:s:<service>:<version>:<sec>`
+"""Reading the gateway's per-second metrics (docs/gateway.md): hashes `metrics_second_key` (contracts/keys.py)
 with fields requests, errors, status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max,
 cold_starts."""
 
 from dataclasses import dataclass
+
+from contracts.keys import metrics_second_key
 
 
 @dataclass(frozen=True)
@@ -12,16 +14,12 @@ class Second:
     queue: float = 0.0
 
 
-def second_key(service: str, version: int, second: int) -> str:
-    return f"ferry:metrics:s:{service}:{version}:{second}"
-
-
 def read_seconds(redis_client, service: str, versions: list[int], seconds: list[int]) -> dict[int, Second]:
     """Totals over the given versions, per second. A second with no hash had no traffic."""
     pipe = redis_client.pipeline(transaction=False)
     for second in seconds:
         for version in versions:
-            pipe.hgetall(second_key(service, version, second))
+            pipe.hgetall(metrics_second_key(service, version, second))
     replies = pipe.execute()
     totals = {}
     for index, second in enumerate(seconds):

@@ -1,7 +1,8 @@
 """The gateway's routing table: what the control plane pushes to Redis so the data plane never asks the ORM.
 
-Contract (also in docs/gateway.md), per cluster (a gateway serves one cluster: FERRY_GATEWAY_CLUSTER):
-- Redis hash `ferry:routes:<cluster>`: field = service name, value = JSON of `route_entry(service)`. Service
+Contract (also in docs/gateway.md; the key names in contracts/keys.py, the entry in contracts/routes.py), per
+cluster (a gateway serves one cluster: FERRY_GATEWAY_CLUSTER):
+- Redis hash `ferry:routes:<cluster>`: field = service name, value = `route_entry(service).to_json()`. Service
   names are unique within a cluster, so a same-named service on another cluster lives in another hash and
   can neither overwrite nor delete this one's route.
 - After each change, the service name is published on channel `ferry:routes:<cluster>:changed` (the gateway
@@ -11,30 +12,28 @@ Contract (also in docs/gateway.md), per cluster (a gateway serves one cluster: F
   table at once. A Redis that restarted has another run id: until the sweep republishes everything
   (`republish_if_lost`), the gateway keeps its in-memory table rather than trust a hash that lost entries.
 - No token in plain text: an entry holds the token's keyed digest and the token sealed with the route key
-  (gateway/sealing.py), which only the control plane and the gateway have.
+  (contracts/sealing.py), which only the control plane and the gateway have.
 """
 
-import json
 import logging
 
 from django.conf import settings
 
-from gateway import sealing
-from gateway.sync import changed_channel, complete_key, routes_key  # the keys both sides use
+from contracts import sealing
+from contracts.keys import LEGACY_ROUTE_KEYS, changed_channel, complete_key, routes_key
+from contracts.routes import RouteEntry, RouteInstance, RouteMirror, RouteVersion
 from services.activations import activation_failure
 from services.models import Service
 from services.selectors.traffic_refs import published_group, published_mirror
 from services.models.clusters import Cluster, ClusterKind
 
 logger = logging.getLogger("ferry.routing")
-# The single hash of older versions (keyed by service name only, with plain tokens): removed on republish.
-LEGACY_KEYS = ("ferry:routes", "ferry:routes:complete")
 
 # The local cluster's keys: what `make run`'s gateway (FERRY_GATEWAY_CLUSTER=local) reads.
 ROUTES_KEY, CHANGED_CHANNEL, COMPLETE_KEY = routes_key("local"), changed_channel("local"), complete_key("local")
 
 
-def route_entry(service: Service, token: str, key: bytes | None = None) -> dict:
+def route_entry(service: Service, token: str, key: bytes | None = None) -> RouteEntry:
     """Everything the gateway needs to serve one service. Pure: reads only the objects given (and the route
     key, read once per process when not given)."""
     metadata = service.spec.get("metadata", {})
@@ -42,32 +41,33 @@ def route_entry(service: Service, token: str, key: bytes | None = None) -> dict:
     instances = list(service.instances.all())
     versions = []
     for version in sorted(service.versions.all(), key=lambda v: v.number):
-        endpoints = [{"name": i.name, "address": f"{i.host}:{i.port}"}
-                     for i in instances if i.version_id == version.pk and i.ready and i.port]
-        versions.append({"number": version.number, "weight": version.weight, "instances": endpoints})
+        endpoints = tuple(RouteInstance(name=i.name, address=f"{i.host}:{i.port}")
+                          for i in instances if i.version_id == version.pk and i.ready and i.port)
+        versions.append(RouteVersion(number=version.number, weight=version.weight, instances=endpoints))
     autoscaler = service.autoscaler or {}
     cluster = service.cluster.name
-    return {
-        "service": service.name,
-        "cluster": cluster,
+    # Targets and group as checked now, by identity within the project and cluster
+    # (services/selectors/traffic_refs.py): a deleted target, a foreign group are not published.
+    mirror = published_mirror(service)
+    return RouteEntry(
+        service=service.name,
+        cluster=cluster,
         # Groups are partitioned by project in the gateway: a member of another project never joins this one's.
-        "project": service.project_id,
+        project=service.project_id,
         **sealing.token_fields(key if key is not None else _route_key(), token, cluster, service.name),
-        "running": service.desired_state == "running" and service.deletion_requested_at is None,
-        "timeout_ms": int(rpc.get("keepalive") or 5000),
-        "max_queue_size": int(rpc.get("max_queue_size") or 64),
-        "instance_concurrency": int(metadata.get("container_concurrency") or 0),
-        "scale_to_zero": autoscaler.get("min") == 0,
-        "versions": versions,
-        # Targets and group as checked now, by identity within the project and cluster
-        # (services/selectors/traffic_refs.py): a deleted target, a foreign group are not published.
-        "mirror": published_mirror(service),
-        "group": published_group(service),
-        "group_weight": service.group_weight,
-        "traffic_state": service.traffic_state,
-        "generation": service.generation,
-        "failed": activation_failure(service.activation, service.generation),
-    }
+        running=service.desired_state == "running" and service.deletion_requested_at is None,
+        timeout_ms=int(rpc.get("keepalive") or 5000),
+        max_queue_size=int(rpc.get("max_queue_size") or 64),
+        instance_concurrency=int(metadata.get("container_concurrency") or 0),
+        scale_to_zero=autoscaler.get("min") == 0,
+        versions=tuple(versions),
+        mirror=RouteMirror(targets=tuple(mirror["targets"]), ratio=mirror["ratio"]) if mirror is not None else None,
+        group=published_group(service),
+        group_weight=service.group_weight,
+        traffic_state=service.traffic_state,
+        generation=service.generation,
+        failed=activation_failure(service.activation, service.generation),
+    )
 
 
 def publish_route(service_id: int) -> None:
@@ -87,7 +87,7 @@ def publish_route(service_id: int) -> None:
             client.hdel(routes_key(cluster), service.name)
             client.publish(changed_channel(cluster), service.name)
             return
-        client.hset(routes_key(cluster), service.name, json.dumps(route_entry(service, service_token(service))))
+        client.hset(routes_key(cluster), service.name, route_entry(service, service_token(service)).to_json())
         client.publish(changed_channel(cluster), service.name)
     except Exception as exc:  # noqa: BLE001 -- a Redis outage must not fail a reconcile
         logger.warning("Could not publish the route of service %s: %s", service_id, exc)
@@ -125,10 +125,10 @@ def _republish_cluster(client, run_id: str, cluster: str) -> int:
     key = _route_key()
     services = (Service.objects.select_related("cluster").prefetch_related("versions", "instances")
                 .filter(cluster__name=cluster, deletion_requested_at__isnull=True))
-    entries = {s.name: json.dumps(route_entry(s, service_token(s), key)) for s in services}
+    entries = {s.name: route_entry(s, service_token(s), key).to_json() for s in services}
     # One transaction: the gateway sees either the old hash or the whole new one with its mark, never a part.
     pipe = client.pipeline(transaction=True)
-    pipe.delete(routes_key(cluster), *LEGACY_KEYS)
+    pipe.delete(routes_key(cluster), *LEGACY_ROUTE_KEYS)
     if entries:
         pipe.hset(routes_key(cluster), mapping=entries)
     pipe.set(complete_key(cluster), run_id)
@@ -149,7 +149,7 @@ def unpublish_route(name: str, cluster: str) -> None:
 
 
 def _route_key() -> bytes:
-    """The key that seals tokens for the gateway (gateway/sealing.py): FERRY_ROUTE_KEY, else var/route-key."""
+    """The key that seals tokens for the gateway (contracts/sealing.py): FERRY_ROUTE_KEY, else var/route-key."""
     return sealing.route_key(settings.VAR_DIR)
 
 

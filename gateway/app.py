@@ -19,7 +19,10 @@ import time
 
 import httptools
 
-from . import auth, balancer, local, paths, retry, sealing
+from contracts import auth, paths, sealing
+from contracts.weighted_round_robin import next_choice
+
+from . import balancer, local, retry
 from .activator import Activator
 from .config import Settings
 from .local import error
@@ -384,18 +387,15 @@ class Gateway:
                           "bytes)")
 
     def _group_member(self, group: tuple, serving: list[Route]) -> Route:
-        """Smooth weighted round robin over the members by group weight, as for versions (balancer.py); the
-        credits are kept by (group, project) and member name, so a member's route changing does not reset
-        them."""
+        """Smooth weighted round robin over the members by group weight, as for versions
+        (contracts/weighted_round_robin.py); the credits are kept by (group, project) and member name, so a
+        member's route changing does not reset them."""
         credits = self.group_credit.setdefault(group, {})
-        total = sum(m.group_weight for m in serving)
-        best = None
-        for member in serving:
-            credits[member.name] = credits.get(member.name, 0) + member.group_weight
-            if best is None or credits[member.name] > credits[best.name]:
-                best = member
-        credits[best.name] -= total
-        return best
+        kept = [credits.get(member.name, 0) for member in serving]
+        weights = [member.group_weight for member in serving]
+        best = next_choice(kept, weights, sum(weights))
+        credits.update(zip((member.name for member in serving), kept))
+        return serving[best]
 
     def _on_wait(self, route, version, cold: bool) -> None:
         if cold:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+from contracts.weighted_round_robin import next_choice
+
 from . import retry
 from .table import Instance, Route, ServiceState, Version
 
@@ -37,21 +39,13 @@ class Unavailable(Exception):
 def weighted_version(route: Route) -> Version | None:
     """The version a request belongs to, by weight; without weights, the newest version.
 
-    Smooth weighted round robin: each choice adds every version's weight to its credit, picks the highest
-    credit and takes the total weight off it, so 80 / 20 goes 1, 1, 2, 1, 1, 1, 1, 2, ... The credits start
-    again when the route changes (a new Route)."""
+    The smooth weighted round robin (contracts/weighted_round_robin.py): 80 / 20 goes 1, 1, 2, 1, 1, 1, 1, 2, ...
+    The credits start again when the route changes (a new Route)."""
     if route.total_weight:
         weighted = route.weighted
         if len(weighted) == 1:
             return weighted[0][1]
-        credit = route.smooth_credit
-        best = 0
-        for index, (_, version) in enumerate(weighted):
-            credit[index] += version.weight
-            if credit[index] > credit[best]:
-                best = index
-        credit[best] -= route.total_weight
-        return weighted[best][1]
+        return weighted[next_choice(route.smooth_credit, route.weights, route.total_weight)][1]
     return route.versions[-1] if route.versions else None
 
 

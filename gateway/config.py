@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .auth import DEFAULT_MAX_SKEW, DEFAULT_MEMORY
+from contracts.auth import DEFAULT_MAX_SKEW, DEFAULT_MEMORY
 
 MIB = 1024 * 1024
 
@@ -103,7 +103,7 @@ class Settings:
 
 
 def _route_key() -> bytes:
-    from . import sealing
+    from contracts import sealing
 
     try:
         return sealing.route_key()

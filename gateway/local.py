@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import json
 
-from . import paths
+from contracts import paths
 
 JSON = (b"content-type", b"application/json")
 TEXT = (b"content-type", b"text/plain")

@@ -4,7 +4,7 @@ The request path only bumps plain integers on a `VersionStats` (no locks, no lab
 one event loop). Two readers turn them into what others read:
 - `/metrics`: a prometheus-client collector builds the families when scraped.
 - Redis, once a second, in one pipeline, never on the request path (the layout the autoscaler and the console
-  read, documented in docs/gateway.md):
+  read, documented in docs/gateway.md; the names in contracts/keys.py):
     ferry:metrics:s:<service>:<version>:<unix_second>      TTL 1 hour
     ferry:metrics:m:<service>:<version>:<unix_second // 60>  TTL 30 days
   fields requests, errors (5xx), status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max,
@@ -22,6 +22,8 @@ import time
 from bisect import bisect_left
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from contracts.keys import metrics_minute_key, metrics_second_key
 
 logger = logging.getLogger("ferry.gateway")
 
@@ -225,14 +227,13 @@ async def flush_forever(redis, table) -> None:
 async def flush_once(redis, script, table, second: int) -> int:
     pipe = redis.pipeline(transaction=False)
     written = 0
-    minute = second // 60
     for state in list(table.services.values()):
         for stats in list(state.stats.values()):
             fields = stats.take_second()
             if fields is None:
                 continue
-            prefix = f"{stats.service}:{stats.version}"
-            await script(keys=[f"ferry:metrics:s:{prefix}:{second}", f"ferry:metrics:m:{prefix}:{minute}"],
+            await script(keys=[metrics_second_key(stats.service, stats.version, second),
+                               metrics_minute_key(stats.service, stats.version, second)],
                          args=[SECOND_TTL, MINUTE_TTL, *fields], client=pipe)
             written += 1
     if written:

@@ -1,14 +1,14 @@
-"""Keeping the in-memory routing table equal to Redis (the contract is in deployer/routing.py).
+"""Keeping the in-memory routing table equal to Redis (the keys are in contracts/keys.py, the entries in contracts/routes.py).
 
 The gateway serves one cluster (FERRY_GATEWAY_CLUSTER, `local` by default) and reads only that cluster's keys:
-subscribe to `ferry:routes:<cluster>:changed` first, then load the whole hash `ferry:routes:<cluster>`, so no
+subscribe to its changes channel first, then load its whole routes hash, so no
 change published in between is missed. A message names one service (reload that field) or is "*" (reload everything). The whole
 hash is also reloaded every `resync_interval` seconds, in case a message was lost. If Redis goes away, the
 gateway keeps serving the table it has and reconnects with a capped backoff.
 
 Static stability: a Redis that restarted comes back empty (or with an old dump), and replacing the table with
 that would stop every service the control plane has not republished yet. The control plane marks a complete
-publish with the run id of the Redis it wrote to (`ferry:routes:complete`); a whole-hash load replaces the
+publish with the run id of the Redis it wrote to (`complete_key`); a whole-hash load replaces the
 table only when that mark names the Redis being read (or when the gateway has no table yet). Until then the
 table is kept, and per-service notifications, which are always fresh publishes, still apply.
 """
@@ -18,20 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from contracts.keys import changed_channel, complete_key, routes_key
+
 logger = logging.getLogger("ferry.gateway")
-PREFIX = "ferry:routes"
-
-
-def routes_key(cluster: str) -> str:
-    return f"{PREFIX}:{cluster}"
-
-
-def changed_channel(cluster: str) -> str:
-    return f"{PREFIX}:{cluster}:changed"
-
-
-def complete_key(cluster: str) -> str:
-    return f"{PREFIX}:{cluster}:complete"
 
 
 def hash_is_authoritative(mark: bytes | str | None, run_id: str, have_routes: bool) -> bool:

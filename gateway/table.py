@@ -1,4 +1,5 @@
-"""The routing table in memory: what `deployer.routing.route_entry` publishes, parsed once per change.
+"""The routing table in memory: the route entries the control plane publishes (contracts/routes.py), read once
+per change.
 
 A `Route` is an immutable snapshot of one service's entry; requests read `state.route` once and keep using
 the snapshot they got, so a change never affects a request in flight. What must outlive a change lives in
@@ -9,11 +10,11 @@ address, so their outstanding-request counts and connection pools survive a weig
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 from collections import deque
 
-from . import sealing
+from contracts import sealing
+from contracts.routes import RouteEntry
 from .upstream import Pool
 
 logger = logging.getLogger("ferry.gateway")
@@ -51,34 +52,34 @@ class Version:
 
 
 class Route:
-    """One service's entry, parsed. Field names follow route_entry; times are in seconds here."""
+    """One service's entry as the gateway uses it: the token opened, sizes clamped, times in seconds, versions
+    linked to the `Instance` objects that outlive the route."""
 
     __slots__ = (
         "name", "cluster", "token", "running", "timeout", "max_queue", "concurrency", "scale_to_zero",
         "versions", "by_number", "weighted", "total_weight", "mirror_targets", "mirror_ratio", "group",
         "group_weight", "traffic_state", "generation", "state", "token_bytes", "token_digest", "failed",
-        "smooth_credit", "mirror_credit", "project",
+        "smooth_credit", "mirror_credit", "project", "weights",
     )
 
-    def __init__(self, entry: dict, state: ServiceState, instances: dict[str, Instance], key: bytes):
-        self.name = entry["service"]
-        self.cluster = entry["cluster"]
-        self.project = entry.get("project")
+    def __init__(self, entry: RouteEntry, state: ServiceState, instances: dict[str, Instance], key: bytes):
+        self.name = entry.service
+        self.cluster = entry.cluster
+        self.project = entry.project
         # Kept in memory only: the instance is sent this token, and EAS signatures are HMACs keyed by it.
-        self.token_bytes = sealing.unseal(key, entry["token_sealed"], self.cluster, self.name)
-        self.token_digest = bytes.fromhex(entry["token_digest"])
+        self.token_bytes = sealing.unseal(key, entry.token_sealed, self.cluster, self.name)
+        self.token_digest = bytes.fromhex(entry.token_digest)
         if not hmac.compare_digest(sealing.digest(key, self.token_bytes), self.token_digest):
             raise ValueError("token_digest does not match the sealed token")
-        self.running = bool(entry.get("running", True))
-        self.failed = entry.get("failed") or ""  # why a wake-up from zero failed: answer at once, do not hold
-        self.timeout = max(int(entry.get("timeout_ms") or 5000), 1) / 1000.0
-        self.max_queue = max(int(entry.get("max_queue_size") or 0), 0)
-        self.concurrency = max(int(entry.get("instance_concurrency") or 0), 0)
-        self.scale_to_zero = bool(entry.get("scale_to_zero"))
+        self.running = entry.running
+        self.failed = entry.failed  # why a wake-up from zero failed: answer at once, do not hold
+        self.timeout = max(entry.timeout_ms, 1) / 1000.0
+        self.max_queue = max(entry.max_queue_size, 0)
+        self.concurrency = max(entry.instance_concurrency, 0)
+        self.scale_to_zero = entry.scale_to_zero
         self.versions = [
-            Version(int(v["number"]), max(int(v.get("weight") or 0), 0),
-                    [instances[i["address"]] for i in v.get("instances") or ()])
-            for v in entry.get("versions") or ()
+            Version(v.number, max(v.weight, 0), [instances[i.address] for i in v.instances])
+            for v in entry.versions
         ]
         self.by_number = {v.number: v for v in self.versions}
         # The versions that take traffic (with cumulative weights); credits for the smooth weighted round robin.
@@ -89,15 +90,16 @@ class Route:
                 total += version.weight
                 self.weighted.append((total, version))
         self.total_weight = total
+        self.weights = tuple(version.weight for _, version in self.weighted)
         self.smooth_credit = [0] * len(self.weighted)
         self.mirror_credit = 0.0
-        mirror = entry.get("mirror") or {}
-        self.mirror_targets = [t for t in mirror.get("targets") or () if t != self.name]
-        self.mirror_ratio = min(max(float(mirror.get("ratio") or 0), 0.0), 100.0) / 100.0
-        self.group = entry.get("group") or ""
-        self.group_weight = int(entry.get("group_weight") if entry.get("group_weight") is not None else 100)
-        self.traffic_state = entry.get("traffic_state") or "standalone"
-        self.generation = entry.get("generation")
+        mirror = entry.mirror
+        self.mirror_targets = [t for t in mirror.targets if t != self.name] if mirror is not None else []
+        self.mirror_ratio = min(max(float(mirror.ratio), 0.0), 100.0) / 100.0 if mirror is not None else 0.0
+        self.group = entry.group
+        self.group_weight = entry.group_weight
+        self.traffic_state = entry.traffic_state
+        self.generation = entry.generation
         self.state = state
 
     def ready_versions(self) -> list[Version]:
@@ -160,9 +162,9 @@ class RouteTable:
         """Set (or, with None, remove) one service's route from its JSON entry."""
         state = self.state(name)
         try:
-            entry = json.loads(raw) if raw is not None else None
+            entry = RouteEntry.from_json(raw) if raw is not None else None
             route = self._parse(state, entry) if entry is not None else None
-        except (ValueError, KeyError, TypeError) as error:  # sealing.SealError is a ValueError
+        except (ValueError, KeyError, TypeError) as error:  # RouteEntryError and sealing.SealError are ValueErrors
             # Keep serving the last good route rather than failing the service on a bad entry.
             logger.error("ignored an unreadable route entry for %s: %s", name, error)
             return
@@ -186,12 +188,10 @@ class RouteTable:
             self.apply(name, None)
         self.loaded = True
 
-    def _parse(self, state: ServiceState, entry: dict) -> Route:
-        if entry.get("service") != state.name or entry.get("cluster") != self.cluster:
-            raise ValueError(f"the entry names {entry.get('cluster')}/{entry.get('service')}, not "
-                             f"{self.cluster}/{state.name}")
-        wanted = {i["address"]: i.get("name") or i["address"]
-                  for v in entry.get("versions") or () for i in v.get("instances") or ()}
+    def _parse(self, state: ServiceState, entry: RouteEntry) -> Route:
+        if entry.service != state.name or entry.cluster != self.cluster:
+            raise ValueError(f"the entry names {entry.cluster}/{entry.service}, not {self.cluster}/{state.name}")
+        wanted = entry.instance_names()
         for address in [a for a in state.instances if a not in wanted]:
             state.instances.pop(address).pool.close()
         for address, instance_name in wanted.items():

@@ -35,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TOKEN = "bench-token"
-# The key that seals TOKEN in the route (gateway/sealing.py), given to the bench's gateways: its own, not var/'s.
+# The key that seals TOKEN in the route (contracts/sealing.py), given to the bench's gateways: its own, not var/'s.
 ROUTE_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 sys.path.insert(0, str(ROOT))
 
@@ -116,7 +116,7 @@ def publish_route(redis_url: str, instance_port: int) -> None:
     """The entry deployer.routing.route_entry would publish for demo_iris with one ready instance."""
     import redis
 
-    from gateway import sealing
+    from contracts import sealing
 
     token = sealing.token_fields(sealing.decode_key(ROUTE_KEY, "ROUTE_KEY"), TOKEN, "local", "demo_iris")
     entry = {

@@ -3,7 +3,7 @@
 - `Waker`: a self-pipe. Signal handlers, probe threads and the Redis listener write a byte; the loop waits
   on the pipe with its poll interval as the timeout. A pipe, not a threading.Event, because setting an
   Event from a signal handler can deadlock on the Event's own lock.
-- `RedisWakeListener`: the local driver publishes on WAKE_CHANNEL after writing rows, so new desired state
+- `RedisWakeListener`: the local driver publishes on AGENT_WAKE_CHANNEL after writing rows, so new desired state
   is acted on at once. Only a shortcut: polling alone reaches the same state, and Redis being down is
   logged, not fatal.
 - `ReconcileNotifier`: enqueues `reconcile_service` from its own thread, so a slow or missing broker never
@@ -18,9 +18,10 @@ import queue
 import select
 import threading
 
+from contracts.keys import AGENT_WAKE_CHANNEL
+
 logger = logging.getLogger("ferry.agent")
 
-WAKE_CHANNEL = "ferry:agent:wake"
 REDIS_RETRY_SECONDS = 5.0
 
 
@@ -70,14 +71,14 @@ class RedisWakeListener(threading.Thread):
             except (redis.RedisError, OSError) as exc:
                 if not complained:
                     logger.warning("Could not listen on Redis channel %s (%s); polling only, retrying every %g s",
-                                   WAKE_CHANNEL, exc, REDIS_RETRY_SECONDS)
+                                   AGENT_WAKE_CHANNEL, exc, REDIS_RETRY_SECONDS)
                     complained = True
                 self._stop_requested.wait(REDIS_RETRY_SECONDS)
 
     def _listen(self, client) -> None:
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
-            pubsub.subscribe(WAKE_CHANNEL)
+            pubsub.subscribe(AGENT_WAKE_CHANNEL)
             while not self._stop_requested.is_set():
                 if pubsub.get_message(timeout=1.0) is not None:
                     self._on_message()

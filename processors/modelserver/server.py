@@ -34,9 +34,9 @@ from kserve.logging import logger
 from kserve.protocol.dataplane import DataPlane
 from kserve.protocol.rest.server import RESTServer
 
-from gateway.auth import DEFAULT_MAX_SKEW, Replays, check, signed_resources  # Django-free: both check alike
-from gateway.paths import EAS_PREFIX, BadPath
-from gateway.paths import parse as parse_path
+from contracts.auth import DEFAULT_MAX_SKEW, Replays, check, signed_resources  # Django-free: both check alike
+from contracts.paths import EAS_PREFIX, BadPath
+from contracts.paths import parse as parse_path
 
 
 class WarmUpError(Exception):
@@ -85,7 +85,7 @@ class EasEntry:
     """What EAS puts in front of an instance, and the instance's only door.
 
     - Paths: a direct connection (eas-prediction's) posts to http://<instance>/api/predict/<service>[/<rest>];
-      such a path is served as `/<rest>`, `/` for none, exactly as the gateway forwards it (gateway.paths).
+      such a path is served as `/<rest>`, `/` for none, exactly as the gateway forwards it (contracts/paths.py).
     - Credentials: every route but the probes' (OPEN_PATHS, GET/HEAD) needs the service's token, plainly,
       as Bearer or as an EAS signature, checked by the gateway's own code with the same replay defence: V1,
       V2 (inference, metadata, the model repository's load/unload) and EAS alike, so an instance's address

@@ -32,7 +32,7 @@ PRELOAD = (
     "sklearn", "sklearn.linear_model", "sklearn.ensemble", "sklearn.tree", "sklearn.pipeline",
     "sklearn.preprocessing",
     "processors.modelserver.server", "processors.modelserver.models", "processors.modelserver.handler",
-    "gateway.auth",  # checks the service token of EAS calls (server.py imports it on the first one)
+    "contracts.auth",  # checks the service token of EAS calls (server.py imports it on the first one)
     # What a start imports later, on the way to listening (found by comparing sys.modules before and after):
     # FastAPI's route analysis imports pydantic.v1, uvicorn its protocol classes when it starts.
     "pydantic.v1", "concurrent.futures.thread",

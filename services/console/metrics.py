@@ -1,6 +1,7 @@
 """Reads the gateway's traffic aggregates from Redis for the console's charts and the service list.
 
-The gateway writes one hash per service, version and second (TTL 1 h) and per minute (TTL 30 days):
+The gateway writes one hash per service, version and second (TTL 1 h) and per minute (TTL 30 days), named in
+contracts/keys.py:
 
     ferry:metrics:s:<service>:<version>:<unix_second>
     ferry:metrics:m:<service>:<version>:<unix_minute>
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from contracts.keys import PER_MINUTE, PER_SECOND, SECONDS_PER_RESOLUTION, metrics_key
+
 logger = logging.getLogger("ferry.console")
 
 RANGES = {"15m": 15 * 60, "1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
@@ -28,10 +31,6 @@ MAX_POINTS = 120
 PIPELINE_CHUNK = 2000
 BUCKET_PREFIX = "latency_bucket_le_"
 LIVE_WINDOW_SECONDS = 15
-
-
-def key(resolution: str, service: str, version: int, unit: int) -> str:
-    return f"ferry:metrics:{resolution}:{service}:{version}:{unit}"
 
 
 @dataclass
@@ -125,7 +124,8 @@ class Window:
 def plan(range_name: str, now: float | None = None) -> tuple[int, int, int, str]:
     """(start, end, step seconds, resolution) for a named range, aligned to whole steps."""
     seconds = RANGES.get(range_name, RANGES[DEFAULT_RANGE])
-    resolution, unit = ("s", 1) if seconds <= 3600 else ("m", 60)
+    resolution = PER_SECOND if seconds <= 3600 else PER_MINUTE  # the per-second hashes live an hour
+    unit = SECONDS_PER_RESOLUTION[resolution]
     step = max(unit, math.ceil(seconds / MAX_POINTS / unit) * unit)
     end = (int(now if now is not None else time.time()) // step + 1) * step
     return end - seconds, end, step, resolution
@@ -158,10 +158,10 @@ def read_window(service_name: str, versions: list[int], range_name: str, *, now:
     if client is None:
         window.error = "No metrics source: REDIS_URL is not set."
         return window
-    unit = 1 if resolution == "s" else 60
+    unit = SECONDS_PER_RESOLUTION[resolution]  # the gateway's bucketing (contracts/keys.py)
     plan_keys = [(version, t) for version in versions for t in range(start - start % unit, end, unit)]
     try:
-        hashes = _hashes(client, [key(resolution, service_name, v, t // unit) for v, t in plan_keys])
+        hashes = _hashes(client, [metrics_key(resolution, service_name, v, t // unit) for v, t in plan_keys])
     except Exception as exc:  # noqa: BLE001 -- a Redis outage must not break the page
         logger.warning("Could not read metrics of %s: %s", service_name, exc)
         window.error = f"Metrics are unavailable: {exc}"
@@ -189,7 +189,7 @@ def live_summaries(services: list[tuple[str, list[int]]], *, now: float | None =
     plan_keys = [(name, version, t) for name, versions in services for version in versions
                  for t in range(last - LIVE_WINDOW_SECONDS + 1, last + 1)]
     try:
-        hashes = _hashes(client, [key("s", name, version, t) for name, version, t in plan_keys])
+        hashes = _hashes(client, [metrics_key(PER_SECOND, name, version, t) for name, version, t in plan_keys])
     except Exception as exc:  # noqa: BLE001
         logger.warning("Could not read live metrics: %s", exc)
         return {}

@@ -25,7 +25,7 @@ def _error(call) -> TeaException:
 def test_the_gateway_is_given_the_per_instance_concurrency_of_the_service_file():
     document = {**FILE, "metadata": {"instance": 0, "container_concurrency": 2}}
     service = service_create(actor=None, project=Project.objects.get(name="default"), document=document)
-    assert route_entry(service, "token")["instance_concurrency"] == 2
+    assert route_entry(service, "token").instance_concurrency == 2
 
 
 def test_create_refuses_development_mode_and_an_async_service_and_creates_nothing(alice_sdk):

@@ -12,7 +12,7 @@ from alibabacloud_tea_openapi.exceptions import ClientException
 from django.conf import settings
 
 from deployer.autoscaling import AutoscalerLoop
-from deployer.metrics import second_key
+from contracts.keys import metrics_second_key
 from contracts.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY
 from services.models import Cluster, ClusterGrant, Project, Service
 
@@ -52,7 +52,7 @@ def test_current_metrics_are_the_values_the_loop_last_decided_from(alice_sdk, cl
     assert alice_sdk.describe_service_auto_scaler("local", NAME).body.current_metrics == []  # nothing measured
 
     for second in range(T0 - 40, T0):
-        client.hset(second_key(NAME, 1, second), mapping={"requests": 50, "latency_ms_sum": 0})
+        client.hset(metrics_second_key(NAME, 1, second), mapping={"requests": 50, "latency_ms_sum": 0})
     AutoscalerLoop(client).tick(now=T0)
     body = alice_sdk.describe_service_auto_scaler("local", NAME).body
     [metric] = body.current_metrics

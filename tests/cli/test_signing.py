@@ -28,7 +28,7 @@ def test_acs3_signature_is_the_sdks(method, query, body):
 
 
 def test_eas_predict_signature_is_what_the_gateway_checks():
-    auth = pytest.importorskip("gateway.auth", reason="the gateway package is not there")
+    auth = pytest.importorskip("contracts.auth", reason="the contracts package is not there")
     body = b'{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
     headers = eas_predict_headers(token="t0ken", path="/api/predict/demo_iris", body=body,
                                   content_type="application/json")

@@ -10,7 +10,7 @@ from deployer.activation import activate
 from deployer.models import LocalInstance
 from deployer.reconcile import reconcile
 from deployer.routing import CHANGED_CHANNEL, ROUTES_KEY
-from gateway import sealing
+from contracts import sealing
 from services.models import Project, Service
 from services.selectors import service_token
 from services.services import service_create, service_delete, service_update, version_weights_set
@@ -41,7 +41,7 @@ def test_it_publishes_each_reconciled_service_with_its_ready_instances(routes):
     reconcile(service.pk)
     raw = routes.hget(ROUTES_KEY, "sleeper")
     entry = json.loads(raw)
-    # The token sealed for the gateway, with its keyed digest: never in plain text (gateway/sealing.py).
+    # The token sealed for the gateway, with its keyed digest: never in plain text (contracts/sealing.py).
     token = service_token(service)
     assert token not in raw and "token" not in entry and entry["timeout_ms"] == 7000
     key = sealing.route_key()

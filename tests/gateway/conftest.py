@@ -25,14 +25,15 @@ from zoneinfo import ZoneInfo
 import pytest
 import redis
 
-from gateway import sealing
+from contracts import sealing
+from contracts.keys import changed_channel, routes_key
 from tests.e2e.conftest import converge, demo_models, local_cluster  # noqa: F401 -- fixtures
 from tests.harness.process import free_port, spawn, stop
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-ROUTES_KEY = "ferry:routes:local"  # deployer.routing.routes_key("local"): the gateway serves the local cluster
-CHANGED_CHANNEL = "ferry:routes:local:changed"
+ROUTES_KEY = routes_key("local")  # the gateway serves the local cluster
+CHANGED_CHANNEL = changed_channel("local")
 # /metrics is served only with this Bearer token (FERRY_GATEWAY_METRICS_TOKEN); test gateways get this one.
 METRICS_TOKEN = "metrics-token-of-the-tests"
 
@@ -152,7 +153,8 @@ class Routes:
 
     def entry(self, name: str, versions, token: str | None = None, **fields) -> dict:
         """versions: [(number, weight, [instance dicts])]; the token (`token-of-<name>` unless given) is sealed
-        with the route key the gateway reads (the same FERRY_VAR_DIR), as deployer.routing.route_entry does."""
+        with the route key the gateway reads (the same FERRY_VAR_DIR), as deployer.routing.route_entry does.
+        A plain dict, not a RouteEntry: the gateway must read the JSON (contracts/routes.py) whoever wrote it."""
         self.generation += 1
         token = f"token-of-{name}" if token is None else token
         entry = {

@@ -3,7 +3,7 @@ when a signature counts as replayed, what the replay memory keeps, and what a si
 
 from email.utils import formatdate
 
-from gateway.auth import Replays, date_problem, signed_resources, zone_offset
+from contracts.auth import Replays, date_problem, signed_resources, zone_offset
 
 NOW = 1_780_000_000.0  # a fixed instant: these functions never read the clock
 HOUR = 3600.0

@@ -46,7 +46,7 @@ class Harness:
         # both by overriding these settings.
         os.environ.setdefault("FERRY_FILE_SOURCE_ROOTS", os.path.realpath(tempfile.gettempdir()))
         os.environ.setdefault("FERRY_FETCH_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
-        # One installation shares one route key (gateway/sealing.py): workers and gateways the tests start with
+        # One installation shares one route key (contracts/sealing.py): workers and gateways the tests start with
         # var dirs of their own still seal and open the same tokens.
         os.environ.setdefault("FERRY_ROUTE_KEY", base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
         if not os.environ.get("FERRY_VAR_DIR"):

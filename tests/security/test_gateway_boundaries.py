@@ -20,7 +20,7 @@ import pytest
 import redis
 
 from deployer.routing import changed_channel, routes_key, unpublish_route
-from gateway import sealing
+from contracts import sealing
 from tests.gateway.conftest import METRICS_TOKEN, Routes, call, echo, start_gateway  # noqa: F401 -- fixture
 
 MAX_CONNECTIONS = 6

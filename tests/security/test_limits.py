@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from deployer.autoscaling import AutoscalerLoop
-from deployer.metrics import second_key
+from contracts.keys import metrics_second_key
 from services.models import Cluster, ClusterGrant, Project, ProjectMembership, Service
 from services.services import api_token_create, cron_scaler_set, service_create
 
@@ -48,7 +48,7 @@ def test_a_broken_cron_schedule_fails_its_own_service_and_the_loop_goes_on(metri
     cron_scaler_set(actor=None, service=cron, exclude_dates=[],
                     scale_jobs=[{"Name": "daily", "Schedule": "0 0 0 * * *", "TargetSize": 2, "TimeZone": "UTC"}])
     for second in range(T0 - 40, T0):
-        metrics.hset(second_key("limits_scaled", 1, second), mapping={"requests": 50, "latency_ms_sum": 0})
+        metrics.hset(metrics_second_key("limits_scaled", 1, second), mapping={"requests": 50, "latency_ms_sum": 0})
 
     loop = AutoscalerLoop(metrics)
     loop.tick(now=T0)
@@ -159,7 +159,7 @@ def test_the_autoscaler_never_decides_above_the_project_quota(metrics):
     # An admin lowers the quota after the services were made: the loop holds within it.
     Project.objects.filter(pk=project.pk).update(max_instances=2)
     for second in range(T0 - 40, T0):
-        metrics.hset(second_key("limits_capped", 1, second), mapping={"requests": 500, "latency_ms_sum": 0})
+        metrics.hset(metrics_second_key("limits_capped", 1, second), mapping={"requests": 500, "latency_ms_sum": 0})
     AutoscalerLoop(metrics).tick(now=T0)
     scaled.refresh_from_db()
     assert scaled.autoscaled_instances == 2

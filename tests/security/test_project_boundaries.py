@@ -286,8 +286,8 @@ def test_a_foreign_member_stored_in_a_group_is_not_published_in_it(world):
     """A row set before the checks existed (or by a race): mallory's tools says group "shop" and grouping."""
     Service.objects.filter(pk=world.tools.pk).update(group="shop", traffic_state="grouping", group_weight=100)
     tools = Service.objects.get(pk=world.tools.pk)
-    assert route_entry(tools, "t")["group"] == ""
-    assert route_entry(Service.objects.get(pk=world.front.pk), "t")["group"] == "shop"
+    assert route_entry(tools, "t").group == ""
+    assert route_entry(Service.objects.get(pk=world.front.pk), "t").group == "shop"
     mallory = world.api("mallory")
     before = snapshot()
     response = mallory.put("/api/v2/services/local/tools/release",
@@ -303,26 +303,26 @@ def test_a_group_name_is_per_cluster_as_each_clusters_gateway_is(world):
     created = world.api("mallory").post("/api/v2/services", custom_file(
         "shop_edge", metadata={"resource": "edge", "group": "shop"}), format="json")
     assert created.status_code == 202, created.content
-    assert route_entry(Service.objects.get(name="shop_edge"), "t")["group"] == "shop"
-    assert route_entry(Service.objects.get(pk=world.front.pk), "t")["group"] == "shop"
+    assert route_entry(Service.objects.get(name="shop_edge"), "t").group == "shop"
+    assert route_entry(Service.objects.get(pk=world.front.pk), "t").group == "shop"
 
 
 def test_a_deleted_mirror_target_is_not_replaced_by_a_same_named_service(world):
     target = service_create(actor=world.alice, project=world.team_a, document=custom_file("shadow"))
     mirror_set(actor=world.alice, service=world.vault, targets=["shadow"], ratio=50)
     vault = Service.objects.get(pk=world.vault.pk)
-    assert route_entry(vault, "t")["mirror"] == {"targets": ["shadow"], "ratio": 50}
+    assert route_entry(vault, "t").to_dict()["mirror"] == {"targets": ["shadow"], "ratio": 50}
     service_delete(actor=world.alice, service=target)
     Service.objects.filter(pk=target.pk).delete()  # the finalizer's end: the row is gone
     service_create(actor=world.mallory, project=world.team_m, document=custom_file("shadow"))
-    assert route_entry(Service.objects.get(pk=world.vault.pk), "t")["mirror"]["targets"] == []
+    assert route_entry(Service.objects.get(pk=world.vault.pk), "t").mirror.targets == ()
     # ...and the same holds once alice makes a new "shadow" of her own: a new target is set, not inherited.
     assert Service.objects.get(pk=world.vault.pk).mirror["targets"] == ["shadow"]
 
 
 def test_a_mirror_stored_by_name_only_resolves_within_its_project(world):
     Service.objects.filter(pk=world.vault.pk).update(mirror={"targets": ["tools", "front"], "ratio": 10})
-    assert route_entry(Service.objects.get(pk=world.vault.pk), "t")["mirror"] == {"targets": ["front"], "ratio": 10}
+    assert route_entry(Service.objects.get(pk=world.vault.pk), "t").to_dict()["mirror"] == {"targets": ["front"], "ratio": 10}
 
 
 # ---------------------------------------------------------------------------------------------------------------

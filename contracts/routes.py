@@ -1,0 +1,192 @@
+"""A route entry: everything the gateway needs to serve one service, as the control plane publishes it.
+
+The control plane builds a `RouteEntry` (deployer/routing.py) and writes `to_json()` into its cluster's routes
+hash (the keys: contracts/keys.py); the gateway reads it back with `RouteEntry.from_json` (gateway/table.py).
+One class for both sides, so a field cannot be written under one name and read under another.
+
+The JSON is an object with these fields (and their reading when absent, as a gateway has always read them):
+
+    service, cluster              required: the entry must name the service and cluster it is stored under
+    project                       the owning project's id; groups are partitioned by it (None)
+    token_digest, token_sealed    required: the service token, keyed digest and sealed (contracts/sealing.py)
+    running                       false for a stopped or deleted service (true)
+    timeout_ms                    how long a request may wait for an instance (5000)
+    max_queue_size                requests that may wait per service (0)
+    instance_concurrency          requests per instance at once, 0: unlimited (0)
+    scale_to_zero                 the autoscaler's minimum is 0 (false)
+    versions                      [{number, weight, instances: [{name, address: "host:port"}]}], oldest first
+    mirror                        {targets: [service names], ratio: percent} or null
+    group, group_weight           the service group it serves in ("") and its weight there (100)
+    traffic_state                 standalone, grouped, ... (standalone)
+    generation                    the service generation the entry was built from (None)
+    failed                        why a wake-up from zero failed for this generation ("")
+
+What the gateway makes of odd values (negative sizes, a ratio over 100) is the gateway's reading: these
+values carry what was published, converted to their types only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+
+class RouteEntryError(ValueError):
+    """An entry that is not JSON of the shape above; the message names the field."""
+
+
+@dataclass(frozen=True)
+class RouteInstance:
+    """A ready instance of a version. `name` is what the gateway reports; an entry without one uses the address."""
+
+    name: str
+    address: str  # host:port
+
+
+@dataclass(frozen=True)
+class RouteVersion:
+    number: int
+    weight: int  # the traffic share applied now (percent); 0: takes no traffic unless pinned
+    instances: tuple[RouteInstance, ...] = ()
+
+
+@dataclass(frozen=True)
+class RouteMirror:
+    targets: tuple[str, ...]
+    ratio: float  # percent of the requests copied to every target
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    service: str
+    cluster: str
+    token_digest: str
+    token_sealed: str
+    project: int | None = None
+    running: bool = True
+    timeout_ms: int = 5000
+    max_queue_size: int = 0
+    instance_concurrency: int = 0
+    scale_to_zero: bool = False
+    versions: tuple[RouteVersion, ...] = ()
+    mirror: RouteMirror | None = None
+    group: str = ""
+    group_weight: int = 100
+    traffic_state: str = "standalone"
+    generation: int | None = None
+    failed: str = ""
+
+    def instance_names(self) -> dict[str, str]:
+        """address -> name of the instances of every version."""
+        return {i.address: i.name for v in self.versions for i in v.instances}
+
+    def to_dict(self) -> dict:
+        """The JSON object, fields in the order the control plane has always written them."""
+        return {
+            "service": self.service,
+            "cluster": self.cluster,
+            "project": self.project,
+            "token_digest": self.token_digest,
+            "token_sealed": self.token_sealed,
+            "running": self.running,
+            "timeout_ms": self.timeout_ms,
+            "max_queue_size": self.max_queue_size,
+            "instance_concurrency": self.instance_concurrency,
+            "scale_to_zero": self.scale_to_zero,
+            "versions": [{"number": v.number, "weight": v.weight,
+                          "instances": [{"name": i.name, "address": i.address} for i in v.instances]}
+                         for v in self.versions],
+            "mirror": (None if self.mirror is None
+                       else {"targets": list(self.mirror.targets), "ratio": self.mirror.ratio}),
+            "group": self.group,
+            "group_weight": self.group_weight,
+            "traffic_state": self.traffic_state,
+            "generation": self.generation,
+            "failed": self.failed,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> RouteEntry:
+        """Raises RouteEntryError naming the field when `raw` is not a readable entry."""
+        try:
+            entry = json.loads(raw)
+        except ValueError as error:
+            raise RouteEntryError(f"the route entry is not JSON: {error}") from None
+        if not isinstance(entry, dict):
+            raise RouteEntryError("the route entry must be a JSON object")
+        return cls.from_dict(entry)
+
+    @classmethod
+    def from_dict(cls, entry: dict) -> RouteEntry:
+        return cls(
+            service=_text(entry, "service"),
+            cluster=_text(entry, "cluster"),
+            token_digest=_text(entry, "token_digest"),
+            token_sealed=_text(entry, "token_sealed"),
+            project=entry.get("project"),
+            running=bool(entry.get("running", True)),
+            timeout_ms=_int(entry, "timeout_ms", 5000),
+            max_queue_size=_int(entry, "max_queue_size", 0),
+            instance_concurrency=_int(entry, "instance_concurrency", 0),
+            scale_to_zero=bool(entry.get("scale_to_zero")),
+            versions=tuple(_version(v, index) for index, v in enumerate(_list(entry, "versions"))),
+            mirror=_mirror(entry.get("mirror")),
+            group=entry.get("group") or "",
+            group_weight=_int(entry, "group_weight", 100, zero_is_unset=False),
+            traffic_state=entry.get("traffic_state") or "standalone",
+            generation=entry.get("generation"),
+            failed=entry.get("failed") or "",
+        )
+
+
+def _text(entry: dict, name: str) -> str:
+    value = entry.get(name)
+    if not isinstance(value, str) or not value:
+        raise RouteEntryError(f"{name} is missing from the route entry (or is not a string)")
+    return value
+
+
+def _int(entry: dict, name: str, default: int, zero_is_unset: bool = True) -> int:
+    """An absent or null field reads as `default`; so does 0 (and "") unless `zero_is_unset` is False."""
+    value = entry.get(name)
+    unset = not value if zero_is_unset else value is None
+    try:
+        return default if unset else int(value)
+    except (TypeError, ValueError):
+        raise RouteEntryError(f"{name} must be a whole number, not {value!r}") from None
+
+
+def _list(entry: dict, name: str) -> list:
+    value = entry.get(name) or []
+    if not isinstance(value, list):
+        raise RouteEntryError(f"{name} must be a list")
+    return value
+
+
+def _version(version, index: int) -> RouteVersion:
+    if not isinstance(version, dict) or "number" not in version:
+        raise RouteEntryError(f"versions[{index}] must be an object with a number")
+    instances = []
+    for position, instance in enumerate(_list(version, "instances")):
+        address = instance.get("address") if isinstance(instance, dict) else None
+        if not isinstance(address, str) or not address:
+            raise RouteEntryError(f"versions[{index}].instances[{position}].address is missing")
+        instances.append(RouteInstance(name=instance.get("name") or address, address=address))
+    return RouteVersion(number=_int(version, "number", 0), weight=_int(version, "weight", 0),
+                        instances=tuple(instances))
+
+
+def _mirror(mirror) -> RouteMirror | None:
+    if not mirror:
+        return None
+    if not isinstance(mirror, dict):
+        raise RouteEntryError("mirror must be an object with targets and ratio")
+    try:
+        ratio = float(mirror.get("ratio") or 0)
+    except (TypeError, ValueError):
+        raise RouteEntryError(f"mirror.ratio must be a number, not {mirror.get('ratio')!r}") from None
+    ratio = int(ratio) if ratio.is_integer() else ratio  # 50 stays 50 on the wire
+    return RouteMirror(targets=tuple(str(t) for t in _list(mirror, "targets")), ratio=ratio)

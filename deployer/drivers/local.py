@@ -85,9 +85,8 @@ def instance_log_path(instance_name: str) -> Path:
 
 
 def _observed(row: LocalInstance) -> ObservedInstance:
-    live = row.desired == "running" and row.state not in (LocalInstanceState.TERMINATED,)
     return ObservedInstance(
-        name=row.name, version=row.version_number, state=row.state if live or row.state else "Pending",
+        name=row.name, version=row.version_number, state=row.state,
         ready=row.ready and row.desired == "running", host="127.0.0.1" if row.port else "", port=row.port,
         restart_count=row.restart_count, last_exit_reason=row.last_exit_reason, started_at=row.started_at,
     )

@@ -83,7 +83,7 @@ def test_it_applies_a_cron_floor_to_a_fixed_size_service(metrics):
     service.refresh_from_db()
     assert service.autoscaled_instances == 3
     assert "cron" in service.events.get(reason="Scaled").message
-    from deployer.scale import effective_instance_count
+    from services.scale import effective_instance_count
     assert effective_instance_count(instance_count=1, autoscaler=None, autoscaled=3) == 3
 
     from services.services import cron_scaler_delete

@@ -65,7 +65,7 @@ class Settings:
     upstream_max_idle: float = 2.0
     # The cluster whose routes this gateway serves (its hash in Redis: ferry:routes:<cluster>).
     cluster: str = "local"
-    # The key that opens the tokens sealed in route entries (gateway/sealing.py); read at start.
+    # The key that opens the tokens sealed in route entries (contracts/sealing.py); read at start.
     route_key: bytes = b""
     # Limits, each refused with its own status before the request costs more: connections (503), the request
     # line and headers (431), the body (413, refused from Content-Length before it is read).

@@ -22,7 +22,7 @@ from .meta import VERSION_HEADER, dns_name, metadata, version_name, version_tag
 from .raw import SERVICE_PORT
 from .volumes import RenderError
 
-EAS_PATH = "/api/predict/"  # as Ferry's gateway (gateway/paths.py); not imported: renderers stay standalone
+EAS_PATH = "/api/predict/"  # as Ferry's gateway (contracts/paths.py); not imported: renderers stay standalone
 MAX_ROUTE_RULES = 16  # HTTPRoute spec.rules maxItems
 # Rule names say which form a rule serves: `version-N` / `weights` pass the path on, `eas-*` strip the prefix.
 EAS_RULE = "eas-"

@@ -1,4 +1,4 @@
-"""The pure decisions behind EAS signatures (gateway/auth.py): which Dates are plausible in some time zone,
+"""The pure decisions behind EAS signatures (contracts/auth.py): which Dates are plausible in some time zone,
 when a signature counts as replayed, what the replay memory keeps, and what a signature may name."""
 
 from email.utils import formatdate

@@ -1,7 +1,8 @@
 """The gateway's request path, shared by its own HTTP server (`serve`, callbacks only) and ASGI (`__call__`):
 
-  prepare: parse the path (paths.py) -> route from the in-memory table (table.py; a group name picks a member
-    by weight) -> credentials (auth.py)
+  precheck, with the headers: read them once (head.py: the path parsed by paths.py) -> route from the in-memory
+    table (table.py; a group name picks a member by weight) -> a token (auth.py); refuse 401 / 413 unread
+  prepare, with the body: what precheck could not do (an EAS signature covers the body)
   admit: a version by weight, the least-outstanding instance (balancer.py)
   send: one write on a pooled keep-alive connection (upstream.py); the answer comes back to a callback
   finish: release the slot, count (metrics.py), mirror copies (proxy.py), answer
@@ -25,6 +26,7 @@ from contracts.weighted_round_robin import next_choice
 from . import balancer, local, retry
 from .activator import Activator
 from .config import Settings
+from .head import Head, read_head
 from .local import error
 from .metrics import Collector, Counters, flush_forever, stats_for
 from .proxy import Mirror, build_head, send as send_upstream
@@ -71,9 +73,11 @@ class Gateway:
         self.registry = None
 
     # -- entry points -------------------------------------------------------------------------------------
-    def serve(self, method: str, path: str, query: bytes, headers, body: bytes, client: bytes, reply) -> None:
-        """For gateway/server.py: calls `reply(status, headers, body)` once, now or from a later callback."""
-        prepared = self.prepare(method, path, query, headers, body, client)
+    def serve(self, method: str, path: str, query: bytes, headers, body: bytes, client: bytes, reply,
+              head: Head | None = None) -> None:
+        """For gateway/server.py: calls `reply(status, headers, body)` once, now or from a later callback.
+        `head`: what `precheck` read in the headers."""
+        prepared = self.prepare(method, path, query, headers, body, client, head)
         if prepared.__class__ is tuple:
             return reply(*prepared)
         try:
@@ -88,9 +92,10 @@ class Gateway:
         self.forwarding.add(task)
         task.add_done_callback(self.forwarding.discard)
 
-    async def handle(self, method: str, path: str, query: bytes, headers, body: bytes, client: bytes):
+    async def handle(self, method: str, path: str, query: bytes, headers, body: bytes, client: bytes,
+                     head: Head | None = None):
         """For coroutines (ASGI): (status, headers without Content-Length, body)."""
-        prepared = self.prepare(method, path, query, headers, body, client)
+        prepared = self.prepare(method, path, query, headers, body, client, head)
         if prepared.__class__ is tuple:
             return prepared
         return await self.forward(prepared, None)
@@ -99,7 +104,8 @@ class Gateway:
         """ASGI: `uvicorn --factory gateway.app:create_app` (`python -m gateway` uses gateway/server.py)."""
         if scope["type"] == "http":
             raw_path = scope.get("raw_path") or scope["path"].encode()
-            refusal = self.precheck(scope["method"], raw_path, scope["headers"])
+            head = self.precheck(scope["method"], raw_path, scope["headers"])
+            refusal = head if head.__class__ is tuple else None
             body = await read_body(receive, self.settings.max_body_bytes) if refusal is None else None
             if refusal is not None:
                 status, headers, answer = refusal
@@ -109,7 +115,7 @@ class Gateway:
                 client = (scope.get("client") or ("",))[0].encode()
                 path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
                 status, headers, answer = await self.handle(scope["method"], path, scope.get("query_string") or b"",
-                                                            scope["headers"], body, client)
+                                                            scope["headers"], body, client, head)
             length = content_length(scope["method"], status, headers, len(answer))
             if length is not None:
                 headers = [*headers, (b"content-length", str(length).encode())]
@@ -119,45 +125,38 @@ class Gateway:
             await self.lifespan(receive, send)
 
     # -- the request path ---------------------------------------------------------------------------------
-    def prepare(self, method, path, query, headers, body, client):
-        """A Request, or the (status, headers, body) to answer at once (local endpoints, 4xx, table not loaded)."""
+    def prepare(self, method, path, query, headers, body, client, head: Head | None = None):
+        """A Request, or the (status, headers, body) to answer at once (local endpoints, 4xx, table not loaded).
+        `head`: what `precheck` read in these headers, else they are read here."""
         began = _perf()
-        authorization = content_type = date = content_md5 = model = pinned_header = None
-        for name, value in headers:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"date":
-                date = value
-            elif name == b"content-md5":
-                content_md5 = value
-            elif name == b"model":
-                model = value.decode("latin-1")
-            elif name == b"ferry-version":
-                pinned_header = value
-        try:
-            parsed = paths.parse(path, model)
-        except paths.BadPath as problem:
-            return error(400, str(problem))
+        if head is None:
+            head = self.read_head(path, headers)
+        parsed, authorization = head.parsed, head.authorization
         if parsed is None:
+            if head.bad_path is not None:
+                return error(400, head.bad_path)
             return local.answer(self, method, path, authorization)
-        verify = None
-        if authorization is not None and authorization[:4] == b"EAS ":
-            def verify(tokens):
-                return auth.check(tokens, authorization, method=method, body=body, content_type=content_type or b"",
-                                  date=date, content_md5=content_md5, resources=parsed.resources(query),
-                                  max_skew=self.settings.signature_max_skew, replays=self.replays)
-        route, problem = self.authorize(parsed.name, authorization, verify)
-        if route is None:
-            return self.unknown(parsed.name)
-        if problem:
-            stats_for(route.state, 0).finished(401, _perf() - began, started=False)
-            return error(401, problem, UNAUTHORIZED)
+        route = head.route
+        # Credentials are checked here when precheck could not (a signature needs the body), or when the route
+        # it accepted them for was replaced (a new token, say) while the body was read.
+        if route is None or route.state.route is not route:
+            verify = None
+            if authorization is not None and authorization[:4] == b"EAS ":
+                def verify(tokens):
+                    return auth.check(tokens, authorization, method=method, body=body,
+                                      content_type=head.content_type or b"", date=head.date,
+                                      content_md5=head.content_md5, resources=parsed.resources(query),
+                                      max_skew=self.settings.signature_max_skew, replays=self.replays)
+            route, problem = self.authorize(parsed.name, authorization, verify)
+            if route is None:
+                return self.unknown(parsed.name)
+            if problem:
+                stats_for(route.state, 0).finished(401, _perf() - began, started=False)
+                return error(401, problem, UNAUTHORIZED)
         pinned = parsed.pinned
-        if pinned_header is not None and pinned is None:
+        if head.pinned is not None and pinned is None:
             try:
-                pinned = int(pinned_header)
+                pinned = int(head.pinned)
             except ValueError:
                 return error(400, "the Ferry-Version header must be a version number")
         query = "?" + query.decode("latin-1") if query else ""
@@ -296,15 +295,14 @@ class Gateway:
         extra = ((b"retry-after", str(refusal.retry_after).encode()),) if refusal.retry_after else ()
         return error(refusal.status, str(refusal), extra)
 
-    def authorize(self, name: str, authorization: bytes | None, verify=None, choose: bool = True):
+    def authorize(self, name: str, authorization: bytes | None, verify=None):
         """(the route to serve, None), or (a route to count the refusal on, the 401's message), or (None, None)
         when `name` is neither a service nor a group. The credentials choose: the service `name`'s token serves
         that service; a member's token of the group `name` of some project serves that project's group (a
         member by weight), so a service named like a group does not shadow it, a group's callers are never
         sent to another project's service, and only the group's own members' tokens are accepted.
         `verify(tokens)`: checks an EAS signature (it needs the body); None when the request is not signed, or
-        when the body is not read yet (`precheck`): then a signature passes, to be verified with the body.
-        `choose`: pick a group's member (False in `precheck`: that would take a turn of the round robin)."""
+        when the body is not read yet (`precheck`): then a signature passes, to be verified with the body."""
         route = self.table.get(name)
         groups = self.table.groups.get(name)
         if route is None and not groups:
@@ -321,7 +319,7 @@ class Gateway:
             for project, members in (groups or {}).items():
                 group_problem = verify(tuple(m.token_bytes for m in members))
                 if group_problem is None:
-                    return self._group_route(name, project, members, counted) if choose else (counted, None)
+                    return self._group_route(name, project, members, counted)
                 problem = problem or group_problem
             return counted, problem
         presented = authorization[7:].strip() if authorization[:7].lower() == b"bearer " else authorization.strip()
@@ -332,7 +330,7 @@ class Gateway:
             for project, members in (groups or {}).items():
                 for member in members:
                     if _same(digest, member.token_digest):
-                        return self._group_route(name, project, members, counted) if choose else (counted, None)
+                        return self._group_route(name, project, members, counted)
         return counted, auth.WRONG_TOKEN
 
     def _group_route(self, name: str, project, members: list[Route], counted: Route):
@@ -350,37 +348,43 @@ class Gateway:
         return error(404, f"no service named {name}")
 
     def precheck(self, method: str, url: bytes, headers):
-        """Before the body is read (gateway/server.py, ASGI): the answer that refuses the request now, else
-        None. A missing or wrong token is 401, a declared body over the limit 413, so neither costs the
-        gateway the body. An EAS signature covers the body: it passes here and is checked in `prepare`."""
-        authorization = model = length = None
-        for name, value in headers:
-            if name == b"authorization":
-                authorization = value
-            elif name == b"model":
-                model = value.decode("latin-1")
-            elif name == b"content-length":
-                length = value
+        """Before the body is read (gateway/server.py, ASGI): the answer that refuses the request now (a tuple),
+        else what the headers say (a Head, for `prepare`; None for a target answered 400 once read). A missing
+        or wrong token is 401, a declared body over the limit 413, so neither costs the gateway the body. An EAS
+        signature covers the body: it passes here and is checked in `prepare`. A token accepted here chooses
+        the route (a group's member too, taking its turn), and `prepare` uses it."""
         try:  # as gateway/server.py reads it for `serve` (absolute-form targets included)
             path = (httptools.parse_url(url).path or b"").decode("latin-1")
         except httptools.HttpParserInvalidURLError:
             return None  # answered 400 once read
-        try:
-            parsed = paths.parse(path, model)
-        except paths.BadPath:
-            parsed = None  # prepare answers it
+        head = self.read_head(path, headers)
+        parsed, authorization = head.parsed, head.authorization
         if parsed is not None:
-            route, problem = self.authorize(parsed.name, authorization, choose=False)
+            route, problem = self.authorize(parsed.name, authorization)
             if route is None:
                 return self.unknown(parsed.name)
             if problem:
                 stats_for(route.state, 0).finished(401, 0.0, started=False)
                 return error(401, problem, UNAUTHORIZED)
+            if authorization[:4] != b"EAS ":
+                head.route = route
         elif path == "/metrics":
-            return local.metrics_refusal(self, authorization)
+            refusal = local.metrics_refusal(self, authorization)
+            if refusal is not None:
+                return refusal
+        length = head.length
         if length is not None and length.strip().isdigit() and int(length) > self.settings.max_body_bytes:
             return self.too_large()
-        return None
+        return head
+
+    @staticmethod
+    def read_head(path: str, headers) -> Head:
+        head = read_head(headers)
+        try:
+            head.parsed = paths.parse(path, head.model)
+        except paths.BadPath as problem:
+            head.bad_path = str(problem)
+        return head
 
     def too_large(self):
         return error(413, f"the body is larger than FERRY_GATEWAY_MAX_BODY_BYTES ({self.settings.max_body_bytes} "

@@ -17,7 +17,8 @@ Limits, so that an anonymous client cannot make the gateway hold what it sends (
   they arrive, so a header that never ends is cut off too);
 - when the headers are complete, before any of the body is read, `precheck` (Gateway.precheck) may refuse the
   request (a missing or wrong token: 401; a Content-Length over the limit: 413): the answer goes out at once
-  and the connection is closed, the body unread. `100 Continue` is sent only to a request that passed;
+  and the connection is closed, the body unread. `100 Continue` is sent only to a request that passed, and
+  what precheck found in the headers goes to the handler with the body, so they are read once;
 - a body over `max_body_bytes` (chunked, or sent beyond its Content-Length) gets 413.
 """
 
@@ -56,7 +57,7 @@ class _Stop(Exception):
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "url", "headers", "body", "size", "busy", "queue",
                  "closed", "last_active", "refusal", "method", "keep_alive", "in_head", "head_size", "continue_",
-                 "head_raw", "messages")
+                 "head_raw", "messages", "head")
 
     def __init__(self, server: Server):
         self.server = server
@@ -72,6 +73,7 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = False
         self.last_active = time.monotonic()
         self.refusal = None  # the answer that refuses the request being read (its body is dropped)
+        self.head = None  # what precheck found in the headers of the request being read
         self.method = "GET"
         self.keep_alive = True
         self.in_head = False  # reading a request line and headers (bytes counted against max_header_bytes)
@@ -132,6 +134,7 @@ class HttpProtocol(asyncio.Protocol):
         self.body = []
         self.size = 0
         self.refusal = None
+        self.head = None
         self.in_head = True
         self.head_size = self.head_raw = 0
         self.messages += 1
@@ -160,12 +163,13 @@ class HttpProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         """Before any of the body: refuse now what `precheck` refuses (no credentials, a body too large)."""
         self.in_head = False
-        refusal = self.server.precheck(self.parser.get_method().decode("latin-1"), self.url, self.headers)
-        if refusal is None:
+        found = self.server.precheck(self.parser.get_method().decode("latin-1"), self.url, self.headers)
+        if found.__class__ is not tuple:
+            self.head = found
             if self.continue_:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             return
-        self._refuse(refusal)
+        self._refuse(found)
 
     def _refuse(self, refusal) -> None:
         """Answer `refusal` now and stop reading, or, pipelined behind requests not answered yet, in turn (its
@@ -193,7 +197,7 @@ class HttpProtocol(asyncio.Protocol):
         parser = self.parser
         request = (parser.get_method().decode("latin-1"), self.url, self.headers,
                    b"".join(self.body) if len(self.body) != 1 else self.body[0],
-                   parser.should_keep_alive(), self.refusal)
+                   parser.should_keep_alive(), self.refusal, self.head)
         if self.busy:
             self.queue.append(request)
             if len(self.queue) > 16:  # a client pipelining without reading: stop reading until we catch up
@@ -202,7 +206,7 @@ class HttpProtocol(asyncio.Protocol):
         self._start(request)
 
     def _start(self, request) -> None:
-        method, url, headers, body, keep_alive, refusal = request
+        method, url, headers, body, keep_alive, refusal, head = request
         self.busy = True
         self.method = method
         self.keep_alive = keep_alive
@@ -216,7 +220,7 @@ class HttpProtocol(asyncio.Protocol):
             return self.reply(400, [(b"content-type", b"text/plain")], b"malformed request target\n")
         try:
             self.server.handler(method, parsed.path.decode("latin-1"), parsed.query or b"", headers, body,
-                                self.client, self.reply)
+                                self.client, self.reply, head)
         except Exception:  # noqa: BLE001 -- a bug must cost one request, not the connection's others
             logger.exception("unhandled error for %s %r", method, url)
             if self.busy:
@@ -284,14 +288,16 @@ class HttpProtocol(asyncio.Protocol):
 
 
 class Server:
-    """Serves `handler(method, path, query, headers, body, client, reply)`, which calls
-    `reply(status, headers, body)` once, at once or later from another callback (Gateway.serve)."""
+    """Serves `handler(method, path, query, headers, body, client, reply, head)`, which calls
+    `reply(status, headers, body)` once, at once or later from another callback (Gateway.serve); `head` is
+    what `precheck` returned for these headers."""
 
     def __init__(self, handler, loop, *, precheck=None, too_large=None, max_connections: int = 1024,
                  max_header_bytes: int = 64 * 1024, max_headers: int = 100, max_body_bytes: int = 64 * 1024 * 1024):
         self.handler = handler
         self.loop = loop
-        # precheck(method, url, headers) -> None or (status, headers, body): called before the body is read.
+        # precheck(method, url, headers) -> (status, headers, body) to refuse, or its findings for the handler:
+        # called before the body is read.
         self.precheck = precheck or (lambda method, url, headers: None)
         self.too_large = too_large or (lambda: (413, [TEXT], b"request body too large\n"))
         self.max_connections = max_connections

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 from email.utils import formatdate
 
@@ -149,3 +150,41 @@ def test_it_refuses_a_signature_replayed_after_its_window_but_not_a_repeat_withi
     finally:
         table.remove_all()
         strict.stop()
+
+
+def _headers_then_body(gateway, name: str, token: str, between) -> tuple[int, bytes]:
+    """Sends a request's headers (the gateway checks the token then), calls `between()`, then sends the body;
+    returns the answer's status and body."""
+    head = (f"POST /api/predict/{name} HTTP/1.1\r\nHost: gw\r\nAuthorization: {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(BODY)}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as client:
+        client.sendall(head + BODY[:5])
+        between()
+        client.sendall(BODY[5:])
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def test_a_token_accepted_with_the_headers_serves_the_body_sent_after_them(gateway, routes, echo):
+    backends = echo("i")
+    name = routes.unique()
+    routes.put(name, [(1, 100, [backends.instance("i")])])
+    status, _ = _headers_then_body(gateway, name, f"token-of-{name}", lambda: time.sleep(0.2))
+    assert status == 200 and backends.counts() == {"i": 1}
+
+
+def test_a_token_replaced_while_the_body_comes_is_checked_again_with_the_body(gateway, routes, echo):
+    """precheck accepts the token from the headers and hands its route to prepare; when the route was replaced
+    meanwhile (a new token), the old token must not serve the request."""
+    backends = echo("i")
+    name = routes.unique()
+    routes.put(name, [(1, 100, [backends.instance("i")])])
+    status, answer = _headers_then_body(
+        gateway, name, f"token-of-{name}",
+        lambda: routes.publish(routes.entry(name, [(1, 100, [backends.instance("i")])], token="the-new-token")))
+    assert status == 401, answer
+    assert "token" in message(answer)
+    assert backends.counts() == {}  # nothing reached the instance

@@ -34,3 +34,25 @@ def test_it_caches_in_redis():
 def test_it_runs_tasks_inline_and_keeps_out_of_the_repository_var_dir():
     assert settings.CELERY_TASK_ALWAYS_EAGER is True
     assert Path(settings.VAR_DIR).resolve() != (Path(settings.BASE_DIR) / "var").resolve()
+
+
+def test_its_postgresql_asks_for_the_password():
+    """The throwaway server requires a password, as a deployment's does: without it the connection is refused."""
+    import psycopg
+
+    from tests.harness import harness
+
+    if harness.postgres is None:
+        pytest.skip("DATABASE_URL from the environment: not the harness's server")
+    server = harness.postgres
+    with pytest.raises(psycopg.OperationalError, match="no password supplied"):
+        psycopg.connect(host="127.0.0.1", port=server.port, user="postgres", dbname="postgres", connect_timeout=5)
+    with psycopg.connect(server.url, connect_timeout=5) as db:
+        assert db.execute("select current_user").fetchone() == ("postgres",)
+
+
+def test_the_report_header_hides_both_passwords():
+    from tests.harness import _redact
+
+    assert _redact("postgres://postgres:s3cret@127.0.0.1:5/postgres") == "postgres://postgres:***@127.0.0.1:5/postgres"
+    assert _redact("redis://:s3cret@127.0.0.1:6/0") == "redis://:***@127.0.0.1:6/0"

@@ -110,7 +110,7 @@ def pytest_runtestloop(session: pytest.Session) -> None:
 
 
 def _redact(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
+    return re.sub(r"//([^:/@]*):[^@]*@", r"//\1:***@", url)  # Redis URLs have a password and no user
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:  # noqa: ARG001

@@ -1,113 +1,116 @@
-"""One reconcile of one service: lock, observe, decide (pure), apply, write status.
+"""One reconcile of one service: lock, observe, decide (pure), apply, write status — the same path for every
+cluster, through the driver contract (deployer/drivers/base.py).
 
 Level-based: every run looks at the whole desired state and the whole observed state, so running it twice,
-or after a crash, converges to the same place.
+or after a crash, converges to the same place. It returns an Outcome, as controller-runtime's Reconcile returns a
+Result: when to look again, which the status writer (deployer/status_writer.py) also stores for the sweep.
 """
 
 import logging
 from collections import Counter
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from services.activations import activation_of
-from services.models import Phase, Service, Version
-from services.rollouts import Rollout, progress_deadline, rollout_of
+from services.activations import Activation, Verdict, activation_of, activation_verdict
+from services.models import Phase, Service
+from services.rollouts import Rollout, rollout_of
 from services.scale import service_instance_count
 from services.services import event_record
 
-from .activation import follow_activation
-from .conditions import condition_set
-from .desired import ObservedSlot, desired_slots
-from .drivers import PermanentError, driver_for
-from .fetches import FetchPending
+from . import status_writer
+from .drivers import PermanentError, Prepared, driver_for
 from .instances import record_observed
-from .launches import limits_message, token_env, version_launch
 from .locks import reconcile_lock
-from .progress import status_timed_out
 from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
 from .routing import publish_route, unpublish_route
 from .status import FAILING, RESTARTING, Status, StatusInput, crash_verdict, derive_status, while_fetching
+from .status_writer import service_deadline
 
 logger = logging.getLogger("ferry.deployer")
-RECHECK_WHILE_PROGRESSING = timedelta(seconds=2)
-RECHECK_WHEN_STEADY = timedelta(seconds=30)
 
 
-def reconcile(service_id: int) -> None:
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile concluded. `requeue_after`: when the sweep looks again (None: not until something
+    changes, as after a permanent failure). `skipped`: another worker holds the service, or it is gone."""
+
+    phase: str = ""
+    requeue_after: timedelta | None = None
+    skipped: bool = False
+
+
+def reconcile(service_id: int) -> Outcome:
     with reconcile_lock(service_id) as held:
         if not held:
-            return  # another worker is on it; the sweep comes back if it misses a change
+            return Outcome(skipped=True)  # another worker is on it; the sweep comes back if it misses a change
         service = Service.objects.select_related("cluster").filter(pk=service_id).first()
         if service is None:
-            return
+            return Outcome(skipped=True)
         driver = driver_for(service.cluster)
         if driver is None:
-            _without_driver(service)
-        elif service.deletion_requested_at is not None:
-            _finalize_deletion(service, driver)
-        else:
-            _converge(service, driver)
+            return _without_driver(service)
+        if service.deletion_requested_at is not None:
+            return _finalize_deletion(service, driver)
+        return _converge(service, driver)
 
 
-def _converge(service: Service, driver) -> None:
+def _converge(service: Service, driver) -> Outcome:
     generation = service.generation
     observed = driver.observe(service).instances
     record_observed(service, observed)
-    follow_activation(service, observed)
+    _follow_activation(service, observed)
     plan = _follow_plan(service, generation, _plan(service, observed))
-    if getattr(driver, "renders_manifests", False):
-        _converge_rendered(service, driver, generation, plan, observed)
-        return
-    slots = _slots(service, plan, observed)
-    desired, failures, fetching = _launches(service, driver, slots)
-    target = _failing_target(service, failures)
+    prepared = driver.prepare(service, plan, observed)
+    target = _failing_target(service, prepared.failures)
     if target is not None:
-        plan = _follow_plan(service, generation, _fail_rollout(service, failures[target], observed))
-        slots = _slots(service, plan, observed)
-        desired, failures, fetching = _launches(service, driver, slots)
-    if failures:
-        _write_failure(service, generation, next(iter(failures.values())))
-        return
-    created = driver.apply(service, desired)
+        plan = _follow_plan(service, generation, _fail_rollout(service, prepared.failures[target], observed))
+        prepared = driver.prepare(service, plan, observed)
+    try:
+        if prepared.failures:
+            raise next(iter(prepared.failures.values()))
+        created = driver.apply(service, prepared)
+    except PermanentError as error:
+        return _failed(service, generation, error)
     if created:
         logger.info("Asked the cluster to start %s", ", ".join(created))
     _restart_requested_instances(service, driver)
     observed = driver.observe(service).instances
     record_observed(service, observed)
     prune_versions(service)
-    # Slots whose version is still being fetched count as expected: the service is not Running without them.
-    expected = {name for name, _, _ in desired} | {slot.name for slot in slots if slot.version in fetching}
-    _write_status(service, generation, while_fetching(_status(service, expected, observed), fetching))
+    status = while_fetching(_status(service, prepared, observed), prepared.fetching)
+    requeue = status_writer.converged(service, generation, status)
     publish_route(service.pk)
+    return Outcome(status.phase, requeue)
 
 
-def _converge_rendered(service: Service, driver, generation: int, plan: Plan, observed) -> None:
-    """Clusters that run instances themselves (Kubernetes): the driver gets versions with their weights and
-    replica counts, renders and applies them; the cluster names the pods."""
-    failures = driver.version_failures(service, plan)
-    target = _failing_target(service, failures)
-    if target is not None:
-        plan = _follow_plan(service, generation, _fail_rollout(service, failures[target], observed))
-        failures = driver.version_failures(service, plan)
-    try:
-        if failures:
-            raise next(iter(failures.values()))
-        desired = driver.desired(service, plan)
-        driver.apply(service, desired)
-    except PermanentError as error:
-        _write_failure(service, generation, error)
-        return
-    _restart_requested_instances(service, driver)
-    observed = driver.observe(service).instances
-    record_observed(service, observed)
-    prune_versions(service)
-    expected = driver.expected_instances(desired)
-    wanted = [o for o in observed if o.version in expected]
-    _write_status(service, generation, _derived_status(service, sum(expected.values()), wanted, observed))
+def _failed(service: Service, generation: int, error: PermanentError) -> Outcome:
+    status_writer.failed(service, generation, error)
+    publish_route(service.pk)  # instances of an older version may still serve
+    return Outcome(Phase.FAILED, None)
+
+
+def _follow_activation(service: Service, observed) -> None:
+    """Called by each reconcile: forgets a wake-up once an instance serves; past the deadline, fails it (back to
+    zero, an ActivationFailed event; the status shows it until the service is changed)."""
+    deadline = timedelta(seconds=settings.FERRY_ACTIVATION_DEADLINE_SECONDS)
+    verdict = activation_verdict(service.activation, generation=service.generation,
+                                 ready=any(o.ready for o in observed), now=timezone.now(), deadline=deadline)
+    if verdict is Verdict.CLEAR:
+        service.activation = None
+        Service.objects.filter(pk=service.pk).update(activation=None)
+    elif verdict is Verdict.EXPIRED:
+        why = "; ".join(f"{o.name}: {o.last_exit_reason or o.state}" for o in observed) or "no instance started"
+        message = (f"No instance of {service.name} became ready within {settings.FERRY_ACTIVATION_DEADLINE_SECONDS} s "
+                   f"of its wake-up from zero ({why}); it stays at zero until the service is changed")
+        service.activation = Activation.from_json(service.activation).fail(message).to_json()
+        service.autoscaled_instances = 0
+        Service.objects.filter(pk=service.pk).update(activation=service.activation, autoscaled_instances=0)
+        event_record(service=service, reason="ActivationFailed", warning=True, message=message)
 
 
 def _plan(service: Service, observed) -> Plan:
@@ -119,15 +122,11 @@ def _plan(service: Service, observed) -> Plan:
     ready = Counter(o.version for o in observed if o.ready)
     rolling = RollingLimits.of(_rolling_strategy(service), total)
     return rollout_plan(rollout, total=total, ready=ready, weights=weights, now=timezone.now(),
-                        deadline=_deadline(service), service=service.name, rolling=rolling)
+                        deadline=service_deadline(service), service=service.name, rolling=rolling)
 
 
 def _rolling_strategy(service: Service) -> dict | None:
     return service.spec.get("metadata", {}).get("rolling_strategy")
-
-
-def _deadline(service: Service) -> timedelta:
-    return progress_deadline(_rolling_strategy(service), settings.FERRY_PROGRESS_DEADLINE_SECONDS)
 
 
 def _failing_target(service: Service, failures: dict) -> int | None:
@@ -170,13 +169,6 @@ def _follow_plan(service: Service, generation: int, plan: Plan) -> Plan:
     return plan
 
 
-def _slots(service: Service, plan: Plan, observed):
-    return desired_slots(
-        service_name=service.name, running=service.desired_state == "running", replicas=plan.replicas,
-        observed=[ObservedSlot(o.name, o.version, o.ready, o.state not in ("Terminated", "Failed")) for o in observed],
-    )
-
-
 def _restart_requested_instances(service: Service, driver) -> None:
     for instance in service.instances.filter(restart_requested_at__isnull=False):
         driver.restart_instance(service, instance.name)
@@ -186,44 +178,8 @@ def _restart_requested_instances(service: Service, driver) -> None:
                      message=f"Restarted instance {instance.name} on request")
 
 
-def _launches(service: Service, driver, slots):
-    """Launch specs per slot; the versions that cannot be launched, with why; and the versions whose files are
-    still being fetched (their slots wait, the rest of the service goes on), with what is fetched."""
-    restart_token = service.restart_requested_at.isoformat() if service.restart_requested_at else ""
-    in_use = driver.launches_in_use(service)
-    by_version: dict[int, dict] = {}
-    failures: dict[int, PermanentError] = {}
-    fetching: dict[int, str] = {}
-    for slot in slots:
-        if slot.version in by_version or slot.version in failures or slot.version in fetching:
-            continue
-        try:
-            by_version[slot.version] = _launch_for(service, slot.version, in_use, restart_token)
-        except PermanentError as exc:
-            failures[slot.version] = exc
-        except FetchPending as pending:
-            fetching[slot.version] = pending.url
-        except Version.DoesNotExist:
-            logger.info("Version %s of %s is gone (pruned); not launching it", slot.version, service)
-    desired = [(s.name, s.version, by_version[s.version]) for s in slots if s.version in by_version]
-    return desired, failures, fetching
-
-
-def _launch_for(service: Service, number: int, in_use: dict[int, dict], restart_token: str) -> dict:
-    if number in in_use:
-        launch = {**in_use[number], "restart_token": restart_token}
-        if launch.get("token_sha256") != token_env(service)["token_sha256"]:
-            launch.update(token_env(service))  # the token was rotated: instances restart with the new one
-        return launch
-    version = service.versions.get(number=number)
-    launch = version_launch(service, version, restart_token=restart_token)
-    event_record(service=service, reason="AppliedLimits", message=limits_message(service, version))
-    return launch
-
-
-def _status(service: Service, desired_names: set[str], observed) -> Status:
-    wanted = [o for o in observed if o.name in desired_names]
-    return _derived_status(service, len(desired_names), wanted, observed)
+def _status(service: Service, prepared: Prepared, observed) -> Status:
+    return _derived_status(service, prepared.expected, [o for o in observed if prepared.counts(o)], observed)
 
 
 def _derived_status(service: Service, expected: int, wanted, observed) -> Status:
@@ -268,110 +224,28 @@ def _while_rolling_out(rollout: Rollout | None, status: Status) -> Status:
 
 def _after_failed_activation(service: Service, status: Status) -> Status:
     """A service whose wake-up from zero failed is Failed at zero (not a Running service with 0/0 ready). Had an
-    instance become ready, follow_activation would have forgotten the wake-up."""
+    instance become ready, _follow_activation would have forgotten the wake-up."""
     activation = activation_of(service.activation)
     if activation is None or not activation.failed_for(service.generation):
         return status
     return Status(Phase.FAILED, False, False, True, "ActivationFailed", activation.message)
 
 
-def _write_status(service: Service, generation: int, status: Status) -> None:
-    now = timezone.now()
-    conditions = service.conditions
-    conditions = condition_set(conditions, type="Ready", status=status.ready, reason=status.reason,
-                               message=status.message, generation=generation, now=now)
-    conditions = condition_set(conditions, type="Progressing", status=status.progressing, reason=status.reason,
-                               message=status.message, generation=generation, now=now)
-    degraded, reason, message = _degradation(service, status, conditions, now)
-    conditions = condition_set(conditions, type="Degraded", status=degraded, reason=reason, message=message,
-                               generation=generation, now=now)
-    recheck = RECHECK_WHILE_PROGRESSING if status.progressing else RECHECK_WHEN_STEADY
-    _save_status(service, generation, status.phase, status.reason, status.message, conditions, now + recheck)
-
-
-def _degradation(service: Service, status: Status, conditions: list[dict], now) -> tuple[bool, str, str]:
-    """Progressing for longer than the deadline outside a rollout is Degraded (ReconcileTimeout), as is a
-    crash loop; a rollout keeps its own clock (deployer/progress.py)."""
-    if status.degraded:
-        return True, status.reason, status.message
-    rollout = rollout_of(service.rollout)
-    if rollout is not None and rollout.failed:
-        return True, "RolloutFailed", rollout.message
-    progressing = next(c for c in conditions if c["type"] == "Progressing")
-    since = datetime.fromisoformat(progressing["last_transition_time"]) if progressing["status"] == "True" else None
-    deadline = _deadline(service)
-    if status_timed_out(rollout=rollout, progressing_since=since, now=now, deadline=deadline):
-        seconds = int(deadline.total_seconds())
-        return True, "ReconcileTimeout", f"Still progressing after {seconds} s: {status.message}"
-    return False, status.reason, status.message
-
-
-def _save_status(service: Service, generation: int, phase: str, reason: str, message: str,
-                 conditions: list[dict], next_at) -> None:
-    if phase != service.phase:
-        event_record(service=service, reason=f"Became{phase}", warning=phase == Phase.FAILED,
-                     message=f"Service {service.name} is {phase}: {message}")
-    if _newly_degraded(service.conditions, conditions):
-        event_record(service=service, reason="ReconcileTimeout", warning=True, message=message)
-    Service.objects.filter(pk=service.pk).update(
-        phase=phase, status_reason=reason, status_message=message, conditions=conditions,
-        observed_generation=generation, next_reconcile_at=next_at, updated_at=timezone.now(),
-    )
-
-
-def _newly_degraded(before: list[dict], after: list[dict]) -> bool:
-    def degraded_by_timeout(conditions):
-        return any(c["type"] == "Degraded" and c["status"] == "True" and c["reason"] == "ReconcileTimeout"
-                   for c in conditions)
-    return degraded_by_timeout(after) and not degraded_by_timeout(before)
-
-
-def _write_failure(service: Service, generation: int, error: PermanentError) -> None:
-    """Permanent: retrying cannot help until the user changes something, so do not recheck on a timer."""
-    now = timezone.now()
-    conditions = condition_set(service.conditions, type="Ready", status=False, reason=error.reason,
-                               message=error.message, generation=generation, now=now)
-    conditions = condition_set(conditions, type="Progressing", status=False, reason=error.reason,
-                               message=error.message, generation=generation, now=now)
-    conditions = condition_set(conditions, type="Degraded", status=True, reason=error.reason,
-                               message=error.message, generation=generation, now=now)
-    if service.status_reason != error.reason:
-        event_record(service=service, reason=error.reason, warning=True, message=error.message)
-    Service.objects.filter(pk=service.pk).update(
-        phase=Phase.FAILED, status_reason=error.reason, status_message=error.message, conditions=conditions,
-        observed_generation=generation, next_reconcile_at=None, updated_at=now,
-    )
-    publish_route(service.pk)  # instances of an older version may still serve
-
-
-def _finalize_deletion(service: Service, driver) -> None:
+def _finalize_deletion(service: Service, driver) -> Outcome:
     unpublish_route(service.name, service.cluster.name)  # the gateway stops routing first, then instances drain
     if driver.delete(service):
         with transaction.atomic():
             Service.objects.filter(pk=service.pk).delete()
         logger.info("Deleted service %s and everything it ran", service)
-        return
+        return Outcome(Phase.DELETING)
     record_observed(service, driver.observe(service).instances)
-    Service.objects.filter(pk=service.pk).update(
-        phase=Phase.DELETING, observed_generation=service.generation,
-        next_reconcile_at=timezone.now() + RECHECK_WHILE_PROGRESSING,
-    )
+    return Outcome(Phase.DELETING, status_writer.deleting(service))
 
 
-def _without_driver(service: Service) -> None:
+def _without_driver(service: Service) -> Outcome:
     if service.deletion_requested_at is not None:
         # Nothing was ever applied to a cluster without a driver, so nothing remote needs removing.
         Service.objects.filter(pk=service.pk).delete()
         logger.info("Deleted service %s (nothing was running)", service)
-        return
-    message = (
-        f'Cluster "{service.cluster.name}" ({service.cluster.kind}) has no usable driver or connection; '
-        "the desired state is stored and will be applied when it has one."
-    )
-    now = timezone.now()
-    conditions = condition_set(service.conditions, type="Ready", status=False, reason="WaitingForCluster",
-                               message=message, generation=service.generation, now=now)
-    Service.objects.filter(pk=service.pk, generation=service.generation).update(
-        phase=Phase.WAITING, status_reason="WaitingForCluster", status_message=message,
-        conditions=conditions, observed_generation=service.generation, updated_at=now,
-    )
+        return Outcome(Phase.DELETING)
+    return Outcome(Phase.WAITING, status_writer.waiting_for_cluster(service))

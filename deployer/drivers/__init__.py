@@ -1,7 +1,7 @@
-"""Which driver acts for a cluster kind. A kind with no driver yet leaves services waiting, honestly."""
+"""Which driver acts for a cluster kind (the contract: base.py). A cluster without one (a Kubernetes cluster with no
+way in yet) leaves its services waiting, honestly."""
 
-
-from .base import Driver, Observed, ObservedInstance, PermanentError, TransientError
+from .base import Driver, Observed, ObservedInstance, PermanentError, Prepared, TransientError
 
 from .kubernetes import KubernetesDriver
 from .local import LocalDriver
@@ -14,4 +14,5 @@ def driver_for(cluster) -> Driver | None:
     return driver_class(cluster) if driver_class else None
 
 
-__all__ = ["DRIVERS", "Driver", "Observed", "ObservedInstance", "PermanentError", "TransientError", "driver_for"]
+__all__ = ["DRIVERS", "Driver", "Observed", "ObservedInstance", "PermanentError", "Prepared", "TransientError",
+           "driver_for"]

@@ -1,8 +1,8 @@
 """Kubernetes clusters: render the service (deployer/kubernetes/render.py), apply it with server-side apply,
 prune what is no longer desired, and read back pods, Knative conditions and Events.
 
-Unlike the local driver, the cluster runs the instances itself: `apply` takes a ServiceDesired (versions with
-their weights and replica counts, from the rollout plan; see `desired()`), not per-instance launch specs.
+Unlike the local driver, the cluster runs the instances itself and names its pods: `prepare` turns the rollout
+plan into a ServiceDesired (versions with their weights and replica counts), and status counts pods per version.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from deployer.kubernetes.render import namespace_manifest, render
 from deployer.kubernetes.token import token_secret
 from deployer.kubernetes.volumes import RenderError
 
-from .base import Observed, PermanentError
+from .base import Observed, ObservedInstance, PermanentError, Prepared
 
 if TYPE_CHECKING:  # the client imports this package's base module: no import cycle at run time
     from deployer.kubernetes.client import KubeApi
@@ -37,8 +37,6 @@ EVENT_HORIZON = timedelta(hours=1)
 
 
 class KubernetesDriver:
-    renders_manifests = True  # the reconciler passes a ServiceDesired to apply (see docs/kubernetes.md)
-
     def __init__(self, cluster, api: KubeApi | None = None):
         self.cluster = cluster
         self._api = api
@@ -60,8 +58,13 @@ class KubernetesDriver:
         return self._api
 
     # -- desired state ----------------------------------------------------------------------------------
-    def desired(self, service, plan=None) -> ServiceDesired:
-        return service_desired(service, plan)
+    def prepare(self, service, plan, observed: list[ObservedInstance]) -> Prepared:
+        """The versions of the plan (None: the steady state of the current weights) as one ServiceDesired;
+        versions that cannot be rendered for this cluster are failures."""
+        desired = service_desired(service, plan)
+        expected = self._expected_instances(desired)
+        return Prepared(desired=desired, expected=sum(expected.values()), failures=self._version_failures(desired),
+                        versions=frozenset(expected))
 
     def manifests(self, desired: ServiceDesired) -> list[dict]:
         try:
@@ -71,10 +74,9 @@ class KubernetesDriver:
         except ValueError as exc:  # e.g. an unknown flavor in the cluster's settings
             raise PermanentError("InvalidClusterSettings", str(exc)) from None
 
-    def version_failures(self, service, plan=None) -> dict[int, PermanentError]:
+    def _version_failures(self, desired: ServiceDesired) -> dict[int, PermanentError]:
         """Versions that cannot be rendered for this cluster (a mount kind it lacks, an unknown processor),
         with why: the reconciler fails a rollout to such a version, as it does for a model that is missing."""
-        desired = self.desired(service, plan)
         failures = {}
         for version in desired.versions:
             try:
@@ -86,7 +88,7 @@ class KubernetesDriver:
                 pass  # not the version's fault (cluster settings): apply reports it
         return failures
 
-    def expected_instances(self, desired: ServiceDesired) -> dict[int, int]:
+    def _expected_instances(self, desired: ServiceDesired) -> dict[int, int]:
         """Pods each version should have at least: the replica count, an HPA's minimum, Knative's min-scale.
         Pods are named by the cluster, so status counts them per version rather than by name."""
         if not desired.running:
@@ -104,10 +106,11 @@ class KubernetesDriver:
         return expected
 
     # -- the contract -----------------------------------------------------------------------------------
-    def apply(self, service, desired: ServiceDesired) -> list[str]:
-        """Makes the cluster match `desired`; returns the objects it created ("Kind/name")."""
+    def apply(self, service, prepared: Prepared) -> list[str]:
+        """Makes the cluster match the prepared ServiceDesired; returns the objects it created ("Kind/name")."""
         from services.selectors import service_token
 
+        desired = prepared.desired
         # The token Secret first, so no pod starts without it; never part of render() (what users are shown).
         manifests = [token_secret(desired, service_token(service)), *self.manifests(desired)]
         self.api.apply(namespace_manifest(desired.namespace, desired.project, desired.cluster.pod_security))

@@ -14,9 +14,14 @@ from django.db import transaction
 from django.db.models import F
 
 from contracts.keys import AGENT_WAKE_CHANNEL
+from deployer.desired import ObservedSlot, desired_slots
+from deployer.fetches import FetchPending
+from deployer.launches import limits_message, token_env, version_launch
 from deployer.models import LocalInstance, LocalInstanceState
+from services.models import Version
+from services.services import event_record
 
-from .base import Observed, ObservedInstance
+from .base import Observed, ObservedInstance, PermanentError, Prepared
 
 logger = logging.getLogger("ferry.deployer")
 
@@ -29,19 +34,24 @@ class LocalDriver:
         rows = LocalInstance.objects.filter(service=service).order_by("name")
         return Observed(instances=[_observed(row) for row in rows])
 
-    def launches_in_use(self, service) -> dict[int, dict]:
-        """Launch specs already written per version: reused so a model is fetched once per version."""
-        rows = LocalInstance.objects.filter(service=service).order_by("-created_at")
-        launches = {}
-        for row in rows:
-            launches.setdefault(row.version_number, row.launch)
-        return launches
+    def prepare(self, service, plan, observed: list[ObservedInstance]) -> Prepared:
+        """Named instance slots for the plan (deployer/desired.py) and a launch spec for each. Slots whose version
+        waits for its files count as expected (the service is not Running without them) but are not launched."""
+        slots = desired_slots(
+            service_name=service.name, running=service.desired_state == "running", replicas=plan.replicas,
+            observed=[ObservedSlot(o.name, o.version, o.ready, o.state not in ("Terminated", "Failed"))
+                      for o in observed],
+        )
+        by_version, failures, fetching = _launches(service, list(dict.fromkeys(slot.version for slot in slots)))
+        desired = [(slot.name, slot.version, by_version[slot.version]) for slot in slots if slot.version in by_version]
+        names = frozenset(name for name, _, _ in desired) | {slot.name for slot in slots if slot.version in fetching}
+        return Prepared(desired=desired, expected=len(names), failures=failures, fetching=fetching, names=names)
 
     @transaction.atomic
-    def apply(self, service, desired: list[tuple[str, int, dict]]) -> list[str]:
-        """Makes the rows match `desired` [(name, version, launch)]. Returns the names of new instances."""
+    def apply(self, service, prepared: Prepared) -> list[str]:
+        """Makes the rows match the prepared [(name, version, launch)]. Returns the names of new instances."""
         rows = {row.name: row for row in LocalInstance.objects.select_for_update().filter(service=service)}
-        wanted = {name: (version, launch) for name, version, launch in desired}
+        wanted = {name: (version, launch) for name, version, launch in prepared.desired}
         created = []
         for name, (version, launch) in wanted.items():
             row = rows.get(name)
@@ -78,6 +88,46 @@ class LocalDriver:
                 with candidate.open(errors="replace") as handle:
                     for line in handle:
                         yield line.rstrip("\n")
+
+
+def _launches(service, versions: list[int]):
+    """A launch spec per version; the versions that cannot be launched, with why; and those whose files are
+    still being fetched (their slots wait, the rest of the service goes on), with what is fetched."""
+    restart_token = service.restart_requested_at.isoformat() if service.restart_requested_at else ""
+    in_use = _launches_in_use(service)
+    by_version: dict[int, dict] = {}
+    failures: dict[int, PermanentError] = {}
+    fetching: dict[int, str] = {}
+    for number in versions:
+        try:
+            by_version[number] = _launch_for(service, number, in_use, restart_token)
+        except PermanentError as exc:
+            failures[number] = exc
+        except FetchPending as pending:
+            fetching[number] = pending.url
+        except Version.DoesNotExist:
+            logger.info("Version %s of %s is gone (pruned); not launching it", number, service)
+    return by_version, failures, fetching
+
+
+def _launches_in_use(service) -> dict[int, dict]:
+    """Launch specs already written per version: reused, so a version's instances all run the same files."""
+    launches = {}
+    for row in LocalInstance.objects.filter(service=service).order_by("-created_at"):
+        launches.setdefault(row.version_number, row.launch)
+    return launches
+
+
+def _launch_for(service, number: int, in_use: dict[int, dict], restart_token: str) -> dict:
+    if number in in_use:
+        launch = {**in_use[number], "restart_token": restart_token}
+        if launch.get("token_sha256") != token_env(service)["token_sha256"]:
+            launch.update(token_env(service))  # the token was rotated: instances restart with the new one
+        return launch
+    version = service.versions.get(number=number)
+    launch = version_launch(service, version, restart_token=restart_token)
+    event_record(service=service, reason="AppliedLimits", message=limits_message(service, version))
+    return launch
 
 
 def instance_log_path(instance_name: str) -> Path:

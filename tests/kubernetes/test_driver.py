@@ -88,7 +88,7 @@ def test_an_object_the_api_server_rejects_is_a_permanent_error(service, fake):
               message="Required value")
     driver = driver_for(service.cluster)
     with pytest.raises(PermanentError) as caught:
-        driver.apply(service, driver.desired(service))
+        driver.apply(service, driver.prepare(service, None, []))
     assert caught.value.reason == "InvalidManifest"
     assert "spec.template.spec.containers[0].image" in caught.value.message
 

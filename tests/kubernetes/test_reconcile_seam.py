@@ -1,7 +1,5 @@
-"""The reconciler driving a Kubernetes cluster (FakeKubernetesApiServer) through rollouts, stop, failures.
-
-These need the seam in deployer/reconcile.py that passes the rollout plan to drivers that render manifests
-(docs/kubernetes.md, "The reconciler seam"); until it is there they are skipped, saying so.
+"""The reconciler driving a Kubernetes cluster (FakeKubernetesApiServer) through rollouts, stop, failures: the
+same converge path as the local cluster, through the driver contract (docs/kubernetes.md, "The reconciler seam").
 """
 
 import pytest
@@ -12,12 +10,7 @@ from services.services import rollout_promote, service_create, service_stop, ser
 from services.services.clusters import cluster_register
 from tests.kubernetes.test_driver import IRIS, NAMESPACE, kubeconfig
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(not hasattr(reconciler, "_converge_rendered"),
-                       reason="deployer/reconcile.py has no seam for drivers that render manifests yet "
-                              "(docs/kubernetes.md, 'The reconciler seam')"),
-]
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture

@@ -1,0 +1,71 @@
+"""The layers of docs/architecture.md ("Layers"), checked on the source: every import of every module of each
+top-level package, at the top of a file or inside a function, must be of a package its layer may use. A new
+import that points the wrong way fails here, with the file and the line."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DJANGO = {"django", "rest_framework", "drf_spectacular", "django_htmx", "celery", "whitenoise"}
+
+# What each package may import of Ferry's packages and of Django. Third-party libraries are not checked.
+MAY_IMPORT = {
+    "contracts": set(),
+    "autoscaler": {"contracts"},
+    "processors": {"contracts"},
+    "gateway": {"contracts"},
+    "cli": {"contracts"},
+    "services": {"contracts", "autoscaler", "processors"} | DJANGO,
+    "deployer": {"contracts", "autoscaler", "processors", "services"} | DJANGO,
+    "config": {"contracts", "autoscaler", "processors", "services", "deployer", "gateway"} | DJANGO,
+}
+FERRY = set(MAY_IMPORT)
+# Modules of a package that run inside Django although the package does not need it.
+DJANGO_ALLOWED_IN = {"processors/management"}
+
+
+def imports(path: Path):
+    """(line, top-level name) of every absolute import in a file."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name.split(".")[0]) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.lineno, node.module.split(".")[0]
+
+
+def violations(package: str) -> list[str]:
+    found = []
+    for path in sorted((REPO / package).rglob("*.py")):
+        relative = path.relative_to(REPO)
+        if "migrations" in relative.parts:
+            continue
+        for line, name in imports(path):
+            if name == package or name not in FERRY | DJANGO:
+                continue
+            if name in DJANGO and any(str(relative).startswith(prefix) for prefix in DJANGO_ALLOWED_IN):
+                continue
+            if name not in MAY_IMPORT[package]:
+                found.append(f"{relative}:{line} imports {name}")
+    return found
+
+
+@pytest.mark.parametrize("package", sorted(MAY_IMPORT))
+def test_a_package_imports_only_what_its_layer_may(package):
+    assert violations(package) == []
+
+
+def test_the_rules_cover_every_top_level_package():
+    packages = {path.parent.name for path in REPO.glob("*/__init__.py")}
+    assert packages == FERRY
+
+
+def test_the_check_finds_an_import_that_points_the_wrong_way(tmp_path, monkeypatch):
+    """The check itself can fail: a services module importing the deployer, even inside a function, is found."""
+    package = tmp_path / "services"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "bad.py").write_text("def f():\n    from deployer.tasks import reconcile_service\n")
+    monkeypatch.setattr(f"{__name__}.REPO", tmp_path)
+    assert violations("services") == ["services/bad.py:2 imports deployer"]

@@ -9,9 +9,10 @@ The node agent's wake-up channel: the local driver publishes after writing rows 
 the agent listens (deployer/agent/wake.py).
 
 Metrics (written by the gateway, gateway/metrics.py; read by the autoscaler loop, deployer/metrics.py, and the
-console, services/console/metrics.py), per service and version:
-- `ferry:metrics:s:<service>:<version>:<unix_second>` (TTL 1 hour);
-- `ferry:metrics:m:<service>:<version>:<unix_second // 60>` (TTL 30 days).
+console, services/console/metrics.py), per cluster, service and version (two clusters may each have a service
+of the same name, each with a gateway of its own):
+- `ferry:metrics:s:<cluster>:<service>:<version>:<unix_second>` (TTL 1 hour);
+- `ferry:metrics:m:<cluster>:<service>:<version>:<unix_second // 60>` (TTL 30 days).
 
 The autoscaler's records have their own module (contracts/scaling_records.py).
 """
@@ -39,16 +40,16 @@ def complete_key(cluster: str) -> str:
     return f"{ROUTES_PREFIX}:{cluster}:complete"
 
 
-def metrics_key(resolution: str, service: str, version: int | str, unit: int) -> str:
+def metrics_key(resolution: str, cluster: str, service: str, version: int | str, unit: int) -> str:
     """The hash of one service version's traffic in time unit `unit` (seconds or minutes since the epoch, as
     `resolution` says)."""
-    return f"{METRICS_PREFIX}:{resolution}:{service}:{version}:{unit}"
+    return f"{METRICS_PREFIX}:{resolution}:{cluster}:{service}:{version}:{unit}"
 
 
-def metrics_second_key(service: str, version: int | str, second: int) -> str:
-    return metrics_key(PER_SECOND, service, version, second)
+def metrics_second_key(cluster: str, service: str, version: int | str, second: int) -> str:
+    return metrics_key(PER_SECOND, cluster, service, version, second)
 
 
-def metrics_minute_key(service: str, version: int | str, second: int) -> str:
+def metrics_minute_key(cluster: str, service: str, version: int | str, second: int) -> str:
     """The per-minute hash that the traffic of `second` (Unix time) adds up into."""
-    return metrics_key(PER_MINUTE, service, version, second // SECONDS_PER_RESOLUTION[PER_MINUTE])
+    return metrics_key(PER_MINUTE, cluster, service, version, second // SECONDS_PER_RESOLUTION[PER_MINUTE])

@@ -141,7 +141,7 @@ class AutoscalerLoop:
         if not seconds:
             return
         versions = list(service.versions.values_list("number", flat=True))
-        samples = read_seconds(self.redis, service.name, versions, seconds)
+        samples = read_seconds(self.redis, service.cluster.name, service.name, versions, seconds)
         for second in seconds:
             sample = samples[second]
             if tracked.kind == "kpa":

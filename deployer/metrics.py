@@ -14,12 +14,12 @@ class Second:
     queue: float = 0.0
 
 
-def read_seconds(redis_client, service: str, versions: list[int], seconds: list[int]) -> dict[int, Second]:
+def read_seconds(redis_client, cluster: str, service: str, versions: list[int], seconds: list[int]) -> dict[int, Second]:
     """Totals over the given versions, per second. A second with no hash had no traffic."""
     pipe = redis_client.pipeline(transaction=False)
     for second in seconds:
         for version in versions:
-            pipe.hgetall(metrics_second_key(service, version, second))
+            pipe.hgetall(metrics_second_key(cluster, service, version, second))
     replies = pipe.execute()
     totals = {}
     for index, second in enumerate(seconds):

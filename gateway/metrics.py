@@ -5,8 +5,8 @@ one event loop). Two readers turn them into what others read:
 - `/metrics`: a prometheus-client collector builds the families when scraped.
 - Redis, once a second, in one pipeline, never on the request path (the layout the autoscaler and the console
   read, documented in docs/gateway.md; the names in contracts/keys.py):
-    ferry:metrics:s:<service>:<version>:<unix_second>      TTL 1 hour
-    ferry:metrics:m:<service>:<version>:<unix_second // 60>  TTL 30 days
+    ferry:metrics:s:<cluster>:<service>:<version>:<unix_second>      TTL 1 hour
+    ferry:metrics:m:<cluster>:<service>:<version>:<unix_second // 60>  TTL 30 days
   fields requests, errors (5xx), status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max,
   cold_starts, and latency_bucket_le_<ms> (requests whose latency fell in (previous bound, <ms>]; not
   cumulative, so they add up across keys; "inf" last). Counters are added (HINCRBY) and maxima raised (a
@@ -232,8 +232,8 @@ async def flush_once(redis, script, table, second: int) -> int:
             fields = stats.take_second()
             if fields is None:
                 continue
-            await script(keys=[metrics_second_key(stats.service, stats.version, second),
-                               metrics_minute_key(stats.service, stats.version, second)],
+            await script(keys=[metrics_second_key(table.cluster, stats.service, stats.version, second),
+                               metrics_minute_key(table.cluster, stats.service, stats.version, second)],
                          args=[SECOND_TTL, MINUTE_TTL, *fields], client=pipe)
             written += 1
     if written:

@@ -3,8 +3,8 @@
 The gateway writes one hash per service, version and second (TTL 1 h) and per minute (TTL 30 days), named in
 contracts/keys.py:
 
-    ferry:metrics:s:<service>:<version>:<unix_second>
-    ferry:metrics:m:<service>:<version>:<unix_minute>
+    ferry:metrics:s:<cluster>:<service>:<version>:<unix_second>
+    ferry:metrics:m:<cluster>:<service>:<version>:<unix_minute>
 
 with fields requests, errors, status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max,
 cold_starts, and (when the gateway exports its histogram) latency_bucket_le_<ms> / latency_bucket_le_inf:
@@ -149,8 +149,8 @@ def _hashes(client, keys: list[str]) -> list[dict]:
     return [{(k.decode() if isinstance(k, bytes) else k): v for k, v in item.items()} for item in found]
 
 
-def read_window(service_name: str, versions: list[int], range_name: str, *, now: float | None = None,
-                client=None) -> Window:
+def read_window(cluster: str, service_name: str, versions: list[int], range_name: str, *,
+                now: float | None = None, client=None) -> Window:
     start, end, step, resolution = plan(range_name, now)
     buckets = [Bucket(start=t) for t in range(start, end, step)]
     window = Window(start=start, end=end, step=step, resolution=resolution, buckets=buckets)
@@ -161,7 +161,7 @@ def read_window(service_name: str, versions: list[int], range_name: str, *, now:
     unit = SECONDS_PER_RESOLUTION[resolution]  # the gateway's bucketing (contracts/keys.py)
     plan_keys = [(version, t) for version in versions for t in range(start - start % unit, end, unit)]
     try:
-        hashes = _hashes(client, [metrics_key(resolution, service_name, v, t // unit) for v, t in plan_keys])
+        hashes = _hashes(client, [metrics_key(resolution, cluster, service_name, v, t // unit) for v, t in plan_keys])
     except Exception as exc:  # noqa: BLE001 -- a Redis outage must not break the page
         logger.warning("Could not read metrics of %s: %s", service_name, exc)
         window.error = f"Metrics are unavailable: {exc}"
@@ -180,20 +180,22 @@ class Live:
     p99: float | None
 
 
-def live_summaries(services: list[tuple[str, list[int]]], *, now: float | None = None) -> dict[str, Live]:
-    """QPS and latency over the last few whole seconds, for many services in one round trip."""
+def live_summaries(services: list[tuple[str, str, list[int]]], *,
+                   now: float | None = None) -> dict[tuple[str, str], Live]:
+    """QPS and latency over the last few whole seconds, for many (cluster, service, versions) in one round trip;
+    by (cluster, service)."""
     client = redis_client()
     if client is None or not services:
         return {}
     last = int(now if now is not None else time.time()) - 1  # the current second is still being written
-    plan_keys = [(name, version, t) for name, versions in services for version in versions
+    plan_keys = [((cluster, name), version, t) for cluster, name, versions in services for version in versions
                  for t in range(last - LIVE_WINDOW_SECONDS + 1, last + 1)]
     try:
-        hashes = _hashes(client, [metrics_key(PER_SECOND, name, version, t) for name, version, t in plan_keys])
+        hashes = _hashes(client, [metrics_key(PER_SECOND, *name, version, t) for name, version, t in plan_keys])
     except Exception as exc:  # noqa: BLE001
         logger.warning("Could not read live metrics: %s", exc)
         return {}
-    totals: dict[str, Bucket] = {name: Bucket(start=0) for name, _ in services}
+    totals: dict[tuple[str, str], Bucket] = {(cluster, name): Bucket(start=0) for cluster, name, _ in services}
     for (name, version, _), fields in zip(plan_keys, hashes):
         if fields:
             totals[name].add(version, fields)

@@ -39,7 +39,7 @@ def version_series(window: metrics.Window, versions: list[int]) -> list[Series]:
 
 def charts_for(service: Service, range_name: str) -> dict:
     numbers = [v.number for v in selectors.versions_of(service)]
-    window = metrics.read_window(service.name, numbers, range_name)
+    window = metrics.read_window(service.cluster.name, service.name, numbers, range_name)
     span = {"start": window.start, "end": window.end}
     unit_note = f"per {window.step} s step" if window.step < 60 else f"per {window.step // 60} min step"
     charts = [

@@ -30,7 +30,7 @@ def client():
     yield client
     for key in (DECISION_KEY, SERIES_KEY, CRON_JOBS_KEY):
         client.delete(key.format(cluster="local", service=NAME))
-    for key in client.scan_iter(f"ferry:metrics:s:{NAME}:*"):
+    for key in client.scan_iter(f"ferry:metrics:s:local:{NAME}:*"):
         client.delete(key)
 
 
@@ -52,7 +52,7 @@ def test_current_metrics_are_the_values_the_loop_last_decided_from(alice_sdk, cl
     assert alice_sdk.describe_service_auto_scaler("local", NAME).body.current_metrics == []  # nothing measured
 
     for second in range(T0 - 40, T0):
-        client.hset(metrics_second_key(NAME, 1, second), mapping={"requests": 50, "latency_ms_sum": 0})
+        client.hset(metrics_second_key("local", NAME, 1, second), mapping={"requests": 50, "latency_ms_sum": 0})
     AutoscalerLoop(client).tick(now=T0)
     body = alice_sdk.describe_service_auto_scaler("local", NAME).body
     [metric] = body.current_metrics

@@ -69,7 +69,7 @@ def metrics_redis():
 def write_second(client, written: list, service: str, version: int, second: int, **fields) -> None:
     """One per-second hash as the gateway writes it (and the matching per-minute one, added up)."""
     for resolution, unit in (("s", second), ("m", second // 60)):
-        key = f"ferry:metrics:{resolution}:{service}:{version}:{unit}"
+        key = f"ferry:metrics:{resolution}:local:{service}:{version}:{unit}"
         for name, value in fields.items():
             if name.endswith("_max"):
                 current = float(client.hget(key, name) or 0)

@@ -55,7 +55,7 @@ def test_percentiles_come_from_histogram_buckets_when_the_gateway_exports_them(e
     # 100 requests: 50 under 10 ms, 40 in (10, 50], 10 in (50, 250]
     write_second(client, written, "echo", 1, now - 5, requests=100, latency_ms_sum=2000.0,
                  latency_bucket_le_10=50, latency_bucket_le_50=40, latency_bucket_le_250=10, latency_bucket_le_inf=0)
-    window = metrics.read_window("echo", [1], "15m", client=client)
+    window = metrics.read_window("local", "echo", [1], "15m", client=client)
     assert window.has_histogram
     bucket = next(b for b in window.buckets if b.requests)
     assert bucket.percentile(0.5) == pytest.approx(10.0)

@@ -21,7 +21,7 @@ SLEEPER = {"name": "scaled", "processor": "custom",
 def metrics():
     client = redis.Redis.from_url(settings.REDIS_URL)
     yield client
-    for key in client.scan_iter("ferry:metrics:s:scaled:*"):
+    for key in client.scan_iter("ferry:metrics:s:local:scaled:*"):
         client.delete(key)
     client.delete(DECISION_KEY.format(cluster="local", service="scaled"))
 
@@ -33,7 +33,7 @@ def create(autoscaler=None) -> Service:
 
 def traffic(client, seconds, *, requests=0.0, latency_ms_sum=0.0):
     for second in seconds:
-        client.hset(metrics_second_key("scaled", 1, second), mapping={"requests": requests, "latency_ms_sum": latency_ms_sum})
+        client.hset(metrics_second_key("local", "scaled", 1, second), mapping={"requests": requests, "latency_ms_sum": latency_ms_sum})
 
 
 def test_it_scales_up_on_qps_and_says_why(metrics):

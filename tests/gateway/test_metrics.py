@@ -39,24 +39,24 @@ def test_it_counts_requests_by_status_latency_and_concurrency_per_second_and_min
     call(gateway, f"/api/predict/{name}", body=BODY)  # a 401: counted on version 0
     client = redis.Redis.from_url(os.environ["REDIS_URL"])
     # The flush writes each second just after it ends (and the minute's with it); on a busy machine it can lag.
-    seconds = flushed(client, f"ferry:metrics:s:{name}:1:*", requests=324)
+    seconds = flushed(client, f"ferry:metrics:s:local:{name}:1:*", requests=324)
     assert seconds["requests"] == 324 and seconds["errors"] == 20
     assert seconds["status_200"] == 304 and seconds["status_500"] == 20
     assert seconds["latency_ms_max"] >= 200 and 0 < seconds["latency_ms_sum"] / 324 < 100
     assert seconds["concurrency_max"] >= 4 and seconds["queue_max"] == 0 and seconds["cold_starts"] == 0
     buckets = {f: v for f, v in seconds.items() if f.startswith("latency_bucket_le_")}
     assert sum(buckets.values()) == 324 and buckets["latency_bucket_le_250"] >= 4  # the 0.2 s ones
-    minutes = flushed(client, f"ferry:metrics:m:{name}:1:*", requests=324)
+    minutes = flushed(client, f"ferry:metrics:m:local:{name}:1:*", requests=324)
     assert minutes["requests"] == 324 and minutes["status_500"] == 20 and minutes["latency_ms_max"] >= 200
-    assert flushed(client, f"ferry:metrics:s:{name}:0:*", 1, field="status_401")["status_401"] == 1
+    assert flushed(client, f"ferry:metrics:s:local:{name}:0:*", 1, field="status_401")["status_401"] == 1
 
-    second_key = next(client.scan_iter(f"ferry:metrics:s:{name}:1:*"))
-    minute_key = next(client.scan_iter(f"ferry:metrics:m:{name}:1:*"))
+    second_key = next(client.scan_iter(f"ferry:metrics:s:local:{name}:1:*"))
+    minute_key = next(client.scan_iter(f"ferry:metrics:m:local:{name}:1:*"))
     assert 3500 < client.ttl(second_key) <= 3600
     assert 29 * 86400 < client.ttl(minute_key) <= 30 * 86400
     assert abs(int(second_key.rsplit(b":", 1)[1]) - time.time()) < 30
-    second_numbers = {int(k.rsplit(b":", 1)[1]) for k in client.scan_iter(f"ferry:metrics:s:{name}:1:*")}
-    minute_numbers = {int(k.rsplit(b":", 1)[1]) for k in client.scan_iter(f"ferry:metrics:m:{name}:1:*")}
+    second_numbers = {int(k.rsplit(b":", 1)[1]) for k in client.scan_iter(f"ferry:metrics:s:local:{name}:1:*")}
+    minute_numbers = {int(k.rsplit(b":", 1)[1]) for k in client.scan_iter(f"ferry:metrics:m:local:{name}:1:*")}
     assert minute_numbers == {second // 60 for second in second_numbers}  # <unix_second // 60>
 
     text = gateway.metrics()

@@ -28,7 +28,7 @@ def sleeper(name: str, **extra) -> dict:
 def metrics():
     client = redis.Redis.from_url(django_settings.REDIS_URL)
     yield client
-    for pattern in ("ferry:metrics:s:limits_*", "ferry:autoscaler:*limits_*"):
+    for pattern in ("ferry:metrics:s:local:limits_*", "ferry:autoscaler:*limits_*"):
         for key in client.scan_iter(pattern):
             client.delete(key)
 
@@ -48,7 +48,7 @@ def test_a_broken_cron_schedule_fails_its_own_service_and_the_loop_goes_on(metri
     cron_scaler_set(actor=None, service=cron, exclude_dates=[],
                     scale_jobs=[{"Name": "daily", "Schedule": "0 0 0 * * *", "TargetSize": 2, "TimeZone": "UTC"}])
     for second in range(T0 - 40, T0):
-        metrics.hset(metrics_second_key("limits_scaled", 1, second), mapping={"requests": 50, "latency_ms_sum": 0})
+        metrics.hset(metrics_second_key("local", "limits_scaled", 1, second), mapping={"requests": 50, "latency_ms_sum": 0})
 
     loop = AutoscalerLoop(metrics)
     loop.tick(now=T0)
@@ -159,7 +159,7 @@ def test_the_autoscaler_never_decides_above_the_project_quota(metrics):
     # An admin lowers the quota after the services were made: the loop holds within it.
     Project.objects.filter(pk=project.pk).update(max_instances=2)
     for second in range(T0 - 40, T0):
-        metrics.hset(metrics_second_key("limits_capped", 1, second), mapping={"requests": 500, "latency_ms_sum": 0})
+        metrics.hset(metrics_second_key("local", "limits_capped", 1, second), mapping={"requests": 500, "latency_ms_sum": 0})
     AutoscalerLoop(metrics).tick(now=T0)
     scaled.refresh_from_db()
     assert scaled.autoscaled_instances == 2

@@ -85,11 +85,11 @@ def test_the_redis_names_are_the_ones_both_sides_have_used():
     assert keys.complete_key("edge") == "ferry:routes:edge:complete"
     assert keys.LEGACY_ROUTE_KEYS == ("ferry:routes", "ferry:routes:complete")
     assert keys.AGENT_WAKE_CHANNEL == "ferry:agent:wake"
-    assert keys.metrics_second_key("iris", 2, 1_700_000_059) == "ferry:metrics:s:iris:2:1700000059"
+    assert keys.metrics_second_key("local", "iris", 2, 1_700_000_059) == "ferry:metrics:s:local:iris:2:1700000059"
     # The minute a second adds up into: the gateway writes it, the console reads it with the same division.
-    assert keys.metrics_minute_key("iris", 2, 1_700_000_059) == "ferry:metrics:m:iris:2:28333334"
-    assert keys.metrics_minute_key("iris", 2, 1_700_000_040) == keys.metrics_key("m", "iris", 2, 28333334)
-    assert keys.metrics_minute_key("iris", 2, 1_700_000_039) == "ferry:metrics:m:iris:2:28333333"
+    assert keys.metrics_minute_key("local", "iris", 2, 1_700_000_059) == "ferry:metrics:m:local:iris:2:28333334"
+    assert keys.metrics_minute_key("local", "iris", 2, 1_700_000_040) == keys.metrics_key("m", "local", "iris", 2, 28333334)
+    assert keys.metrics_minute_key("local", "iris", 2, 1_700_000_039) == "ferry:metrics:m:local:iris:2:28333333"
 
 
 def test_the_smooth_weighted_round_robin_spreads_80_20_evenly():

@@ -48,8 +48,9 @@ def service_list(request):
         request.user, name_contains=filters["q"], status=filters["status"], cluster=filters["cluster"],
         project=project.name if project else "",
     ).prefetch_related("versions", "instances"))
-    live = metrics.live_summaries([(s.name, [v.number for v in s.versions.all()]) for s in services])
-    rows = [Row(s, progress(s, list(s.instances.all())), live.get(s.name), predict_url(s.name)) for s in services]
+    live = metrics.live_summaries([(s.cluster.name, s.name, [v.number for v in s.versions.all()]) for s in services])
+    rows = [Row(s, progress(s, list(s.instances.all())), live.get((s.cluster.name, s.name)), predict_url(s.name))
+            for s in services]
     context = {
         "rows": rows,
         "filters": filters,

@@ -91,8 +91,10 @@ def scaling(request, service: Service, forms: dict | None = None, **_) -> dict:
     autoscaler = service.autoscaler or {}
     strategy = (autoscaler.get("scaleStrategies") or [{}])[0]
     cron = service.cron_scaler or {}
-    live = metrics.live_summaries([(service.name, [v.number for v in service.versions.all()])]).get(service.name)
-    window = metrics.read_window(service.name, [v.number for v in service.versions.all()], "15m")
+    versions = [v.number for v in service.versions.all()]
+    live = metrics.live_summaries([(service.cluster.name, service.name, versions)]).get(
+        (service.cluster.name, service.name))
+    window = metrics.read_window(service.cluster.name, service.name, versions, "15m")
     recent = [b for b in window.buckets if b.requests or b.concurrency_max][-6:]
     return {
         "scale_form": forms.get("scale") or ScaleForm(initial={"instances": service.instance_count}),

@@ -95,7 +95,8 @@ def notes(isolation: Isolation, uid: int | None) -> list[str]:
     else:
         lines.append(f"sandbox: NO mount or pid namespace: {isolation.why_not_bwrap}; it sees this host's file "
                      "system and every process under /proc (their command lines)")
-    lines.append("sandbox: not isolated: the network (loopback services without a password are reachable), CPU time")
+    lines.append("sandbox: not isolated: the network (the loopback is shared: other instances answer on their "
+                 "ports, behind their service token; Redis and PostgreSQL ask for passwords), CPU time")
     return lines
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from services.activations import Activation, activation_of
 from services.models import Service
 from services.scale import activation_count, service_instance_count
-from services.services import event_record
+from services.writes import event_record
 
 from .reconcile import reconcile
 

@@ -21,7 +21,7 @@ from services.activations import activation_failed
 from services.models import Service
 from services.scale import service_instance_count, scale_write
 from services.selectors.quotas import quota_instance_cap
-from services.services import event_record
+from services.writes import event_record
 
 from .metrics import read_seconds
 from .scaling_failures import scaling_failed, scaling_recovered

@@ -21,7 +21,7 @@ from processors.fetch import ANONYMOUS, ModelFetchError, fetch_model
 from processors.fetch_policy import FetchPolicy
 from services.models import Service, Version
 from services.selectors.credentials import project_storage_credentials
-from services.services import event_record
+from services.writes import event_record
 
 from .drivers.base import PermanentError
 from .models import ModelFetch, ModelFetchState

@@ -3,7 +3,7 @@
 from django.utils import timezone
 
 from services.models import Instance, Service
-from services.services import event_record
+from services.writes import event_record
 
 from .drivers.base import ObservedInstance
 from .status import FAILING, crash_verdict, restart_message

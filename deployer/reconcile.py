@@ -19,7 +19,7 @@ from services.activations import Activation, Verdict, activation_of, activation_
 from services.models import Phase, Service
 from services.rollouts import Rollout, rollout_of
 from services.scale import service_instance_count
-from services.services import event_record
+from services.writes import event_record
 
 from . import status_writer
 from .drivers import PermanentError, Prepared, driver_for

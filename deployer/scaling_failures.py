@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from django.db import transaction
 
 from services.models import Service
-from services.services import event_record
+from services.writes import event_record
 
 from .conditions import condition_set
 

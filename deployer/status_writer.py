@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from services.models import Phase, Service
 from services.rollouts import progress_deadline, rollout_of
-from services.services import event_record
+from services.writes import event_record
 
 from .conditions import condition_set
 from .drivers import PermanentError

@@ -6,7 +6,7 @@
 "started_at": iso, "retain_until": iso | None, "message": str, "progress_at": iso, "ready_seen": int}.
 A finished rollout is removed (the field becomes null) and its target becomes the last rolled-out version.
 
-Who moves it: the user's writes (services/services/rollouts.py: start, pause, resume, promote, rollback,
+Who moves it: the user's writes (services/writes/rollouts.py: start, pause, resume, promote, rollback,
 switch, finish, canary weight) and the reconciler's plan (deployer/rollout.py: a green that became ready, a
 failure, the progress clock). Each move is a method here that refuses a move its state does not allow with
 `RolloutRefused`; the writes turn that into the API's 409.

@@ -119,7 +119,7 @@ FAST_TO_ZERO = {"min": 0, "max": 1, "kpa": {"autoscaling.knative.dev/window": "6
 def _allow_zero(service) -> bool:
     """Lets the service be at zero; True when the autoscaler loop runs (then it takes the service to zero)."""
     from services.models import Service
-    from services.services.scaling import autoscaler_delete, autoscaler_set
+    from services.writes.scaling import autoscaler_delete, autoscaler_set
 
     if service.autoscaler is not None:  # a merge patch would keep the members FAST_TO_ZERO leaves out
         service = autoscaler_delete(actor=None, service=service)
@@ -148,7 +148,7 @@ def _loop_decides(name: str, since: float, timeout: float = 5.0) -> bool:
 
 def _put_back(service, original: dict | None, keep_zero: bool) -> None:
     from services.models import Service
-    from services.services.scaling import autoscaler_delete, autoscaler_set
+    from services.writes.scaling import autoscaler_delete, autoscaler_set
 
     if keep_zero:
         _scale_to_zero(service)

@@ -178,7 +178,7 @@ def _ms(sorted_values: list[float], quantile: float) -> str:
 
 
 def _set_autoscaler(service, autoscaler: dict) -> None:
-    from services.services.scaling import autoscaler_delete, autoscaler_set
+    from services.writes.scaling import autoscaler_delete, autoscaler_set
 
     from services.models import Service
 
@@ -190,7 +190,7 @@ def _set_autoscaler(service, autoscaler: dict) -> None:
 
 def _put_back(service, original: dict | None) -> None:
     from services.models import Service
-    from services.services.scaling import autoscaler_delete, autoscaler_set
+    from services.writes.scaling import autoscaler_delete, autoscaler_set
 
     service = autoscaler_delete(actor=None, service=Service.objects.get(pk=service.pk))
     if original is not None:

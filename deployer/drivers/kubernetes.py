@@ -147,7 +147,7 @@ class KubernetesDriver:
 
     def _record_cluster_events(self, service, namespace: str, pod_names: set[str]) -> None:
         """Kubernetes Events and failing Knative conditions, each once, on the service's timeline."""
-        from services.services import event_record
+        from services.writes import event_record
 
         entries = [e for e in event_entries(self.api.list("v1", "Event", namespace), pod_names,
                                             dns_name(service.name))

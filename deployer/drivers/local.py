@@ -19,7 +19,7 @@ from deployer.fetches import FetchPending
 from deployer.launches import limits_message, token_env, version_launch
 from deployer.models import LocalInstance, LocalInstanceState
 from services.models import Version
-from services.services import event_record
+from services.writes import event_record
 
 from .base import Observed, ObservedInstance, PermanentError, Prepared
 

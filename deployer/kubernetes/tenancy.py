@@ -1,5 +1,5 @@
 """What a tenant's service file may ask of a shared Kubernetes cluster, and what an admin's settings may allow.
-Pure: the same rules refuse a service file at create/update (services.services.catalog) and fail a render
+Pure: the same rules refuse a service file at create/update (services.writes.catalog) and fail a render
 (a version stored before a rule, or a cluster whose settings changed since), so neither path can be skipped.
 
 - hostPath: only under a root the cluster's admin lists (`host_path_roots`); `..` is refused outright (the

@@ -26,7 +26,7 @@ from rest_framework.permissions import SAFE_METHODS
 
 from services.models import AccessKey, CredentialScope
 from services.selectors.credentials import access_key_by_id, access_key_secret, api_token_by_plaintext
-from services.services.credentials import access_key_mark_used, api_token_mark_used
+from services.writes.credentials import access_key_mark_used, api_token_mark_used
 
 logger = logging.getLogger("ferry.auth")
 

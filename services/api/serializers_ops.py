@@ -23,7 +23,7 @@ class CommaSeparated(serializers.Field):
 
 
 class UpdateServiceLabelBody(serializers.Serializer):
-    # Validated by the write (services.services.labels), which names each bad key.
+    # Validated by the write (services.writes.labels), which names each bad key.
     Labels = serializers.JSONField(help_text='The labels to add or change, e.g. {"team": "search"}.')
 
 

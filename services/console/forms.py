@@ -1,4 +1,4 @@
-"""Console forms. They shape input into what services.services takes; the domain does the validating (the same
+"""Console forms. They shape input into what services.writes takes; the domain does the validating (the same
 checks as the API), and its errors, by JSON path, are put back beside the fields they are about."""
 
 import json

@@ -29,7 +29,7 @@ class Service(models.Model):
     """A model service: the desired state users write, and the status the reconciler writes back.
 
     `spec` is the normalized service file (see services.servicefile), without its token. Writes go through
-    services.services; every change of desired state bumps `generation`, and the reconciler sets
+    services.writes; every change of desired state bumps `generation`, and the reconciler sets
     `observed_generation` when it has acted on it.
     """
 

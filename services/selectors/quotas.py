@@ -1,5 +1,5 @@
 """Reads for per-project quotas: what a service may reach, and what a project's services use. See
-services/services/quotas.py for the checks and docs/security.md for the rules."""
+services/writes/quotas.py for the checks and docs/security.md for the rules."""
 
 from dataclasses import dataclass
 

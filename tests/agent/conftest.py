@@ -9,7 +9,7 @@ import pytest
 
 from deployer.models import LocalInstance
 from services.models import Project
-from services.services import service_create
+from services.writes import service_create
 from tests.agent.kit import LocalCluster
 
 

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from rest_framework.test import APIClient
 
 from services.models import Cluster, ClusterGrant, Project, ProjectMembership
-from services.services import access_key_create, api_token_create
+from services.writes import access_key_create, api_token_create
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from services.api.authentication import AccessKeySignatureAuthentication
 from services.models import AccessKey, ApiToken
-from services.services.credentials import access_key_create, access_key_revoke, api_token_create, api_token_revoke
+from services.writes.credentials import access_key_create, access_key_revoke, api_token_create, api_token_revoke
 
 from .conftest import close_sdk_connections
 

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from rest_framework.test import APIClient
 
 from services.models import ApiToken, Project, ProjectMembership, ProjectRole
-from services.services.credentials import api_token_revoke
+from services.writes.credentials import api_token_revoke
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from services.models import AccessKey, ApiToken, Project, ProjectMembership, ProjectRole
-from services.services.credentials import access_key_create, api_token_create
+from services.writes.credentials import access_key_create, api_token_create
 
 pytestmark = pytest.mark.django_db
 

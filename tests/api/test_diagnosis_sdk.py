@@ -12,7 +12,7 @@ from django.test import override_settings
 
 from deployer.reconcile import reconcile
 from services.models import Service
-from services.services import api_token_create
+from services.writes import api_token_create
 from tests.agent.kit import LocalCluster
 
 from .conftest import api_client_for, close_sdk_connections, example, sdk_with_token

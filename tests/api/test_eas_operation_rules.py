@@ -12,7 +12,7 @@ from services.selectors.containers import ContainerFacts
 from services.selectors.diagnosis_rules import InstanceFacts, ServiceFacts, diagnose_instance, diagnose_service
 from services.selectors.locks import lock_refusal
 from services.selectors.machines import MachineFacts
-from services.services.labels import labels_after_update, labels_changed_message, labels_checked
+from services.writes.labels import labels_after_update, labels_changed_message, labels_checked
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 DEADLINE = 600

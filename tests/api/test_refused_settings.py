@@ -9,7 +9,7 @@ from Tea.exceptions import TeaException
 
 from deployer.routing import route_entry
 from services.models import Project, Service
-from services.services import service_create
+from services.writes import service_create
 
 # Real commits (the SDK calls a live server); serialized_rollback restores the default project and cluster.
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)

@@ -15,7 +15,7 @@ import pytest
 from alibabacloud_eas20210701 import models as eas_models
 from Tea.exceptions import TeaException
 
-from services.services import api_token_create
+from services.writes import api_token_create
 from tests.agent import kit
 from tests.agent.kit import REPO, wait_for
 from tests.api.conftest import close_sdk_connections, make_member, sdk_with_token

@@ -25,7 +25,7 @@ from django.db import connection
 
 from processors.demo import IRIS_SAMPLE
 from services.models import Service
-from services.services import api_token_create
+from services.writes import api_token_create
 from tests.agent.kit import wait_for
 from tests.api.conftest import make_member
 from tests.e2e.conftest import local_cluster  # noqa: F401  (a fixture of these tests)

@@ -9,7 +9,7 @@ from django.conf import settings
 from django.test import Client
 
 from services.models import Project
-from services.services import service_create, service_update
+from services.writes import service_create, service_update
 from tests.api.conftest import make_member
 
 # A service the reconciler accepts without any model: its instances never start (no agent in these tests).

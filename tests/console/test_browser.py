@@ -150,7 +150,7 @@ def gateway(monkeypatch):
 
 def test_charts_draw_real_traffic_sent_through_the_gateway(browser_page, reconciler, demo_models, gateway):
     from services.selectors import service_token
-    from services.services import service_create
+    from services.writes import service_create
 
     page = browser_page
     service = service_create(actor=None, project=Project.objects.get(name="default"),

@@ -53,7 +53,7 @@ def test_every_tab_renders_for_a_developer(alice_client, echo_v2):
 
 
 def test_blue_green_buttons_wait_for_the_rollout_functions(alice_client, echo_v2, monkeypatch):
-    from services import services as writes
+    from services import writes
 
     page(alice_client, "/")  # loads the URL conf (the API views name these functions) before they go
     for name in ("rollout_switch", "rollout_finish"):

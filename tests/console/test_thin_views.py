@@ -1,7 +1,7 @@
-"""The shared test: every console POST calls one services.services function (the same one the REST API calls)
+"""The shared test: every console POST calls one services.writes function (the same one the REST API calls)
 and writes nothing itself.
 
-Each function of services.services is replaced by a spy that records the call and does not call through. A view
+Each function of services.writes is replaced by a spy that records the call and does not call through. A view
 that wrote models directly would then either not call the spy or issue INSERT/UPDATE/DELETE statements of its
 own: both fail here. A POST view that is missing from the table fails too (every console URL is probed).
 """
@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, get_resolver, reverse
 
-from services import services as writes
+from services import writes
 from services.console import urls as console_urls
 from services.console.views.actions import ACTIONS, READ_ACTIONS
 
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 SERVICE = "/services/local/echo"
 WRITES = {
-    # url or action -> (POST data, the services.services function it must call)
+    # url or action -> (POST data, the services.writes function it must call)
     "start": ({}, "service_start"),
     "stop": ({}, "service_stop"),
     "restart": ({}, "service_restart"),
@@ -98,7 +98,7 @@ def test_each_console_write_calls_its_services_function_and_writes_nothing_itsel
     with CaptureQueriesContext(connection) as queries:
         response = alice_client.post(url_of(name), data)
     assert response.status_code in (200, 302), (name, response.status_code, response.content[:500])
-    assert spies == [expected], f"{name} must call services.services.{expected}"
+    assert spies == [expected], f"{name} must call services.writes.{expected}"
     assert not domain_writes(queries), f"{name} wrote to the database itself: {domain_writes(queries)}"
 
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from deployer.autoscaling import AutoscalerLoop
 from contracts.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY, cron_jobs_read
 from services.models import Project, Service
-from services.services import cron_scaler_set, service_create
+from services.writes import cron_scaler_set, service_create
 
 pytestmark = pytest.mark.django_db
 T0 = 1_900_000_000  # 2030-03-17 17:46:40 UTC

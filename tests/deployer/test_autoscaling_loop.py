@@ -9,7 +9,7 @@ from contracts.scaling_records import DECISION_KEY
 from deployer.autoscaling import AutoscalerLoop
 from contracts.keys import metrics_second_key
 from services.models import Project, Service
-from services.services import cron_scaler_set, service_create
+from services.writes import cron_scaler_set, service_create
 
 pytestmark = pytest.mark.django_db
 T0 = 1_900_000_000  # a fixed "now", in seconds
@@ -86,7 +86,7 @@ def test_it_applies_a_cron_floor_to_a_fixed_size_service(metrics):
     from services.scale import effective_instance_count
     assert effective_instance_count(instance_count=1, autoscaler=None, autoscaled=3) == 3
 
-    from services.services import cron_scaler_delete
+    from services.writes import cron_scaler_delete
     cron_scaler_delete(actor=None, service=service)
     service.refresh_from_db()
     assert service.autoscaled_instances is None

@@ -22,7 +22,7 @@ from deployer.models import LocalInstance, ModelFetch, ModelFetchState
 from deployer.reconcile import reconcile
 from deployer.tasks import fetch_source
 from services.models import Project
-from services.services import service_create
+from services.writes import service_create
 
 MODEL = b"weights " * 512
 

@@ -10,7 +10,7 @@ from django.test import override_settings
 from deployer.locks import reconcile_lock
 from deployer.reconcile import reconcile
 from services.models import Project, Service
-from services.services import service_create
+from services.writes import service_create
 
 SLEEPER = {"name": "sleeper", "processor": "custom",
            "containers": [{"image": "none", "script": "sleep 600", "port": 8000}]}
@@ -78,7 +78,7 @@ def test_the_sqlite_lease_excludes_a_second_holder_and_expires():
 @pytest.mark.django_db
 def test_it_keeps_a_bounded_number_of_versions():
     from deployer.pruning import prune_versions
-    from services.services import service_update
+    from services.writes import service_update
 
     service = service_create(actor=None, project=Project.objects.get(name="default"), document=SLEEPER)
     for n in range(2, 6):
@@ -96,7 +96,7 @@ def test_pruning_waits_for_a_service_write_in_progress_and_keeps_the_version_it_
     """A reconcile's copy of the service predates a version that a user's update is committing: pruning must
     decide after that commit (the version and its rollout seen together), not before or half-way through."""
     from deployer.pruning import prune_versions
-    from services.services import service_update
+    from services.writes import service_update
 
     service = service_create(actor=None, project=Project.objects.get(name="default"), document=SLEEPER)
     for n in range(2, 5):

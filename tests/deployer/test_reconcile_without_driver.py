@@ -5,7 +5,7 @@ import pytest
 from deployer import tasks
 from deployer.reconcile import reconcile
 from services.models import Cluster, Project, Service
-from services.services import service_create, service_delete
+from services.writes import service_create, service_delete
 
 pytestmark = pytest.mark.django_db
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from deployer.rollout import rollout_plan
 from services.models import Instance, Project, Service
 from services.rollouts import Rollout
-from services.services import rollout_rollback, service_create, version_rollback, version_weights_set
+from services.writes import rollout_rollback, service_create, version_rollback, version_weights_set
 
 SLEEPER = {"name": "sleeper", "processor": "custom",
            "containers": [{"image": "none", "script": "sleep 600", "port": 8000}], "metadata": {"instance": 1}}

@@ -10,7 +10,7 @@ from django.utils import timezone
 from deployer.progress import progress_since
 from deployer.reconcile import reconcile
 from services.models import Project, Service
-from services.services import (
+from services.writes import (
     rollout_pause,
     rollout_promote,
     rollout_resume,

@@ -13,7 +13,7 @@ from deployer.routing import CHANGED_CHANNEL, ROUTES_KEY
 from contracts import sealing
 from services.models import Project, Service
 from services.selectors import service_token
-from services.services import service_create, service_delete, service_update, version_weights_set
+from services.writes import service_create, service_delete, service_update, version_weights_set
 
 pytestmark = pytest.mark.django_db
 

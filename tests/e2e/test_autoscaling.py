@@ -13,7 +13,7 @@ import requests
 from processors.demo import IRIS_SAMPLE, demo_service_files
 from services.models import Project, Service
 from services.selectors import service_token
-from services.services import autoscaler_set, service_create
+from services.writes import autoscaler_set, service_create
 from tests.gateway.conftest import gateway  # noqa: F401 -- fixture: a real gateway process
 from tests.agent.kit import wait_for
 from tests.harness.process import stop

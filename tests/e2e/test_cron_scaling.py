@@ -13,7 +13,7 @@ from django.conf import settings
 from contracts.scaling_records import CRON_JOBS_KEY, DECISION_KEY, SERIES_KEY, cron_jobs_read
 from processors.demo import demo_service_files
 from services.models import Project, Service
-from services.services import cron_scaler_set, service_create
+from services.writes import cron_scaler_set, service_create
 from tests.agent.kit import wait_for
 from tests.harness.process import stop
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 from processors.demo import demo_service_files, digits_v2_request
 from services.models import Project, Service
 from services.selectors import service_token
-from services.services import service_create, service_delete, service_start, service_stop, service_update
+from services.writes import service_create, service_delete, service_start, service_stop, service_update
 
 from .conftest import converge
 

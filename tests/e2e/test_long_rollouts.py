@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from deployer.progress import progress_since
 from services.models import Project, Service
-from services.services import rollout_pause, rollout_resume, service_create, service_update
+from services.writes import rollout_pause, rollout_resume, service_create, service_update
 
 from .conftest import converge
 

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from services.models import Project, Service
-from services.services import (
+from services.writes import (
     rollout_finish,
     rollout_promote,
     rollout_rollback,

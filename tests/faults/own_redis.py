@@ -176,7 +176,7 @@ def instance_marks(cluster: OwnRedisCluster) -> list[str]:
 def scale_to_three_and_reach_the_third(gateway, service, before) -> tuple[float, float]:
     """Scales `service` to 3 and waits until an instance not in `before` is ready, routed by the gateway and
     sent traffic: the control plane whole again. Returns when the third became ready and when it was routed."""
-    from services.services import service_scale
+    from services.writes import service_scale
 
     service_scale(actor=None, service=service, instances=3)
     third = wait_for(lambda: LocalInstance.objects.filter(service=service, ready=True).exclude(

@@ -25,7 +25,7 @@ from deployer.reconcile import reconcile
 from processors.demo import IRIS_SAMPLE, demo_service_files
 from services.models import Project, Service
 from services.selectors import service_token
-from services.services import service_create
+from services.writes import service_create
 from tests.agent.kit import wait_for
 from tests.e2e.conftest import converge
 from tests.e2e.control_plane import start_worker

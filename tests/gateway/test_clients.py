@@ -17,7 +17,7 @@ import tritonclient.http as triton
 from processors.demo import IRIS_SAMPLE, demo_service_files, digits_v2_request
 from services.models import Project, Service
 from services.selectors import service_token
-from services.services import service_create
+from services.writes import service_create
 from tests.agent.kit import REPO
 from tests.harness.process import stop
 

@@ -32,7 +32,7 @@ from processors.demo import IRIS_SAMPLE, demo_service_files
 from processors.modelserver.handoff import POOL_MARK
 from services.models import Project, Service
 from services.selectors import service_token
-from services.services import (
+from services.writes import (
     rollout_finish,
     rollout_promote,
     rollout_rollback,

@@ -7,7 +7,7 @@ from django.core.management import call_command
 from django.contrib.auth import get_user_model
 
 from services.models import Cluster, Project
-from services.services import service_create
+from services.writes import service_create
 from tests.api.conftest import api_client_for, make_member
 from tests.kubernetes.test_driver import IRIS, kubeconfig
 

@@ -8,8 +8,8 @@ from deployer.drivers import driver_for
 from deployer.drivers.base import PermanentError
 from deployer.reconcile import reconcile
 from services.models import Event, Project, Service
-from services.services import service_create, service_delete
-from services.services.clusters import cluster_register
+from services.writes import service_create, service_delete
+from services.writes.clusters import cluster_register
 
 pytestmark = pytest.mark.django_db
 NAMESPACE = "ferry-default"

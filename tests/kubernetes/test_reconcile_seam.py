@@ -6,8 +6,8 @@ import pytest
 
 from deployer import reconcile as reconciler
 from services.models import Project, Service
-from services.services import rollout_promote, service_create, service_stop, service_update
-from services.services.clusters import cluster_register
+from services.writes import rollout_promote, service_create, service_stop, service_update
+from services.writes.clusters import cluster_register
 from tests.kubernetes.test_driver import IRIS, NAMESPACE, kubeconfig
 
 pytestmark = pytest.mark.django_db

@@ -10,7 +10,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from services.models import AccessKey, ApiToken, Cluster, ClusterGrant, Project, ProjectMembership, Service
-from services.services import api_token_create
+from services.writes import api_token_create
 
 pytestmark = pytest.mark.django_db
 SERVICE = {"name": "creds_probe", "processor": "custom", "metadata": {"instance": 0},

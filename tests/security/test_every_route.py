@@ -17,7 +17,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from services.models import AccessKey
-from services.services import access_key_create, api_token_create
+from services.writes import access_key_create, api_token_create
 
 from .test_project_boundaries import SECRETS, World, leaked, snapshot
 

@@ -326,7 +326,7 @@ def test_redis_never_holds_a_service_token_in_plain_text(gateway, routes, echo):
     from deployer.reconcile import reconcile
     from services.models import Project
     from services.selectors import service_token
-    from services.services import service_create
+    from services.writes import service_create
 
     backends = echo("scanned")
     name = routes.unique("scanned")

@@ -18,7 +18,7 @@ import pytest
 
 from deployer.kubernetes.render import render
 from services.models import ClusterGrant, Project
-from services.services.clusters import cluster_register
+from services.writes.clusters import cluster_register
 from tests.api.conftest import api_client_for, make_member
 from tests.kubernetes.conftest import fake  # noqa: F401 -- fixture
 from tests.kubernetes.helpers import cluster, desired_for

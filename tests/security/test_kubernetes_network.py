@@ -15,8 +15,8 @@ from django.contrib.auth import get_user_model
 from deployer.kubernetes.netpol import NAMESPACE_NAME_LABEL
 from deployer.reconcile import reconcile
 from services.models import Cluster, ClusterGrant, Project, Service
-from services.services.catalog import service_delete
-from services.services.clusters import cluster_register
+from services.writes.catalog import service_delete
+from services.writes.clusters import cluster_register
 from tests.api.conftest import api_client_for, make_member
 from tests.kubernetes.conftest import fake  # noqa: F401 -- fixture
 from tests.kubernetes.test_driver import kubeconfig

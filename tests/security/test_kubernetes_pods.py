@@ -23,7 +23,7 @@ from deployer.reconcile import reconcile
 from services.encryption import encrypt
 from services.models import Cluster, ClusterGrant, Project, Service
 from services.selectors import service_token
-from services.services.clusters import cluster_register, cluster_update
+from services.writes.clusters import cluster_register, cluster_update
 from tests.api.conftest import api_client_for, make_member
 from tests.kubernetes.conftest import fake  # noqa: F401 -- fixture
 from tests.kubernetes.helpers import CLUSTER_KINDS, EXAMPLE_NAMES, desired_for, example

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from deployer.autoscaling import AutoscalerLoop
 from contracts.keys import metrics_second_key
 from services.models import Cluster, ClusterGrant, Project, ProjectMembership, Service
-from services.services import api_token_create, cron_scaler_set, service_create
+from services.writes import api_token_create, cron_scaler_set, service_create
 
 pytestmark = pytest.mark.django_db
 T0 = 1_900_000_000

@@ -21,7 +21,7 @@ from rest_framework.test import APIClient
 
 from deployer.routing import route_entry
 from services.models import ApiToken, Cluster, ClusterGrant, Instance, Project, Service
-from services.services import api_token_create, mirror_set, service_create, service_delete
+from services.writes import api_token_create, mirror_set, service_create, service_delete
 from tests.api.conftest import api_client_for, make_member
 
 pytestmark = pytest.mark.django_db

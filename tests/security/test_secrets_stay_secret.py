@@ -176,7 +176,7 @@ def test_no_secret_is_found_anywhere_after_a_full_scenario(local_cluster, demo_m
 
 
 def _token_of(user) -> str:
-    from services.services import api_token_create
+    from services.writes import api_token_create
 
     return api_token_create(user=user, name="scenario")[1]
 

@@ -17,7 +17,7 @@ from deployer.fetches import fetch_policy
 from deployer.reconcile import reconcile
 from processors.fetch import ModelFetchError, fetch_model
 from services.models import Event, Project
-from services.services import service_create
+from services.writes import service_create
 
 MODEL = b"model weights " * 64
 INTERNAL_SECRET = "internal-admin-password-42"
@@ -279,7 +279,7 @@ def _owner_client(username: str, project: Project):
     from rest_framework.test import APIClient
 
     from services.models import ProjectMembership
-    from services.services import api_token_create
+    from services.writes import api_token_create
 
     user = get_user_model().objects.create_user(username, password="unused")
     ProjectMembership.objects.create(user=user, project=project, role="owner" if "owner" in username else "developer")
@@ -335,7 +335,7 @@ STORAGE_CREDENTIAL_ATTEMPTS = [
 @pytest.mark.parametrize(("name", "who", "method", "body", "status"), STORAGE_CREDENTIAL_ATTEMPTS,
                          ids=[a[0] for a in STORAGE_CREDENTIAL_ATTEMPTS])
 def test_only_the_projects_owner_sets_its_storage_key(name, who, method, body, status):
-    from services.services.credentials import project_storage_credentials_set
+    from services.writes.credentials import project_storage_credentials_set
 
     project = Project.objects.create(name="with_key")
     project_storage_credentials_set(project=project, access_key_id="PROJECTKEY", secret="project-secret")

@@ -68,7 +68,7 @@ def test_a_rollout_paused_past_the_deadline_is_not_aborted_and_its_clock_restart
     paused = Reconciler(record("rolling", state="Paused"), total=4)
     for seconds in (5, 601, 3 * 3600):
         assert paused.at(seconds, {1: 4}).rollout.state == "Paused"
-    # rollout_resume writes the state and restarts the clock (services/services/rollouts.py).
+    # rollout_resume writes the state and restarts the clock (services/writes/rollouts.py).
     resumed_at = 3 * 3600 + 10
     paused.rollout = {**paused.rollout, "state": "Progressing",
                       "progress_at": (T0 + timedelta(seconds=resumed_at)).isoformat()}

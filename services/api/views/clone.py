@@ -4,7 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 
 from services import selectors
-from services import services as writes
+from services import writes
 
 from .. import serializers_ops as s
 from ..presenters import predict_url

@@ -14,7 +14,7 @@ from services.selectors.clusters import (
     service_manifests,
 )
 from services.selectors.grants import cluster_visible, clusters_visible_to
-from services.services.clusters import cluster_delete, cluster_register, cluster_update
+from services.writes.clusters import cluster_delete, cluster_register, cluster_update
 
 from .base import EasView
 
@@ -119,7 +119,7 @@ class ManifestsPreviewView(EasView):
                                "metadata.resource names the cluster, as for CreateService.")
     def post(self, request):
         from services.servicefile import validate_service_file
-        from services.services.catalog import cluster_for_file
+        from services.writes.catalog import cluster_for_file
 
         project = selectors.project_for_write(request.user, request.query_params.get("WorkspaceId"))
         cluster = cluster_for_file(validate_service_file(request.data), project=project)

@@ -16,7 +16,7 @@ from services.api.errors import NotFound
 from services.errors import Forbidden
 from services.models import AccessKey, ApiToken, CredentialScope
 from services.selectors.credentials import access_keys_of, api_tokens_of
-from services.services.credentials import (
+from services.writes.credentials import (
     access_key_create,
     access_key_revoke,
     api_token_create,

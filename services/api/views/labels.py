@@ -4,7 +4,7 @@ making a version. All three answer at once (200): nothing waits for the deployer
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 
-from services import services as writes
+from services import writes
 
 from .. import serializers_ops as s
 from .base import EasView

@@ -4,7 +4,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 
 from services import selectors
-from services import services as writes
+from services import writes
 from services.selectors.logs import service_log_lines
 
 from .. import serializers as s

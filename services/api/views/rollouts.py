@@ -3,7 +3,7 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 
-from services import services as writes
+from services import writes
 from services.errors import NotFound
 
 from .. import serializers as s

@@ -3,7 +3,7 @@
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 
-from services import services as writes
+from services import writes
 from services.errors import NotFound
 from services.selectors.scaling import autoscaler_decision, cron_job_records
 

@@ -5,7 +5,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 
 from services import selectors
-from services import services as writes
+from services import writes
 from services.models import Instance, Version
 from services.selectors.masking import sees_secrets_of
 

@@ -1,5 +1,5 @@
 """The browser console's views. Thin: reads through services.selectors (and the console's read helpers),
-every write through a services.services function, the same ones the REST API calls."""
+every write through a services.writes function, the same ones the REST API calls."""
 
 from .actions import service_action
 from .editing import service_create, service_edit

@@ -1,4 +1,4 @@
-"""Every POST on a service page. Thin: a form shapes the input, one services.services function does the write
+"""Every POST on a service page. Thin: a form shapes the input, one services.writes function does the write
 (the same one the API calls), and the page comes back with the outcome, or with the errors beside the fields.
 
 Each write is recorded by the domain as an event, which the page then shows (versions and scaling tabs list
@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from services import selectors
-from services import services as writes
+from services import writes
 from services.errors import FerryError, InvalidRequest
 from contracts.rollouts import CanaryAction, canary_action, promote_action
 

@@ -1,6 +1,6 @@
 """Create and edit a service, from the form of common fields or from a whole service file.
 
-Validation is the domain's (services.services.service_create / service_update, as the API): nothing is
+Validation is the domain's (services.writes.service_create / service_update, as the API): nothing is
 created when it fails, and its errors come back by JSON path, beside the field or on the file's listing.
 """
 
@@ -11,7 +11,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from services import selectors
-from services import services as writes
+from services import writes
 from services.api.presenters import service_config
 from services.errors import FerryError
 from services.selectors.grants import clusters_visible_to

@@ -10,7 +10,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST, require_safe
 
 from services import selectors
-from services import services as writes
+from services import writes
 
 from ..rendering import render
 from ..forms import AccessKeyForm, ApiTokenForm

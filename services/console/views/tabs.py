@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from services import selectors
 from services.selectors.scaling import autoscaler_decision
-from services import services as writes
+from services import writes
 from services.api.presenters import predict_url, service_config
 from services.selectors.masking import masked_service_file, may_see_secrets
 from services.models import Service

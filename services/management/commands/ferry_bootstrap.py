@@ -14,7 +14,7 @@ from django.db import transaction
 
 from services.models import Cluster, ClusterGrant, Project, ProjectMembership, ProjectRole
 from services.selectors.credentials import api_token_by_plaintext
-from services.services.credentials import api_token_create
+from services.writes.credentials import api_token_create
 
 ADMIN_TOKEN_NAME = "admin (make run)"
 

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand
 
 from processors.demo import demo_service_files, train_demo_models
 from services.models import Project, Service
-from services.services import service_create
+from services.writes import service_create
 
 IRIS_REQUEST = {"instances": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
 

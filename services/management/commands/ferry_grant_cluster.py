@@ -7,7 +7,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from services.models import Cluster, ClusterGrant, Project
-from services.services.grants import cluster_grant, cluster_revoke
+from services.writes.grants import cluster_grant, cluster_revoke
 
 
 class Command(BaseCommand):

@@ -22,8 +22,6 @@ MAY_IMPORT = {
     "config": {"contracts", "autoscaler", "processors", "services", "deployer", "gateway"} | DJANGO,
 }
 FERRY = set(MAY_IMPORT)
-# Modules of a package that run inside Django although the package does not need it.
-DJANGO_ALLOWED_IN = {"processors/management"}
 
 
 def imports(path: Path):
@@ -43,8 +41,6 @@ def violations(package: str) -> list[str]:
             continue
         for line, name in imports(path):
             if name == package or name not in FERRY | DJANGO:
-                continue
-            if name in DJANGO and any(str(relative).startswith(prefix) for prefix in DJANGO_ALLOWED_IN):
                 continue
             if name not in MAY_IMPORT[package]:
                 found.append(f"{relative}:{line} imports {name}")

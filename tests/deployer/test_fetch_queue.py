@@ -4,11 +4,9 @@ workers that reconcile every other service. Real Redis (the broker), a real HTTP
 model cache; the fetch task's function is run as the fetcher worker would run the queued message."""
 
 import base64
-import http.server
 import json
 import os
 import shutil
-import threading
 from datetime import timedelta
 
 import pytest
@@ -23,38 +21,15 @@ from deployer.reconcile import reconcile
 from deployer.tasks import fetch_source
 from services.models import Project
 from services.writes import service_create
-
-MODEL = b"weights " * 512
-
-
-class _Source(http.server.BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):  # noqa: N802 -- the standard library's name
-        self.server.seen.append(self.path)
-        if self.path != "/model.joblib":
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(MODEL)))
-        self.end_headers()
-        self.wfile.write(MODEL)
+from tests.security.test_sources import loopback_source
 
 
 @pytest.fixture
 def source(settings):
+    """A real HTTP server on loopback serving /model.onnx (404 for anything else): the source tests' own."""
     settings.FERRY_FETCH_ALLOWED_NETWORKS = ["127.0.0.1/32"]
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Source)
-    httpd.daemon_threads = True
-    httpd.seen = []
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with loopback_source() as httpd:
+        yield httpd
 
 
 @pytest.fixture
@@ -90,17 +65,17 @@ def sklearn_service(name: str, model_url: str):
 
 @pytest.mark.django_db
 def test_a_reconcile_queues_the_fetch_and_does_not_download(source, broker):
-    service = sklearn_service("fetch_queued", f"{source.url}/model.joblib")
+    service = sklearn_service("fetch_queued", f"{source.url}/model.onnx")
     reconcile(service.pk)
 
     service.refresh_from_db()
     fetch = ModelFetch.objects.get(version__service=service)
     assert source.seen == []  # the reconcile downloaded nothing itself
-    assert (fetch.state, fetch.url) == (ModelFetchState.PENDING, f"{source.url}/model.joblib")
+    assert (fetch.state, fetch.url) == (ModelFetchState.PENDING, f"{source.url}/model.onnx")
     assert queued(broker, "fetch", "deployer.fetch_source") == [[fetch.pk]]
     assert queued(broker, "celery", "deployer.fetch_source") == []  # never on the reconcile workers' queue
     assert (service.phase, service.status_reason) == ("Creating", "FetchingModel")
-    assert f"fetching {source.url}/model.joblib for version 1" in service.status_message
+    assert f"fetching {source.url}/model.onnx for version 1" in service.status_message
     assert service.next_reconcile_at is not None
     assert not LocalInstance.objects.filter(service=service).exists()
 
@@ -110,15 +85,15 @@ def test_a_reconcile_queues_the_fetch_and_does_not_download(source, broker):
 
 @pytest.mark.django_db
 def test_the_fetcher_downloads_then_asks_for_the_reconcile_that_launches(source, broker):
-    service = sklearn_service("fetch_then_launch", f"{source.url}/model.joblib")
+    service = sklearn_service("fetch_then_launch", f"{source.url}/model.onnx")
     reconcile(service.pk)
     fetch = ModelFetch.objects.get(version__service=service)
 
     fetch_source(fetch.pk)  # what the fetcher worker runs for the queued message
 
     fetch.refresh_from_db()
-    assert fetch.state == ModelFetchState.DONE and source.seen == ["/model.joblib"]
-    assert os.listdir(fetch.directory) == ["model.joblib"]
+    assert fetch.state == ModelFetchState.DONE and source.seen == ["/model.onnx"]
+    assert os.listdir(fetch.directory) == ["model.onnx"]
     assert queued(broker, "celery", "deployer.reconcile_service") == [[service.pk]]
     reconcile(service.pk)
     row = LocalInstance.objects.get(service=service)
@@ -127,12 +102,12 @@ def test_the_fetcher_downloads_then_asks_for_the_reconcile_that_launches(source,
     assert reasons.index("FetchingModel") < reasons.index("FetchedModel")
 
     fetch_source(fetch.pk)  # a message delivered twice does nothing the second time
-    assert source.seen == ["/model.joblib"]
+    assert source.seen == ["/model.onnx"]
 
 
 @pytest.mark.django_db
 def test_a_failed_fetch_fails_the_version_once_and_the_next_reconcile_fetches_again(source, broker):
-    service = sklearn_service("fetch_fails", f"{source.url}/missing.joblib")
+    service = sklearn_service("fetch_fails", f"{source.url}/missing.onnx")
     reconcile(service.pk)
     fetch_source(ModelFetch.objects.get(version__service=service).pk)
     reconcile(service.pk)
@@ -150,7 +125,7 @@ def test_a_failed_fetch_fails_the_version_once_and_the_next_reconcile_fetches_ag
 
 @pytest.mark.django_db
 def test_a_fetch_lost_with_its_worker_or_a_cleared_cache_is_queued_again(source, broker):
-    service = sklearn_service("fetch_lost", f"{source.url}/model.joblib")
+    service = sklearn_service("fetch_lost", f"{source.url}/model.onnx")
     reconcile(service.pk)
     fetch = ModelFetch.objects.get(version__service=service)
     long_ago = timezone.now() - timedelta(seconds=settings.FERRY_FETCH_TIMEOUT_SECONDS + 600)
@@ -172,13 +147,13 @@ def test_a_fetch_lost_with_its_worker_or_a_cleared_cache_is_queued_again(source,
 def test_a_version_is_fetched_once_for_all_its_launches(source):
     """Inline (as the rest of the suite runs tasks): instances started later, as when waking from zero, use the
     files the version was first launched with and do not download again."""
-    service = sklearn_service("fetch_once", f"{source.url}/model.joblib")
+    service = sklearn_service("fetch_once", f"{source.url}/model.onnx")
     reconcile(service.pk)
     first = LocalInstance.objects.get(service=service)
     LocalInstance.objects.filter(service=service).delete()
     reconcile(service.pk)
     second = LocalInstance.objects.get(service=service)
-    assert source.seen == ["/model.joblib"] and ModelFetch.objects.filter(version__service=service).count() == 1
+    assert source.seen == ["/model.onnx"] and ModelFetch.objects.filter(version__service=service).count() == 1
     assert first.launch["argv"] == second.launch["argv"]
 
 

@@ -5,6 +5,7 @@ symlinks, and the control plane's own fetch policy (deployer.fetches.fetch_polic
 Every refused attempt asserts that nothing was read: the server logged no request for what it must not serve,
 and the model cache holds no file."""
 
+import contextlib
 import http.server
 import os
 import threading
@@ -67,17 +68,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-@pytest.fixture
-def server():
+@contextlib.contextmanager
+def loopback_source():
+    """The HTTP server of these attempts, on a free loopback port; `seen` lists the paths asked for."""
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.seen = []
     httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    with loopback_source() as httpd:
+        yield httpd
 
 
 @pytest.fixture

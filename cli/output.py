@@ -142,6 +142,8 @@ def event_line(event: dict) -> Text:
     line.append(f"{event.get('Type', ''):<8}", style="yellow" if warning else "dim")
     line.append(f"{event.get('Reason', ''):<22} ", style="bold yellow" if warning else "bold")
     line.append(event.get("Message", ""))
+    if event.get("Actor"):
+        line.append(f" (by {event['Actor']})", style="dim")
     return line
 
 

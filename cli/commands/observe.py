@@ -95,9 +95,11 @@ def events(ctx, state: State, name, event_type, instance, since, limit, follow, 
 
     def human(body):
         rows = [(e.get("Time"), Text(e.get("Type", ""), style="yellow" if e.get("Type") == "Warning" else ""),
-                 e.get("Reason"), e.get("InstanceName"), e.get("Message")) for e in reversed(body.get("Events") or [])]
+                 e.get("Reason"), e.get("InstanceName"), e.get("Actor", ""), e.get("Message"))
+                for e in reversed(body.get("Events") or [])]
         if rows:
-            output.table(["TIME", "TYPE", "REASON", "INSTANCE", "MESSAGE"], rows)
+            # ACTOR: who acted (a username); blank when Ferry itself did (the reconciler, the autoscaler, ...).
+            output.table(["TIME", "TYPE", "REASON", "INSTANCE", "ACTOR", "MESSAGE"], rows)
         elif not follow:
             output.note(f"No events for {ref.name}.")
 

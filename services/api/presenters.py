@@ -147,6 +147,8 @@ def event_body(event: Event) -> dict:
         "Reason": event.reason,
         "Message": event.message,
         "InstanceName": event.instance_name,
+        # Not in EAS: the username of who acted, "" when Ferry itself did (the reconciler, the autoscaler, ...).
+        "Actor": event.actor,
     }
 
 

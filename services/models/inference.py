@@ -150,6 +150,9 @@ class Event(models.Model):
     reason = models.CharField(max_length=64)
     message = models.TextField()
     instance_name = models.CharField(max_length=128, blank=True)
+    # Who acted: the username, not a key to the user, so "who changed this?" is still answered after the user
+    # is deleted. Blank when Ferry itself acted (the reconciler, the autoscaler, the agent, a wake-up).
+    actor = models.CharField(max_length=150, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]

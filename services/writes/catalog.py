@@ -113,7 +113,8 @@ def service_create(*, actor, project: Project, document: object, labels: dict | 
         service=service, number=1, instance_spec=instance_spec(spec), service_file=spec, weight=100,
         message="Created with the service",
     )
-    event_record(service=service, reason="CreatedService", message=f"Created service {name} with version 1")
+    event_record(service=service, reason="CreatedService", message=f"Created service {name} with version 1",
+                 actor=actor)
     reconcile_request(service)
     return service
 
@@ -136,7 +137,8 @@ def _latest_version(service: Service) -> Version:
     return service.versions.order_by("-number").first()
 
 
-def _create_version(service: Service, spec: dict, *, strategy: str | None, canary_weight: int | None) -> Version:
+def _create_version(service: Service, spec: dict, *, strategy: str | None, canary_weight: int | None,
+                    actor) -> Version:
     from .rollouts import rollout_begin  # rollouts builds on this module
 
     number = _latest_version(service).number + 1
@@ -144,10 +146,12 @@ def _create_version(service: Service, spec: dict, *, strategy: str | None, canar
         service=service, number=number, instance_spec=instance_spec(spec), service_file=spec, weight=0,
         message="Created by an update",
     )
-    event_record(service=service, reason="CreatedVersion", message=f"Created version {number} of {service.name}")
+    event_record(service=service, reason="CreatedVersion", message=f"Created version {number} of {service.name}",
+                 actor=actor)
     rollout = spec.get("rollout") or {}
     rollout_begin(service, version, strategy=strategy or rollout.get("strategy", "rolling"),
-                  canary_weight=canary_weight if canary_weight is not None else rollout.get("canary_weight"))
+                  canary_weight=canary_weight if canary_weight is not None else rollout.get("canary_weight"),
+                  actor=actor)
     return version
 
 
@@ -171,14 +175,15 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
     if spec == service.spec and token is None and labels == service.labels:
         return service
     if instance_spec(spec) != _current_version(service).instance_spec:
-        _create_version(service, spec, strategy=strategy, canary_weight=canary_weight)
+        _create_version(service, spec, strategy=strategy, canary_weight=canary_weight, actor=actor)
     if labels != service.labels:
         event_record(service=service, reason="ChangedLabels",
-                     message=labels_changed_message(service.name, service.labels, labels))
+                     message=labels_changed_message(service.name, service.labels, labels), actor=actor)
         service.labels = labels
     if token is not None:
         service.token_encrypted = encrypt(token)
-        event_record(service=service, reason="RotatedToken", message=f"Replaced the access token of {service.name}")
+        event_record(service=service, reason="RotatedToken", message=f"Replaced the access token of {service.name}",
+                     actor=actor)
     old_scaling = _scaling_fields(service.spec)
     new_group = _scaling_fields(spec)["group"]
     if new_group != old_scaling["group"]:
@@ -190,7 +195,8 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
     if old_scaling["autoscaler"] is not None and service.autoscaler is None:
         service.autoscaled_instances = None  # the autoscaler's last decision goes with it
     if _scaling_fields(spec) != old_scaling:
-        event_record(service=service, reason="UpdatedScaling", message=_scaling_message(service, old_scaling))
+        event_record(service=service, reason="UpdatedScaling", message=_scaling_message(service, old_scaling),
+                     actor=actor)
     service.spec = spec
     return desired_state_changed(service)
 
@@ -231,30 +237,31 @@ def desired_state_changed(service: Service, **fields) -> Service:
     return service
 
 
-def _desired_state_set(service: Service, state: str, reason: str, verb: str, operation: str = "") -> Service:
+def _desired_state_set(actor, service: Service, state: str, reason: str, verb: str, operation: str = "") -> Service:
     service = Service.objects.select_for_update().get(pk=service.pk)
     require_unlocked(service, operation)
     if service.desired_state == state:
         return service
-    event_record(service=service, reason=reason, message=f"Requested {verb} of {service.name}")
+    event_record(service=service, reason=reason, message=f"Requested {verb} of {service.name}", actor=actor)
     return desired_state_changed(service, desired_state=state)
 
 
 @transaction.atomic
 def service_start(*, actor, service: Service) -> Service:
-    return _desired_state_set(service, DesiredState.RUNNING, "StartRequested", "start")
+    return _desired_state_set(actor, service, DesiredState.RUNNING, "StartRequested", "start")
 
 
 @transaction.atomic
 def service_stop(*, actor, service: Service) -> Service:
-    return _desired_state_set(service, DesiredState.STOPPED, "StopRequested", "stop", "StopService")
+    return _desired_state_set(actor, service, DesiredState.STOPPED, "StopRequested", "stop", "StopService")
 
 
 @transaction.atomic
 def service_restart(*, actor, service: Service) -> Service:
     service = Service.objects.select_for_update().get(pk=service.pk)
     require_unlocked(service, "RestartService")
-    event_record(service=service, reason="RestartRequested", message=f"Requested restart of {service.name}")
+    event_record(service=service, reason="RestartRequested", message=f"Requested restart of {service.name}",
+                 actor=actor)
     return desired_state_changed(service, restart_requested_at=timezone.now())
 
 
@@ -265,7 +272,8 @@ def service_delete(*, actor, service: Service) -> Service:
     require_unlocked(service, "DeleteService")
     if service.deletion_requested_at is not None:
         return service
-    event_record(service=service, reason="DeletionRequested", message=f"Requested deletion of {service.name}")
+    event_record(service=service, reason="DeletionRequested", message=f"Requested deletion of {service.name}",
+                 actor=actor)
     traffic_references_changed(service)
     return desired_state_changed(service, deletion_requested_at=timezone.now(), phase=Phase.DELETING)
 
@@ -285,6 +293,7 @@ def service_instances_restart(*, actor, service: Service, instance_names: list[s
         instance.restart_requested_at = timezone.now()
         instance.save(update_fields=["restart_requested_at", "updated_at"])
         event_record(service=service, reason="InstanceRestartRequested",
-                     message=f"Requested restart of instance {instance.name}", instance_name=instance.name)
+                     message=f"Requested restart of instance {instance.name}", instance_name=instance.name,
+                     actor=actor)
     desired_state_changed(service)
     return instances

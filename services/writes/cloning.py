@@ -48,5 +48,6 @@ def service_clone(*, actor, source: Service, patch: object, labels: dict | None 
         patch["metadata"] = {key: value for key, value in patch["metadata"].items() if key != "name"}
     clone = service_create(actor=actor, project=source.project, document=merge_patch(clone_base(source), patch),
                            labels=labels)
-    event_record(service=clone, reason="ClonedService", message=f"Cloned {clone.name} from {source.name}")
+    event_record(service=clone, reason="ClonedService", message=f"Cloned {clone.name} from {source.name}",
+                 actor=actor)
     return clone

@@ -64,7 +64,7 @@ def service_label_update(*, actor, service: Service, labels: object) -> Service:
         raise InvalidRequest.at("Labels", "name at least one label")
     service = Service.objects.select_for_update().get(pk=service.pk)
     require_unlocked(service, "UpdateServiceLabel")
-    return _labels_set(service, {**service.labels, **labels})
+    return _labels_set(actor, service, {**service.labels, **labels})
 
 
 @transaction.atomic
@@ -78,14 +78,14 @@ def service_label_delete(*, actor, service: Service, keys: list[str]) -> Service
     missing = sorted(set(keys) - set(service.labels))
     if missing:
         raise NotFound(f"Service {service.name} has no label {', '.join(missing)}.", code="LabelNotFound")
-    return _labels_set(service, {key: value for key, value in service.labels.items() if key not in keys})
+    return _labels_set(actor, service, {key: value for key, value in service.labels.items() if key not in keys})
 
 
-def _labels_set(service: Service, labels: dict) -> Service:
+def _labels_set(actor, service: Service, labels: dict) -> Service:
     from .catalog import desired_state_changed  # catalog builds on this module
 
     if labels == service.labels:
         return service
-    event_record(service=service, reason="ChangedLabels", message=labels_changed_message(service.name,
-                                                                                         service.labels, labels))
+    event_record(service=service, reason="ChangedLabels",
+                 message=labels_changed_message(service.name, service.labels, labels), actor=actor)
     return desired_state_changed(service, labels=labels)

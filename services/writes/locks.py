@@ -18,7 +18,8 @@ def service_safety_lock_update(*, actor, service: Service, lock: object) -> Serv
     if service.safety_lock == lock:
         return service
     event_record(service=service, reason="SetSafetyLock",
-                 message=f'Set the safety lock of {service.name} to "{lock}" (was "{service.safety_lock}")')
+                 message=f'Set the safety lock of {service.name} to "{lock}" (was "{service.safety_lock}")',
+                 actor=actor)
     service.safety_lock = lock
     service.save(update_fields=["safety_lock", "updated_at"])
     return service

@@ -29,7 +29,8 @@ def _invalid(error: InvalidRollout) -> InvalidRequest:
     return InvalidRequest.at(error.field, error.message)
 
 
-def rollout_begin(service: Service, version: Version, *, strategy: str, canary_weight: int | None) -> None:
+def rollout_begin(service: Service, version: Version, *, strategy: str, canary_weight: int | None,
+                  actor=None) -> None:
     """Called inside an update that created `version`: it starts at 0 % and the strategy decides the rest."""
     try:
         started = Rollout.start(strategy, service.last_rolled_out_version, version.number, now=timezone.now(),
@@ -40,11 +41,11 @@ def rollout_begin(service: Service, version: Version, *, strategy: str, canary_w
     if superseded is not None and superseded.in_progress:
         event_record(service=service, reason="SupersededRollout",
                      message=f"Version {version.number} of {service.name} replaced the rollout of version "
-                             f"{superseded.to_version}")
+                             f"{superseded.to_version}", actor=actor)
     service.rollout = started.to_json()
     event_record(service=service, reason="StartedRollout",
                  message=f"Started a {strategy} rollout of {service.name}: version "
-                         f"{service.last_rolled_out_version} -> {version.number}")
+                         f"{service.last_rolled_out_version} -> {version.number}", actor=actor)
 
 
 def all_traffic_to(service: Service, number: int) -> int | None:
@@ -96,9 +97,9 @@ def _transition(service: Service, action: str,
         raise _invalid(error) from None
 
 
-def _changed(service: Service, rollout: Rollout | None, reason: str, message: str) -> Service:
+def _changed(actor, service: Service, rollout: Rollout | None, reason: str, message: str) -> Service:
     service.rollout = rollout.to_json() if rollout else None
-    event_record(service=service, reason=reason, message=message)
+    event_record(service=service, reason=reason, message=message, actor=actor)
     return desired_state_changed(service)
 
 
@@ -111,7 +112,7 @@ def rollout_set_canary_weight(*, actor, service: Service, weight: int) -> Servic
     service = _locked(service)
     before, weighted = _transition(service, "set_canary_weight",
                                    lambda r: r.set_canary_weight(weight, now=timezone.now(), service=service.name))
-    return _changed(service, weighted, "SetCanaryWeight",
+    return _changed(actor, service, weighted, "SetCanaryWeight",
                     f"Set the canary of {service.name} (version {before.to_version}) to {weight} %")
 
 
@@ -120,7 +121,7 @@ def rollout_promote(*, actor, service: Service) -> Service:
     """The new version takes all traffic as fast as its instances are ready (a rolling finish)."""
     service = _locked(service)
     before, promoted = _transition(service, "promote", lambda r: r.promote(now=timezone.now(), service=service.name))
-    return _changed(service, promoted, "Promoted", f"Promoted version {before.to_version} of {service.name}")
+    return _changed(actor, service, promoted, "Promoted", f"Promoted version {before.to_version} of {service.name}")
 
 
 @transaction.atomic
@@ -137,7 +138,7 @@ def rollout_rollback(*, actor, service: Service) -> Service:
     if meanwhile is not None:
         message = (f"Rolling {service.name} back from version {rollout.to_version} to version {back_to}: "
                    f"version {meanwhile} serves until version {back_to}'s instances are ready")
-    return _changed(service, rollout_of(service.rollout), "RolledBack", message)
+    return _changed(actor, service, rollout_of(service.rollout), "RolledBack", message)
 
 
 def _rollback_to_previous(actor, service: Service) -> Service:
@@ -154,7 +155,7 @@ def _rollback_to_previous(actor, service: Service) -> Service:
 def rollout_pause(*, actor, service: Service) -> Service:
     service = _locked(service)
     before, paused = _transition(service, "pause", lambda r: r.pause(service=service.name))
-    return _changed(service, paused, "PausedRollout",
+    return _changed(actor, service, paused, "PausedRollout",
                     f"Paused the rollout of version {before.to_version} of {service.name}")
 
 
@@ -162,7 +163,7 @@ def rollout_pause(*, actor, service: Service) -> Service:
 def rollout_resume(*, actor, service: Service) -> Service:
     service = _locked(service)
     before, resumed = _transition(service, "resume", lambda r: r.resume(now=timezone.now(), service=service.name))
-    return _changed(service, resumed, "ResumedRollout",
+    return _changed(actor, service, resumed, "ResumedRollout",
                     f"Resumed the rollout of version {before.to_version} of {service.name}")
 
 
@@ -177,7 +178,7 @@ def rollout_switch(*, actor, service: Service) -> Service:
     service.versions.update(weight=0)
     service.versions.filter(number=new).update(weight=100)
     service.last_rolled_out_version = new
-    return _changed(service, switched, "SwitchedTraffic",
+    return _changed(actor, service, switched, "SwitchedTraffic",
                     f"Switched {service.name} from version {old} to version {new}; version {old} stays warm "
                     f"until finish or {retain_until:%Y-%m-%d %H:%M} UTC")
 
@@ -186,5 +187,5 @@ def rollout_switch(*, actor, service: Service) -> Service:
 def rollout_finish(*, actor, service: Service) -> Service:
     service = _locked(service)
     before, finished = _transition(service, "finish", lambda r: r.finish(service=service.name))
-    return _changed(service, finished, "FinishedRollout",
+    return _changed(actor, service, finished, "FinishedRollout",
                     f"Finished the blue-green rollout of {service.name}; version {before.from_version} stops")

@@ -90,7 +90,7 @@ def cron_scaler_set(*, actor, service: Service, scale_jobs: list[dict], exclude_
     service.cron_scaler = {"ScaleJobs": scale_jobs, "ExcludeDates": exclude_dates,
                            "SetAt": timezone.now().isoformat()}
     event_record(service=service, reason="SetCronScaler",
-                 message=f"Set {len(scale_jobs)} cron scaling job(s) on {service.name}")
+                 message=f"Set {len(scale_jobs)} cron scaling job(s) on {service.name}", actor=actor)
     return desired_state_changed(service)
 
 
@@ -102,5 +102,6 @@ def cron_scaler_delete(*, actor, service: Service) -> Service:
     service.cron_scaler = None
     if service.autoscaler is None:
         service.autoscaled_instances = None  # the floor it set goes with it
-    event_record(service=service, reason="RemovedCronScaler", message=f"Removed the cron scaler of {service.name}")
+    event_record(service=service, reason="RemovedCronScaler", message=f"Removed the cron scaler of {service.name}",
+                 actor=actor)
     return desired_state_changed(service)

@@ -23,11 +23,12 @@ def _describe_weights(weights: dict[int, int]) -> str:
     return ", ".join(f"v{number} {weight} %" for number, weight in sorted(weights.items()))
 
 
-def _cancel_rollout(service: Service, why: str) -> None:
+def _cancel_rollout(service: Service, why: str, actor) -> None:
     rollout = rollout_of(service.rollout)
     if rollout is not None and rollout.in_progress:
         event_record(service=service, reason="CancelledRollout",
-                     message=f"Cancelled the rollout of version {rollout.to_version} of {service.name}: {why}")
+                     message=f"Cancelled the rollout of version {rollout.to_version} of {service.name}: {why}",
+                     actor=actor)
     service.rollout = None
 
 
@@ -51,9 +52,10 @@ def version_weights_set(*, actor, service: Service, weights: dict[int, int]) -> 
     after = {number: weight for number, weight in weights.items() if weight}
     if len(after) == 1:
         service.last_rolled_out_version = next(iter(after))
-    _cancel_rollout(service, "weights were set by hand")
+    _cancel_rollout(service, "weights were set by hand", actor)
     event_record(service=service, reason="ShiftedTraffic",
-                 message=f"Shifted traffic of {service.name}: {_describe_weights(before)} -> {_describe_weights(after)}")
+                 message=f"Shifted traffic of {service.name}: {_describe_weights(before)} -> {_describe_weights(after)}",
+                 actor=actor)
     return desired_state_changed(service)
 
 
@@ -76,13 +78,13 @@ def version_rollback(*, actor, service: Service, number: int) -> Service:
     else:
         spec.pop("autoscaler", None)
     service.spec = spec
-    _cancel_rollout(service, f"version {number} was chosen")
+    _cancel_rollout(service, f"version {number} was chosen", actor)
     meanwhile = all_traffic_to(service, number)
     message = f"Rolled {service.name} back to version {number}"
     if meanwhile is not None:
         message = (f"Rolling {service.name} back to version {number}: version {meanwhile} serves until "
                    f"version {number}'s instances are ready")
-    event_record(service=service, reason="RolledBack", message=message)
+    event_record(service=service, reason="RolledBack", message=message, actor=actor)
     return desired_state_changed(service)
 
 
@@ -108,7 +110,7 @@ def service_release(*, actor, service: Service, weight: int | None, traffic_stat
     service.traffic_state = traffic_state or service.traffic_state
     event_record(service=service, reason="ReleasedService",
                  message=f"Set {service.name} in group {service.group}: weight {old[0]} -> {service.group_weight}, "
-                         f"traffic {old[1]} -> {service.traffic_state}")
+                         f"traffic {old[1]} -> {service.traffic_state}", actor=actor)
     return desired_state_changed(service)
 
 
@@ -134,7 +136,7 @@ def mirror_set(*, actor, service: Service, targets: list[str], ratio: int) -> Se
     targets = list(dict.fromkeys(targets))
     service.mirror = {"targets": targets, "ratio": ratio, "target_uids": mirror_target_uids(service, targets)}
     event_record(service=service, reason="SetMirror",
-                 message=f"Mirrored {ratio} % of {service.name}'s requests to {', '.join(targets)}")
+                 message=f"Mirrored {ratio} % of {service.name}'s requests to {', '.join(targets)}", actor=actor)
     return desired_state_changed(service)
 
 
@@ -144,5 +146,5 @@ def mirror_delete(*, actor, service: Service) -> Service:
     if service.mirror is None:
         raise NotFound(f"Service {service.name} has no mirror.", code="MirrorNotFound")
     service.mirror = None
-    event_record(service=service, reason="RemovedMirror", message=f"Stopped mirroring {service.name}")
+    event_record(service=service, reason="RemovedMirror", message=f"Stopped mirroring {service.name}", actor=actor)
     return desired_state_changed(service)

@@ -128,6 +128,31 @@ def test_it_pages_and_filters_events(alice_api, iris):
     assert alice_api.get(f"{SERVICE}/events?StartTime=yesterday").status_code == 400
 
 
+def test_events_name_the_user_who_acted_and_none_for_the_reconciler(alice_api, alice, iris,
+                                                                   django_capture_on_commit_callbacks):
+    assert alice_api.put(SERVICE, {"metadata": {"instance": 3}}, format="json").status_code == 202  # scale
+    canary = alice_api.put(f"{SERVICE}?Strategy=canary&CanaryWeight=10",
+                           {"model_path": "file:///srv/models/iris/v2.joblib"}, format="json")  # update
+    assert canary.status_code == 202
+    assert alice_api.put(f"{SERVICE}/rollout", {"CanaryWeight": 30}, format="json").status_code == 202
+    with django_capture_on_commit_callbacks(execute=True):  # the reconciler runs after the stop
+        assert alice_api.put(f"{SERVICE}/stop").status_code == 202
+    events = alice_api.get(f"{SERVICE}/events?PageSize=100").json()["Events"]
+    actors = {}
+    for event in events:
+        actors.setdefault(event["Reason"], set()).add(event["Actor"])
+    by_alice = {"CreatedService", "UpdatedScaling", "CreatedVersion", "StartedRollout", "SetCanaryWeight",
+                "StopRequested"}
+    assert {reason: actors.get(reason) for reason in by_alice} == {reason: {"alice"} for reason in by_alice}
+    by_ferry = [event for event in events if event["Reason"] not in by_alice]
+    assert "BecameStopped" in {event["Reason"] for event in by_ferry}  # the reconciler's
+    assert {event["Actor"] for event in by_ferry} == {""}
+    assert {"Time", "Type", "Reason", "Message", "InstanceName"} <= set(events[0])  # the EAS fields stay
+
+    alice.delete()  # the name outlives the user
+    assert Event.objects.filter(service=iris, reason="CreatedService").get().actor == "alice"
+
+
 def test_it_sets_weights_per_version(alice_api, iris):
     alice_api.put(SERVICE, {"model_path": "file:///srv/models/iris/v2.joblib"}, format="json")
     uneven = alice_api.put(f"{SERVICE}/traffic", {"Weights": {"1": 80, "2": 30}}, format="json")

@@ -68,6 +68,20 @@ def test_blue_green_buttons_wait_for_the_rollout_functions(alice_client, echo_v2
     assert "/actions/switch/" in html and "Finish rollout</button>" in html
 
 
+def test_the_events_tab_says_who_acted_and_nothing_for_the_reconciler(alice_client, echo):
+    from deployer.reconcile import reconcile
+
+    assert alice_client.post("/services/local/echo/actions/stop/").status_code in (200, 302)
+    reconcile(echo.pk)  # the reconciler's own events name nobody
+    html = page(alice_client, "/services/local/echo/events/")
+    entries = dict(re.findall(r'<li class="event [^"]*" data-reason="(\w+)">(.*?)</li>', html, re.S))
+    for reason in ("CreatedService", "StopRequested"):
+        assert '<span class="muted small event-actor">by alice</span>' in entries[reason], entries[reason]
+    by_ferry = set(echo.events.filter(actor="").values_list("reason", flat=True))
+    assert by_ferry and by_ferry <= set(entries)
+    assert not any("event-actor" in entries[reason] for reason in by_ferry)
+
+
 def test_a_viewer_sees_no_write_controls_and_may_not_post(viewer_client, echo):
     for tab in ["", "versions", "scaling", "instances", "invoke"]:
         html = page(viewer_client, f"/services/local/echo/{tab + '/' if tab else ''}")

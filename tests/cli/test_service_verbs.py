@@ -6,6 +6,7 @@ verb calls and what it prints. tests/cli/test_local_cluster.py drives the same v
 """
 
 import json
+import re
 
 import pytest
 import yaml
@@ -187,14 +188,22 @@ def test_scaling_release_mirror(ferry, iris_file):
     assert pending["ReadyProcesses"] == 0 and pending["InstanceName"] in ferry.ok("instances", "demo_iris").stdout
     events = ferry.json("events", "demo_iris")["Events"]
     assert {"CreatedService", "SetMirror", "UpdatedScaling"} <= {e["Reason"] for e in events}
+    by_alice = {"CreatedService", "SetMirror", "UpdatedScaling", "ReleasedService", "RemovedMirror"}
+    assert {e["Actor"] for e in events if e["Reason"] in by_alice} == {"alice"}
+    by_ferry = [e for e in events if e["Actor"] == ""]  # the reconciler's, run on each write's commit here
+    assert by_ferry and not by_alice & {e["Reason"] for e in by_ferry}
     warnings = ferry.json("events", "demo_iris", "--type", "Warning")["Events"]
     assert all(e["Type"] == "Warning" for e in warnings)
-    assert "CreatedService" in ferry.ok("events", "demo_iris").stdout
+    table = ferry.ok("events", "demo_iris").stdout
+    assert table.splitlines()[0].split() == ["TIME", "TYPE", "REASON", "INSTANCE", "ACTOR", "MESSAGE"]
+    assert re.search(r"CreatedService +- +alice +Created service demo_iris", table), table
+    system = next(e for e in by_ferry if not e["InstanceName"])
+    assert re.search(rf"{system['Reason']} +- +- +{re.escape(system['Message'])}", table), table
 
     follow = ferry.popen("events", "demo_iris", "-f")
     wait_for_output(follow, "stdout", "CreatedService")
     ferry.ok("scale", "demo_iris", "3", "--no-wait")
-    wait_for_output(follow, "stdout", "instances 1 -> 3")  # printed as it happened
+    wait_for_output(follow, "stdout", "instances 1 -> 3 (by alice)")  # printed as it happened, with who acted
     code, _, _ = interrupt(follow)
     assert code == 130
 

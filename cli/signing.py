@@ -1,7 +1,8 @@
 """Request signatures, computed as the official SDKs compute them (no SDK imported).
 
 - ACS3-HMAC-SHA256 for the control-plane API with an AccessKey pair, as alibabacloud_tea_openapi's
-  `Utils.get_authorization` does and Ferry's `services/api/authentication.py` verifies.
+  `Utils.get_authorization` does: the canonical request and the signature are contracts/acs3.py's, the ones
+  the server verifies with.
 - EAS's service-token signature for prediction requests, as the eas_prediction SDK's PredictClient does:
   `Authorization: EAS base64(HMAC-SHA1(token, "POST\\n<md5hex(body)>\\n<content-type>\\n<date>\\n<path>"))`.
 """
@@ -16,7 +17,8 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from urllib.parse import quote
 
-ACS3 = "ACS3-HMAC-SHA256"
+from contracts import acs3
+
 API_VERSION = "2021-07-01"
 
 
@@ -40,18 +42,10 @@ def acs3_headers(*, method: str, host: str, path: str, query: dict[str, str], bo
     if content_type:
         headers["content-type"] = content_type
     signed = sorted(headers)
-    canonical = "\n".join([
-        method.upper(),
-        path,
-        canonical_query(query),
-        "".join(f"{name}:{headers[name].strip()}\n" for name in signed),
-        ";".join(signed),
-        headers["x-acs-content-sha256"],
-    ])
-    string_to_sign = f"{ACS3}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    signature = hmac.new(access_key_secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
-    headers["Authorization"] = (f"{ACS3} Credential={access_key_id},SignedHeaders={';'.join(signed)},"
-                                f"Signature={signature}")
+    canonical = acs3.canonical_request(method=method, path=path, query=canonical_query(query),
+                                       headers=[(name, headers[name]) for name in signed],
+                                       payload_hash=headers["x-acs-content-sha256"])
+    headers["Authorization"] = acs3.authorization(access_key_id, signed, acs3.signature(canonical, access_key_secret))
     return headers
 
 

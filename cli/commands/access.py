@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
 import click
 
@@ -191,7 +192,82 @@ def clusters(state: State, fmt):
     output.emit(body, fmt, human)
 
 
-def _save_pair(state: State, profile: str, values: dict) -> None:
+@dataclass(frozen=True)
+class CredentialKind:
+    """What `ferry keys` and `ferry tokens` differ in; the list / create / revoke plumbing below serves both."""
+
+    name: str  # the command group
+    path: str  # the API's collection, below /api/v2
+    listing: str  # the list's key in the API's answer
+    columns: tuple[tuple[str, str], ...]  # (table header, answer field)
+    id_field: str
+    id_metavar: str
+    id_type: type
+    secret_field: str  # in the answer to the POST, this once
+    saved_as: dict[str, str]  # answer field -> profile setting, for --save-profile
+    shown_once: str  # the note printed under a secret
+
+
+ACCESS_KEYS = CredentialKind(
+    name="keys", path="/ferry/accesskeys", listing="AccessKeys",
+    columns=(("ACCESS KEY ID", "AccessKeyId"), ("DESCRIPTION", "Description"), ("STATUS", "Status"),
+             ("CREATED", "CreateTime"), ("LAST USED", "LastUsedTime")),
+    id_field="AccessKeyId", id_metavar="ACCESS_KEY_ID", id_type=str, secret_field="AccessKeySecret",
+    saved_as={"AccessKeyId": "access_key_id", "AccessKeySecret": "access_key_secret"},
+    shown_once="The secret is shown only this once: store it now.",
+)
+API_TOKENS = CredentialKind(
+    name="tokens", path="/ferry/tokens", listing="Tokens",
+    columns=(("ID", "Id"), ("NAME", "Name"), ("PREFIX", "Prefix"), ("STATUS", "Status"), ("CREATED", "CreateTime"),
+             ("LAST USED", "LastUsedTime")),
+    id_field="Id", id_metavar="TOKEN_ID", id_type=int, secret_field="Token", saved_as={"Token": "token"},
+    shown_once="The token is shown only this once: store it now.",
+)
+
+
+def credential_group(kind: CredentialKind, *, group_help: str, list_help: str, revoke_help: str) -> click.Group:
+    """`ferry <kind>` (which lists), `ferry <kind> list` and `ferry <kind> revoke ID`; `create` is added by the
+    caller, its options being the kind's own."""
+
+    @click.group(name=kind.name, invoke_without_command=True, help=group_help)
+    @output_option("table", "json", "yaml")
+    @click.pass_context
+    def group(ctx, fmt):
+        if ctx.invoked_subcommand is None:
+            ctx.invoke(list_command, fmt=fmt)
+
+    @group.command(name="list", help=list_help)
+    @output_option("table", "json", "yaml")
+    @pass_state
+    def list_command(state: State, fmt):
+        body = state.client.get(kind.path)
+        output.emit(body, fmt, lambda b: output.table(
+            [header for header, _ in kind.columns],
+            [tuple(item.get(field) for _, field in kind.columns) for item in b.get(kind.listing) or []]))
+
+    @group.command(name="revoke", help=revoke_help)
+    @click.argument("credential_id", metavar=kind.id_metavar, type=kind.id_type)
+    @output_option("table", "json", "yaml")
+    @pass_state
+    def revoke(state: State, credential_id, fmt):
+        body = state.client.delete(f"{kind.path}/{credential_id}").body
+        output.emit(body, fmt, lambda b: output.say(b.get("Message", "Revoked.")))
+
+    return group
+
+
+def credential_create(state: State, kind: CredentialKind, request: dict, save_profile: str | None, fmt: str) -> None:
+    """Creates one; the secret is printed this once, or saved in a profile (mode 600) and printed masked."""
+    body = state.client.post(kind.path, request).body
+    if save_profile:
+        _save_credential(state, save_profile, {setting: body[field] for field, setting in kind.saved_as.items()})
+        body = {**body, kind.secret_field: mask(kind.saved_as[kind.secret_field], body[kind.secret_field])}
+    output.emit(body, fmt, lambda b: output.fields([
+        (kind.id_field, b.get(kind.id_field)), (kind.secret_field, b.get(kind.secret_field)),
+        ("", kind.shown_once if not save_profile else "")]))
+
+
+def _save_credential(state: State, profile: str, values: dict) -> None:
     file = ConfigFile.load()
     check_profile_name(profile)
     file.profiles[profile] = {"endpoint": state.settings.endpoint, **values}
@@ -200,28 +276,10 @@ def _save_pair(state: State, profile: str, values: dict) -> None:
     output.note(f"Saved to profile {profile} in {file.path} (mode 600); use it with --profile {profile}.")
 
 
-@click.group(invoke_without_command=True)
-@output_option("table", "json", "yaml")
-@click.pass_context
-def keys(ctx, fmt):
-    """Manage your AccessKey pairs.
-
-    For requests signed as the EAS SDK signs them. With no subcommand: list.
-    """
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(keys_list, fmt=fmt)
-
-
-@keys.command(name="list")
-@output_option("table", "json", "yaml")
-@pass_state
-def keys_list(state: State, fmt):
-    """List your AccessKeys (never their secrets)."""
-    body = state.client.get("/ferry/accesskeys")
-    output.emit(body, fmt, lambda b: output.table(
-        ["ACCESS KEY ID", "DESCRIPTION", "STATUS", "CREATED", "LAST USED"],
-        [(k.get("AccessKeyId"), k.get("Description"), k.get("Status"), k.get("CreateTime"), k.get("LastUsedTime"))
-         for k in b.get("AccessKeys") or []]))
+keys = credential_group(
+    ACCESS_KEYS, group_help="Manage your AccessKey pairs.\n\nFor requests signed as the EAS SDK signs them. With no "
+                      "subcommand: list.",
+    list_help="List your AccessKeys (never their secrets).", revoke_help="Revoke one of your AccessKeys.")
 
 
 @keys.command(name="create")
@@ -232,48 +290,12 @@ def keys_list(state: State, fmt):
 @pass_state
 def keys_create(state: State, description, save_profile, fmt):
     """Create an AccessKey pair. The secret is shown only this once (or saved with --save-profile)."""
-    body = state.client.post("/ferry/accesskeys", {"Description": description}).body
-    if save_profile:
-        _save_pair(state, save_profile, {"access_key_id": body["AccessKeyId"],
-                                         "access_key_secret": body["AccessKeySecret"]})
-        body = {**body, "AccessKeySecret": mask("access_key_secret", body["AccessKeySecret"])}
-    output.emit(body, fmt, lambda b: output.fields([
-        ("AccessKeyId", b.get("AccessKeyId")), ("AccessKeySecret", b.get("AccessKeySecret")),
-        ("", "The secret is shown only this once: store it now." if not save_profile else "")]))
+    credential_create(state, ACCESS_KEYS, {"Description": description}, save_profile, fmt)
 
 
-@keys.command(name="revoke")
-@click.argument("access_key_id")
-@output_option("table", "json", "yaml")
-@pass_state
-def keys_revoke(state: State, access_key_id, fmt):
-    """Revoke one of your AccessKeys."""
-    body = state.client.delete(f"/ferry/accesskeys/{access_key_id}").body
-    output.emit(body, fmt, lambda b: output.say(b.get("Message", "Revoked.")))
-
-
-@click.group(invoke_without_command=True)
-@output_option("table", "json", "yaml")
-@click.pass_context
-def tokens(ctx, fmt):
-    """Manage your API (bearer) tokens.
-
-    With no subcommand: list.
-    """
-    if ctx.invoked_subcommand is None:
-        ctx.invoke(tokens_list, fmt=fmt)
-
-
-@tokens.command(name="list")
-@output_option("table", "json", "yaml")
-@pass_state
-def tokens_list(state: State, fmt):
-    """List your API tokens (only their prefixes)."""
-    body = state.client.get("/ferry/tokens")
-    output.emit(body, fmt, lambda b: output.table(
-        ["ID", "NAME", "PREFIX", "STATUS", "CREATED", "LAST USED"],
-        [(t.get("Id"), t.get("Name"), t.get("Prefix"), t.get("Status"), t.get("CreateTime"), t.get("LastUsedTime"))
-         for t in b.get("Tokens") or []]))
+tokens = credential_group(
+    API_TOKENS, group_help="Manage your API (bearer) tokens.\n\nWith no subcommand: list.",
+    list_help="List your API tokens (only their prefixes).", revoke_help="Revoke one of your API tokens.")
 
 
 @tokens.command(name="create")
@@ -283,21 +305,4 @@ def tokens_list(state: State, fmt):
 @pass_state
 def tokens_create(state: State, name, save_profile, fmt):
     """Create an API token NAME. The token is shown only this once (or saved with --save-profile)."""
-    body = state.client.post("/ferry/tokens", {"Name": name}).body
-    if save_profile:
-        _save_pair(state, save_profile, {"token": body["Token"]})
-        body = {**body, "Token": mask("token", body["Token"])}
-    output.emit(body, fmt, lambda b: output.fields([
-        ("Id", b.get("Id")), ("Token", b.get("Token")),
-        ("", "The token is shown only this once: store it now." if not save_profile else "")]))
-
-
-@tokens.command(name="revoke")
-@click.argument("token_id", type=int)
-@output_option("table", "json", "yaml")
-@pass_state
-def tokens_revoke(state: State, token_id, fmt):
-    """Revoke one of your API tokens."""
-    body = state.client.delete(f"/ferry/tokens/{token_id}").body
-    output.emit(body, fmt, lambda b: output.say(b.get("Message", "Revoked.")))
-
+    credential_create(state, API_TOKENS, {"Name": name}, save_profile, fmt)

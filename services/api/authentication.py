@@ -24,13 +24,14 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied
 from rest_framework.permissions import SAFE_METHODS
 
+from contracts import acs3
 from services.models import AccessKey, CredentialScope
 from services.selectors.credentials import access_key_by_id, access_key_secret, api_token_by_plaintext
 from services.writes.credentials import access_key_mark_used, api_token_mark_used
 
 logger = logging.getLogger("ferry.auth")
 
-ACS3_ALGORITHM = "ACS3-HMAC-SHA256"
+ACS3_ALGORITHM = acs3.ALGORITHM
 # Without these signed, a captured request could be replayed elsewhere, later, or with another body.
 REQUIRED_SIGNED_HEADERS = ("host", "x-acs-date", "x-acs-signature-nonce", "x-acs-content-sha256")
 NONCE_PATTERN = re.compile(r"[!-~]{1,128}")  # printable ASCII without spaces: safe inside a cache key
@@ -82,10 +83,6 @@ class Acs3Authorization:
     access_key_id: str
     signed_headers: list[str]
     signature: str
-
-    @property
-    def signed_headers_line(self) -> str:
-        return ";".join(self.signed_headers)
 
 
 class AccessKeySignatureAuthentication(BaseAuthentication):
@@ -222,7 +219,7 @@ def _secret_of(access_key: AccessKey) -> str:
 
 
 def _check_signature(request, authorization: Acs3Authorization, payload_hash: str, secret: str) -> None:
-    expected = acs3_signature(canonical_request(request, authorization, payload_hash), secret)
+    expected = acs3.signature(canonical_request(request, authorization, payload_hash), secret)
     if not hmac.compare_digest(expected, authorization.signature):
         raise AuthenticationFailed(
             "The request signature does not match: check the AccessKeySecret, and that nothing changed the "
@@ -230,21 +227,14 @@ def _check_signature(request, authorization: Acs3Authorization, payload_hash: st
         )
 
 
-def acs3_signature(canonical: str, secret: str) -> str:
-    string_to_sign = f"{ACS3_ALGORITHM}\n{hashlib.sha256(canonical.encode()).hexdigest()}"
-    return hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
-
-
 def canonical_request(request, authorization: Acs3Authorization, payload_hash: str) -> str:
-    return "\n".join(
-        [
-            request.method,
-            _canonical_uri(request),
-            _canonical_query(request.META.get("QUERY_STRING", "")),
-            _canonical_headers(request, authorization.signed_headers),
-            authorization.signed_headers_line,
-            payload_hash,
-        ]
+    """The request as received, in the form contracts/acs3.py signs (the one the CLI and the SDK sign)."""
+    return acs3.canonical_request(
+        method=request.method,
+        path=_canonical_uri(request),
+        query=_canonical_query(request.META.get("QUERY_STRING", "")),
+        headers=_signed_header_values(request, authorization.signed_headers),
+        payload_hash=payload_hash,
     )
 
 
@@ -269,14 +259,14 @@ def _canonical_query(query_string: str) -> str:
     return "&".join(f"{key}={quote(value, safe='~')}" for key, value in sorted(pairs))
 
 
-def _canonical_headers(request, signed_headers: list[str]) -> str:
-    lines = []
+def _signed_header_values(request, signed_headers: list[str]) -> list[tuple[str, str]]:
+    values = []
     for name in signed_headers:
         value = request.headers.get(name)
         if value is None:
             raise AuthenticationFailed(f"Signed header {name!r} is missing from the request.")
-        lines.append(f"{name.lower()}:{value.strip()}\n")
-    return "".join(lines)
+        values.append((name, value))
+    return values
 
 
 def _valid_nonce(nonce: str | None) -> str:

@@ -24,11 +24,13 @@ from .catalog import (
     versions_of,
 )
 from .clusters import cluster_describe, cluster_get, cluster_health, service_file_manifests, service_manifests
-from .credentials import access_keys_of, api_tokens_of
+from .credentials import access_key_of, access_keys_of, api_token_of, api_tokens_of
 
 __all__ = [
     "Page",
+    "access_key_of",
     "access_keys_of",
+    "api_token_of",
     "api_tokens_of",
     "cluster_describe",
     "cluster_get",

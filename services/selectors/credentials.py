@@ -5,6 +5,7 @@ import hashlib
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 
 from services.encryption import decrypt
+from services.errors import NotFound
 from services.models import AccessKey, ApiToken
 
 
@@ -26,6 +27,22 @@ def api_tokens_of(user) -> QuerySet[ApiToken]:
 def access_keys_of(user) -> QuerySet[AccessKey]:
     """The user's AccessKeys, usable ones first, newest first."""
     return _usable_first_newest_first(AccessKey.objects.filter(user=user))
+
+
+def access_key_of(user, access_key_id: str) -> AccessKey:
+    """One of the user's AccessKeys, revoked or not; another user's is as absent as one that never existed."""
+    access_key = access_keys_of(user).filter(access_key_id=access_key_id).first()
+    if access_key is None:
+        raise NotFound(f"You have no AccessKey {access_key_id}.", code="AccessKeyNotFound")
+    return access_key
+
+
+def api_token_of(user, token_id: int) -> ApiToken:
+    """One of the user's API tokens, revoked or not; another user's is as absent as one that never existed."""
+    token = api_tokens_of(user).filter(pk=token_id).first()
+    if token is None:
+        raise NotFound(f"You have no API token {token_id}.", code="TokenNotFound")
+    return token
 
 
 def api_token_by_plaintext(plaintext: str) -> ApiToken | None:

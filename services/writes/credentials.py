@@ -1,11 +1,14 @@
-"""Writes of API credentials: bearer tokens and AccessKey pairs.
+"""Writes of API credentials: bearer tokens and AccessKey pairs. The one path that creates, revokes and marks
+them used: the REST API, the console and the bootstrap command all call these, and decide none of it themselves.
 
 Plaintext secrets are returned to the caller once and never logged; tokens are stored as SHA-256 digests,
 AccessKey secrets encrypted (a signature check needs the secret itself).
 
 A credential made with another one (`minted_by`: the request's token or AccessKey; None from a signed-in session)
-is never more powerful than it: not read-write if it is read-only, and never expiring after it (one given no
-expiry takes its parent's). Revoking a credential revokes every credential made with it, and theirs.
+is never more powerful than it: it takes its parent's scope unless given one, may not be read-write if its parent
+is read-only, and never expires after it (one given no expiry takes its parent's). Revoking a credential revokes
+every credential made with it, and theirs. Finding the caller's own credential to revoke is
+`selectors.credentials.access_key_of` / `api_token_of`.
 """
 
 import logging
@@ -32,8 +35,9 @@ ACCESS_KEY_ID_ALPHABET = string.ascii_uppercase + string.digits
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
-def api_token_create(*, user, name: str, scope: str = CredentialScope.READ_WRITE, expires_at=None,
+def api_token_create(*, user, name: str, scope: str | None = None, expires_at=None,
                      minted_by: ApiToken | AccessKey | None = None) -> tuple[ApiToken, str]:
+    """A new bearer token and its plaintext (shown once). `scope` None: the parent's, or read-write."""
     limits = _limits_within(scope, expires_at, minted_by)
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken.objects.create(user=user, name=name, prefix=plaintext[:8], digest=token_digest(plaintext),
@@ -51,8 +55,9 @@ def api_token_mark_used(*, token: ApiToken) -> None:
     _mark_used(token)
 
 
-def access_key_create(*, user, description: str = "", scope: str = CredentialScope.READ_WRITE, expires_at=None,
+def access_key_create(*, user, description: str = "", scope: str | None = None, expires_at=None,
                       minted_by: ApiToken | AccessKey | None = None) -> tuple[AccessKey, str]:
+    """A new AccessKey and its secret (shown once). `scope` None: the parent's, or read-write."""
     limits = _limits_within(scope, expires_at, minted_by)
     access_key_id = ACCESS_KEY_ID_PREFIX + "".join(secrets.choice(ACCESS_KEY_ID_ALPHABET) for _ in range(17))
     secret = secrets.token_urlsafe(30)
@@ -72,7 +77,11 @@ def access_key_mark_used(*, access_key: AccessKey) -> None:
     _mark_used(access_key)
 
 
-def _limits_within(scope: str, expires_at, minted_by: ApiToken | AccessKey | None) -> dict:
+def _limits_within(scope: str | None, expires_at, minted_by: ApiToken | AccessKey | None) -> dict:
+    if minted_by is not None and not isinstance(minted_by, (ApiToken, AccessKey)):
+        raise TypeError(f"minted_by must be an ApiToken, an AccessKey or None, not {type(minted_by).__name__}")
+    if scope is None:
+        scope = minted_by.scope if minted_by is not None else CredentialScope.READ_WRITE
     if scope not in CredentialScope.values:
         raise InvalidRequest.at("Scope", f"must be one of {', '.join(CredentialScope.values)}")
     if expires_at is not None and expires_at <= timezone.now():

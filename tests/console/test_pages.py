@@ -143,6 +143,32 @@ def test_an_access_key_secret_is_shown_once(alice_client, alice):
     assert alice.access_keys.get().revoked_at is not None
 
 
+def test_someone_elses_credential_cannot_be_revoked_from_the_console(alice_client, viewer):
+    from services.writes import access_key_create, api_token_create
+
+    key, _ = access_key_create(user=viewer)
+    token, _ = api_token_create(user=viewer, name="vera's")
+    assert alice_client.post(f"/keys/access-keys/{key.access_key_id}/revoke/").status_code == 404
+    assert alice_client.post(f"/keys/tokens/{token.pk}/revoke/").status_code == 404
+    key.refresh_from_db()
+    token.refresh_from_db()
+    assert key.revoked_at is None and token.revoked_at is None
+    page_of_alice = page(alice_client, "/keys/")
+    assert key.access_key_id not in page_of_alice and "vera&#x27;s" not in page_of_alice
+
+
+def test_a_new_api_token_is_shown_once(alice_client, alice):
+    created = alice_client.post("/keys/tokens/", {"name": "laptop"})
+    plaintext = re.search(r'id="new-token-value" class="code" readonly value="([^"]+)"',
+                          created.content.decode()).group(1)
+    assert plaintext.startswith("ferry_") and created["Cache-Control"] == "no-store"
+    assert plaintext not in page(alice_client, "/keys/")
+    token = alice.api_tokens.get()
+    assert alice_client.post(f"/keys/tokens/{token.pk}/revoke/").status_code == 302
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+
+
 def test_logs_download_is_plain_text(alice_client, echo):
     response = alice_client.get("/services/local/echo/logs/download/?since=all")
     assert response.status_code == 200 and response["Content-Type"].startswith("text/plain")

@@ -131,3 +131,55 @@ def test_a_signed_in_users_own_credential_is_not_revoked_with_an_unrelated_one(u
 ATTEMPTS = (["read_only_writes_a_service"] + [f"mint:{a[0]}" for a in MINT_ATTEMPTS]
             + ["expired:read", "expired:write", "expired:mint"]
             + ["revoked_child:read", "revoked_child:write", "revoked_grandchild:read", "revoked_grandchild:write"])
+
+
+# The rules live in the write (services/writes/credentials.py), which the API and the console both call: checked
+# on the write itself, with the request's credential passed as `minted_by`.
+
+def test_a_minted_credential_takes_its_parents_scope_unless_given_one(user):
+    from services.writes import access_key_create
+
+    parent, _ = api_token_create(user=user, name="parent", scope="read-only")
+    child, _ = api_token_create(user=user, name="child", minted_by=parent)
+    key, _ = access_key_create(user=user, minted_by=parent)
+    assert (child.scope, child.minted_by_token, key.scope, key.minted_by_token) == ("read-only", parent,
+                                                                                    "read-only", parent)
+    assert api_token_create(user=user, name="from a session")[0].scope == "read-write"
+
+
+def test_the_write_refuses_a_read_write_child_of_a_read_only_parent(user):
+    from services.errors import Forbidden
+    from services.writes import access_key_create
+
+    parent, _ = api_token_create(user=user, name="parent", scope="read-only")
+    before = counts()
+    with pytest.raises(Forbidden) as refused:
+        access_key_create(user=user, scope="read-write", minted_by=parent)
+    assert refused.value.code == "CredentialTooPowerful" and refused.value.message.startswith("Scope:")
+    assert counts() == before
+
+
+def test_only_a_credential_can_mint_one(user):
+    before = counts()
+    with pytest.raises(TypeError, match="minted_by"):
+        api_token_create(user=user, name="child", minted_by=user)
+    assert counts() == before
+
+
+def test_the_revoke_lookup_finds_only_the_users_own_credentials(user):
+    from services.errors import NotFound
+    from services.selectors import access_key_of, api_token_of
+    from services.writes import access_key_create, api_token_revoke
+
+    other = get_user_model().objects.create_user("cred_other", password="unused")
+    token, _ = api_token_create(user=user, name="mine")
+    key, _ = access_key_create(user=user)
+    api_token_revoke(token=token)
+    assert api_token_of(user, token.pk) == token  # revoked, still found: revoking again is a no-op
+    assert access_key_of(user, key.access_key_id) == key
+    with pytest.raises(NotFound) as missing_token:
+        api_token_of(other, token.pk)
+    with pytest.raises(NotFound) as missing_key:
+        access_key_of(other, key.access_key_id)
+    assert (missing_token.value.code, missing_key.value.code) == ("TokenNotFound", "AccessKeyNotFound")
+    assert key.access_key_id in missing_key.value.message

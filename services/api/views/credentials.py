@@ -4,18 +4,18 @@ Secrets (AccessKeySecret, Token) appear only in the answer to the POST that crea
 with another one is never more powerful than it (Scope, ExpireTime), and goes when it is revoked.
 """
 
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_field
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from services.api.errors import NotFound
-from services.errors import Forbidden
-from services.models import AccessKey, ApiToken, CredentialScope
-from services.selectors.credentials import access_keys_of, api_tokens_of
+from services.errors import Forbidden, NotFound
+from services.models import CredentialScope
+from services.selectors.credentials import access_key_of, access_keys_of, api_token_of, api_tokens_of
 from services.writes.credentials import (
     access_key_create,
     access_key_revoke,
@@ -117,15 +117,6 @@ class FerryRevokedSerializer(RequestIdSerializer):
     Message = serializers.CharField()
 
 
-def _limits(request, params: dict) -> dict:
-    """Scope, expiry and the credential the request came with (None from a session)."""
-    minted_by = request.auth if isinstance(request.auth, (ApiToken, AccessKey)) else None
-    default_scope = minted_by.scope if minted_by is not None else CredentialScope.READ_WRITE
-    seconds = params.get("ExpiresInSeconds")
-    return {"scope": params.get("Scope") or default_scope, "minted_by": minted_by,
-            "expires_at": timezone.now() + timedelta(seconds=seconds) if seconds else None}
-
-
 def _answer(request, data: dict) -> Response:
     return Response({**data, "RequestId": getattr(request, "request_id", "")})
 
@@ -146,74 +137,102 @@ class WhoAmIView(APIView):
         )
 
 
-class AccessKeyListView(APIView):
-    @extend_schema(
-        operation_id="FerryListAccessKeys", tags=TAGS, responses=FerryAccessKeyListSerializer,
-        summary="Lists your AccessKeys (never their secrets).",
-    )
+# GET lists the caller's credentials of one kind, POST creates one. A subclass names the kind's parts; the rules
+# (scope, expiry, what the calling credential allows) are the write's, not the view's. Comments, not docstrings:
+# the OpenAPI document would show a docstring as each operation's description.
+class CredentialsView(APIView):
+    listing: str  # the list's key in the answer
+    serializer: type[serializers.Serializer]
+    create_request: type[serializers.Serializer]
+    secret_field: str  # where the answer to the POST carries the secret, this once
+    list_of: Callable  # the selector: user -> their credentials of this kind
+    create: Callable  # the write, given the kind's own fields: (user, fields, **limits) -> (credential, secret)
+
     def get(self, request):
-        keys = access_keys_of(request.user)
-        return _answer(request, {"AccessKeys": FerryAccessKeySerializer(keys, many=True).data})
+        return _answer(request, {self.listing: self.serializer(self.list_of(request.user), many=True).data})
 
-    @extend_schema(
-        operation_id="FerryCreateAccessKey", tags=TAGS,
-        request=FerryAccessKeyCreateRequestSerializer, responses=FerryAccessKeyCreatedSerializer,
-        summary="Creates an AccessKey pair; the secret is returned only this once.",
-    )
     def post(self, request):
-        params = FerryAccessKeyCreateRequestSerializer(data=request.data)
+        params = self.create_request(data=request.data)
         params.is_valid(raise_exception=True)
-        access_key, secret = access_key_create(user=request.user, description=params.validated_data["Description"],
-                                               **_limits(request, params.validated_data))
-        return _answer(request, {**FerryAccessKeySerializer(access_key).data, "AccessKeySecret": secret})
+        fields = params.validated_data
+        seconds = fields.get("ExpiresInSeconds")
+        # request.auth: the token or AccessKey the request came with; None from a signed-in session.
+        credential, secret = self.create(request.user, fields, scope=fields.get("Scope"), minted_by=request.auth,
+                                         expires_at=timezone.now() + timedelta(seconds=seconds) if seconds else None)
+        return _answer(request, {**self.serializer(credential).data, self.secret_field: secret})
 
 
-class AccessKeyDetailView(APIView):
-    @extend_schema(
-        operation_id="FerryRevokeAccessKey", tags=TAGS, responses=FerryRevokedSerializer,
-        summary="Revokes one of your AccessKeys, and every credential created with it.",
-    )
-    def delete(self, request, access_key_id: str):
-        access_key = access_keys_of(request.user).filter(access_key_id=access_key_id).first()
-        if access_key is None:
-            raise NotFound(f"You have no AccessKey {access_key_id}.", code="AccessKeyNotFound")
-        access_key_revoke(access_key=access_key)
-        return _answer(request, {"Message": f"Revoked AccessKey {access_key.access_key_id}."})
+# DELETE revokes one of the caller's credentials of one kind, and every credential created with it.
+class CredentialDetailView(APIView):
+    lookup_url_kwarg: str  # the URL's name for the credential
+    find: Callable  # the selector: (user, id) -> their credential, or NotFound
+    revoke: Callable  # the write: credential -> what the answer says
+
+    def delete(self, request, **url):
+        credential = self.find(request.user, url[self.lookup_url_kwarg])
+        return _answer(request, {"Message": self.revoke(credential)})
 
 
-class ApiTokenListView(APIView):
-    @extend_schema(
-        operation_id="FerryListTokens", tags=TAGS, responses=FerryApiTokenListSerializer,
-        summary="Lists your API tokens (only their prefixes).",
-    )
-    def get(self, request):
-        tokens = api_tokens_of(request.user)
-        return _answer(request, {"Tokens": FerryApiTokenSerializer(tokens, many=True).data})
+@extend_schema_view(
+    get=extend_schema(operation_id="FerryListAccessKeys", tags=TAGS, responses=FerryAccessKeyListSerializer,
+                      summary="Lists your AccessKeys (never their secrets)."),
+    post=extend_schema(operation_id="FerryCreateAccessKey", tags=TAGS,
+                       request=FerryAccessKeyCreateRequestSerializer, responses=FerryAccessKeyCreatedSerializer,
+                       summary="Creates an AccessKey pair; the secret is returned only this once."),
+)
+class AccessKeyListView(CredentialsView):
+    listing, serializer, secret_field = "AccessKeys", FerryAccessKeySerializer, "AccessKeySecret"
+    create_request = FerryAccessKeyCreateRequestSerializer
+    list_of = staticmethod(access_keys_of)
 
-    @extend_schema(
-        operation_id="FerryCreateToken", tags=TAGS,
-        request=FerryApiTokenCreateRequestSerializer, responses=FerryApiTokenCreatedSerializer,
-        summary="Creates a bearer token; the token is returned only this once.",
-    )
-    def post(self, request):
-        params = FerryApiTokenCreateRequestSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        token, plaintext = api_token_create(user=request.user, name=params.validated_data["Name"],
-                                            **_limits(request, params.validated_data))
-        return _answer(request, {**FerryApiTokenSerializer(token).data, "Token": plaintext})
+    @staticmethod
+    def create(user, fields: dict, **limits):
+        return access_key_create(user=user, description=fields["Description"], **limits)
 
 
-class ApiTokenDetailView(APIView):
-    @extend_schema(
-        operation_id="FerryRevokeToken", tags=TAGS, responses=FerryRevokedSerializer,
-        summary="Revokes one of your API tokens, and every credential created with it.",
-    )
-    def delete(self, request, token_id: int):
-        token = api_tokens_of(request.user).filter(pk=token_id).first()
-        if token is None:
-            raise NotFound(f"You have no API token {token_id}.", code="TokenNotFound")
-        api_token_revoke(token=token)
-        return _answer(request, {"Message": f"Revoked API token {token.name!r} ({token.prefix}…)."})
+@extend_schema_view(
+    delete=extend_schema(operation_id="FerryRevokeAccessKey", tags=TAGS, responses=FerryRevokedSerializer,
+                         summary="Revokes one of your AccessKeys, and every credential created with it."),
+)
+class AccessKeyDetailView(CredentialDetailView):
+    lookup_url_kwarg = "access_key_id"
+    find = staticmethod(access_key_of)
+
+    @staticmethod
+    def revoke(credential) -> str:
+        access_key_revoke(access_key=credential)
+        return f"Revoked AccessKey {credential.access_key_id}."
+
+
+@extend_schema_view(
+    get=extend_schema(operation_id="FerryListTokens", tags=TAGS, responses=FerryApiTokenListSerializer,
+                      summary="Lists your API tokens (only their prefixes)."),
+    post=extend_schema(operation_id="FerryCreateToken", tags=TAGS,
+                       request=FerryApiTokenCreateRequestSerializer, responses=FerryApiTokenCreatedSerializer,
+                       summary="Creates a bearer token; the token is returned only this once."),
+)
+class ApiTokenListView(CredentialsView):
+    listing, serializer, secret_field = "Tokens", FerryApiTokenSerializer, "Token"
+    create_request = FerryApiTokenCreateRequestSerializer
+    list_of = staticmethod(api_tokens_of)
+
+    @staticmethod
+    def create(user, fields: dict, **limits):
+        return api_token_create(user=user, name=fields["Name"], **limits)
+
+
+@extend_schema_view(
+    delete=extend_schema(operation_id="FerryRevokeToken", tags=TAGS, responses=FerryRevokedSerializer,
+                         summary="Revokes one of your API tokens, and every credential created with it."),
+)
+class ApiTokenDetailView(CredentialDetailView):
+    lookup_url_kwarg = "token_id"
+    find = staticmethod(api_token_of)
+
+    @staticmethod
+    def revoke(credential) -> str:
+        api_token_revoke(token=credential)
+        return f"Revoked API token {credential.name!r} ({credential.prefix}…)."
 
 
 class FerryStorageCredentialsSerializer(RequestIdSerializer):

@@ -3,8 +3,9 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Max, Q, QuerySet
+from django.db.models import CharField, Count, Max, Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast
 
 from services.encryption import decrypt
 from services.errors import InvalidRequest
@@ -71,7 +72,9 @@ def _with_labels(services: QuerySet[Service], labels: dict) -> QuerySet[Service]
         raise InvalidRequest("; ".join(f"{e['Path']}: {e['Message']}" for e in errors), errors=errors)
     for index, (key, value) in enumerate(sorted(labels.items())):
         alias = f"label_{index}"
-        services = services.alias(**{alias: KeyTextTransform(key, "labels")}).filter(**{alias: value})
+        # Cast: on SQLite (make run's database) the key transform's own `exact` would compare JSON, not text.
+        services = services.alias(**{alias: Cast(KeyTextTransform(key, "labels"), CharField())}).filter(
+            **{alias: value})
     return services
 
 

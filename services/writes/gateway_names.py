@@ -39,8 +39,10 @@ def traffic_references_changed(service: Service, *, group: str | None = None) ->
     from .reconcile import reconcile_request
 
     related = Service.objects.filter(deletion_requested_at__isnull=True).exclude(pk=service.pk)
-    referencing = related.filter(mirror__targets__contains=[service.name])
+    # Mirror targets are read here, not by a JSON `contains` lookup: SQLite (make run's database) has none.
+    mirroring = [other for other in related.filter(mirror__isnull=False)
+                 if service.name in ((other.mirror or {}).get("targets") or [])]
     group = service.group if group is None else group
-    grouped = related.filter(group=group) if group else related.none()
-    for other in (referencing | grouped).distinct():
+    grouped = list(related.filter(group=group)) if group else []
+    for other in {other.pk: other for other in mirroring + grouped}.values():
         reconcile_request(other)

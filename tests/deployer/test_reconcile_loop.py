@@ -1,6 +1,7 @@
 """The reconcile loop's guards: one reconcile per service at a time, and stuck work turned into Degraded."""
 
 import threading
+from datetime import timedelta
 import time
 
 import pytest
@@ -125,3 +126,24 @@ def test_pruning_waits_for_a_service_write_in_progress_and_keeps_the_version_it_
     assert moments["pruned"] > moments["before_commit"], "pruning decided while the write was in progress"
     service.refresh_from_db()
     assert service.rollout["to_version"] == 5 and service.versions.filter(number=5).exists()
+
+
+@pytest.mark.django_db
+def test_a_reconcile_returns_its_outcome_and_the_sweep_keeps_the_same_requeue():
+    """What controller-runtime's Result is: when to look again, stored as next_reconcile_at for the sweep."""
+    project = Project.objects.get(name="default")
+    starting = service_create(actor=None, project=project, document=SLEEPER)
+    outcome = reconcile(starting.pk)
+    starting.refresh_from_db()
+    assert (outcome.phase, outcome.requeue_after) == ("Creating", timedelta(seconds=2))  # no agent: still starting
+    assert starting.next_reconcile_at is not None
+
+    missing = {"name": "no_processor_here", "processor": "tensorflow_cpu_1.15", "model_path": "/nowhere/model",
+               "metadata": {"instance": 1}}
+    failing = service_create(actor=None, project=project, document=missing)
+    outcome = reconcile(failing.pk)
+    failing.refresh_from_db()
+    assert (outcome.phase, outcome.requeue_after, failing.phase) == ("Failed", None, "Failed")
+    assert failing.next_reconcile_at is None  # permanent: nothing to retry until the user changes something
+
+    assert reconcile(987654).skipped  # gone

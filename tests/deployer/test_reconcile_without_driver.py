@@ -1,4 +1,7 @@
-"""A cluster kind with no driver yet (Kubernetes, until its issue lands): intent is stored, status says so."""
+"""A cluster with no driver (a Kubernetes cluster with no way in yet: no kubeconfig, not in-cluster): intent is
+stored, status says so, and the reconcile looks again later (the cluster may get its kubeconfig meanwhile)."""
+
+from datetime import timedelta
 
 import pytest
 
@@ -20,9 +23,11 @@ def service():
 
 
 def test_it_marks_a_service_waiting_and_observed(service):
-    reconcile(service.pk)
+    outcome = reconcile(service.pk)
     service.refresh_from_db()
     assert (service.phase, service.status_reason) == ("Waiting", "WaitingForCluster")
+    assert (outcome.phase, outcome.requeue_after, outcome.skipped) == ("Waiting", timedelta(seconds=30), False)
+    assert service.next_reconcile_at is not None  # the sweep comes back for it
     assert service.observed_generation == service.generation
     assert 'Cluster "remote" (kubernetes) has no usable driver' in service.status_message
 

@@ -1,8 +1,8 @@
 """The reconcile loop's guards: one reconcile per service at a time, and stuck work turned into Degraded."""
 
 import threading
-from datetime import timedelta
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction

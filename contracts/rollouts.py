@@ -29,9 +29,9 @@ DEFAULT_CANARY_WEIGHT = 10
 
 class CanaryAction(StrEnum):
     SET_CANARY_WEIGHT = "set_canary_weight"  # a canary rollout is in progress: move its share
-    # Another rollout is in progress. The CLI refuses (`ferry canary` answers RolloutInProgress); the console's
-    # canary slider sets weights by hand, which cancels that rollout. Both are asserted by their tests today:
-    # making them one is a decision about behaviour, left to whoever owns it.
+    # Another rollout (rolling, blue-green) is in progress: refused (409 RolloutInProgress, `canary_refusal`),
+    # nothing changes; pause, promote, roll back or finish it first. Decided once, by the write
+    # `services.writes.canary_set`, which the API (PUT .../canary), the console and the CLI all reach.
     OTHER_ROLLOUT = "other_rollout"
     SET_WEIGHTS = "set_weights"  # no rollout: the newest version gets the share by hand-set weights
 

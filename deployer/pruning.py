@@ -19,12 +19,13 @@ def prune_versions(service: Service) -> int:
         current = Service.objects.select_for_update().filter(pk=service.pk).first()
         if current is None:
             return 0
-        versions = list(current.versions.order_by("-number").values_list("number", "weight"))
+        # Traffic applied or asked: a share a user has just asked for is not applied before the next plan.
+        versions = list(current.versions.order_by("-number").values_list("number", "weight", "requested_weight"))
         in_use = (set(current.instances.values_list("version__number", flat=True))
                   | set(current.local_instances.values_list("version_number", flat=True)))
         protected = protected_versions(current)
-        doomed = [number for number, weight in versions[keep:]
-                  if weight == 0 and number not in in_use and number not in protected]
+        doomed = [number for number, weight, asked in versions[keep:]
+                  if weight == 0 and not asked and number not in in_use and number not in protected]
         if doomed:
             current.versions.filter(number__in=doomed).delete()
         return len(doomed)

@@ -115,10 +115,11 @@ def _follow_activation(service: Service, observed) -> None:
 
 def _plan(service: Service, observed) -> Plan:
     total = service_instance_count(service)
-    weights = {v.number: v.weight for v in service.versions.all()}
     rollout = rollout_of(service.rollout)
-    if rollout is None:
-        return steady_plan(weights=weights, total=total)
+    if rollout is None:  # no rollout: the plan is what was asked
+        return steady_plan(weights={v.number: v.asked_weight for v in service.versions.all()}, total=total)
+    # A rollout is the ask: it moves traffic on from where it stands now, the applied weights.
+    weights = {v.number: v.weight for v in service.versions.all()}
     ready = Counter(o.version for o in observed if o.ready)
     rolling = RollingLimits.of(_rolling_strategy(service), total)
     return rollout_plan(rollout, total=total, ready=ready, weights=weights, now=timezone.now(),
@@ -147,17 +148,24 @@ def _fail_rollout(service: Service, error: PermanentError, observed) -> Plan:
 
 
 def _follow_plan(service: Service, generation: int, plan: Plan) -> Plan:
-    """Writes the plan's weights and rollout record, unless the user changed the service meanwhile (then the
-    reconcile their change queued plans again)."""
+    """Writes the plan's weights as applied (Version.weight) and its rollout record, unless the user changed the
+    service meanwhile (then the reconcile their change queued plans again). The asked weights are the user's,
+    except when a rollout ends: then they become its outcome, as a Deployment's spec follows a finished
+    rollout."""
     with transaction.atomic():
         current = Service.objects.select_for_update().get(pk=service.pk)
         if current.generation != generation:
             return plan
         for version in service.versions.all():
             weight = plan.weights.get(version.number, 0)
-            if version.weight != weight:
-                version.weight = weight
-                version.save(update_fields=["weight"])
+            changed = ["weight"] if version.weight != weight else []
+            if plan.rolled_out is not None and version.requested_weight != weight:
+                changed.append("requested_weight")
+            version.weight = weight
+            if plan.rolled_out is not None:
+                version.requested_weight = weight
+            if changed:
+                version.save(update_fields=changed)
         fields = {"rollout": plan.rollout.to_json() if plan.rollout else None}
         if plan.rolled_out is not None:
             fields["last_rolled_out_version"] = plan.rolled_out

@@ -1,7 +1,10 @@
 """Rollout plans: from a rollout's intent and what is ready, the replicas and traffic weight of each version.
 
-Pure. The reconciler feeds it and writes what it returns; user actions (promote, rollback, switch, finish,
-pause, canary weight) only change the rollout record, then the next plan follows.
+Pure. The reconciler feeds it and writes the weights it returns as applied (`Version.weight`); user actions
+(promote, rollback, switch, finish, pause, canary weight) only change the rollout record or the asked weights
+(`Version.requested_weight`), then the next plan follows. With no rollout the plan is what was asked
+(`steady_plan` of the asked weights); during one, the rollout is the ask and it moves traffic on from where it
+stands (`rollout_plan` of the applied weights); when it ends, the asked weights become its outcome.
 
 The rollout record, its states and transitions are `services.rollouts.Rollout`'s (the one owner); this module
 only plans a step and calls its transitions (a green that became ready, a failure, the progress clock). A

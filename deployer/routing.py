@@ -43,6 +43,7 @@ def route_entry(service: Service, token: str, key: bytes | None = None) -> Route
     for version in sorted(service.versions.all(), key=lambda v: v.number):
         endpoints = tuple(RouteInstance(name=i.name, address=f"{i.host}:{i.port}")
                           for i in instances if i.version_id == version.pk and i.ready and i.port)
+        # The weight applied by the reconciler, never the one asked: a share moves once the plan has it.
         versions.append(RouteVersion(number=version.number, weight=version.weight, instances=endpoints))
     autoscaler = service.autoscaler or {}
     cluster = service.cluster.name

@@ -1,6 +1,7 @@
 """versions, canary, promote, rollback, switch, finish, pause, resume, release, mirror.
 
-Mapped to ListServiceVersions, Ferry's rollout operations (`.../rollout`, `.../rollout/<action>`), Ferry's
+Mapped to ListServiceVersions, Ferry's rollout operations (`.../rollout`, `.../rollout/<action>`), Ferry's canary
+(`PUT .../canary {"Weight": N}`, which decides what a canary does), Ferry's
 per-version traffic (`PUT .../traffic {"Weights": {...}}`) when no rollout is in progress, UpdateServiceVersion
 (rollback --version), ReleaseService (group weight) and ServiceMirror.
 """
@@ -9,23 +10,12 @@ from __future__ import annotations
 
 import click
 
-from contracts.rollouts import (
-    CanaryAction, Strategy, canary_action, canary_refusal, promote_action)
+from contracts.rollouts import Strategy, promote_action
 
 from .. import output
 from ..client import ApiError, ServiceRef
 from ..common import State, finish_write, output_option, pass_state, wait_options
 from ..waiting import Goal, running
-
-
-def _versions(state: State, ref: ServiceRef) -> list[int]:
-    body = state.client.get(state.client.service_path(ref, "/versions"), PageSize=1000)
-    return sorted(int(v["ImageId"]) for v in body.get("Versions") or [])
-
-
-def _previous(state: State, ref: ServiceRef, below: int) -> int | None:
-    older = [number for number in _versions(state, ref) if number < below]
-    return older[-1] if older else None
 
 
 def _serving(body: dict) -> dict[int, int]:
@@ -94,6 +84,7 @@ def canary(ctx, state: State, name, weight, wait, timeout, fmt):
     """Send some traffic to the newest version.
 
     During a canary rollout (`ferry modify NAME -s FILE --strategy canary`) this sets the canary's share;
+    during a rolling or blue-green rollout it is refused (promote, roll back, switch or finish it first);
     otherwise the newest version gets PERCENT and the last rolled-out one (or the one before) the rest.
 
     \b
@@ -101,23 +92,11 @@ def canary(ctx, state: State, name, weight, wait, timeout, fmt):
       ferry canary demo_iris --weight 50
     """
     ref = state.ref(name)
-    body = state.client.describe(ref)
-    rollout = _rollout(body)
-    # The same decision as the console's canary (services/rollouts.py).
-    action = canary_action(rollout.get("State"), rollout.get("Strategy"))
-    if action is CanaryAction.SET_CANARY_WEIGHT:
-        response = state.client.put(state.client.service_path(ref, "/rollout"), {"CanaryWeight": weight})
-        return finish_write(ctx, state, ref, response, fmt=fmt, wait=wait, timeout=timeout, before=body)
-    if action is CanaryAction.OTHER_ROLLOUT:
-        raise ApiError("RolloutInProgress", canary_refusal(ref.name, rollout.get("State"), rollout.get("Strategy")))
-    latest = int(body.get("LatestVersion") or 0)
-    last = int(body.get("LastRolledOutVersion") or 0)
-    stable = last if last and last != latest else _previous(state, ref, latest)
-    if stable is None:
-        raise ApiError("NothingToCompare", f"Service {ref.name} has only version {latest}: a canary needs a newer "
-                       "version. Make one with `ferry modify NAME -s FILE`.")
-    _set_weights(ctx, state, ref, {latest: weight, stable: 100 - weight}, f"Canary: version {latest} gets "
-                 f"{weight} %, version {stable} {100 - weight} %.", fmt, wait, timeout)
+    before = state.client.describe(ref)
+    # What a canary does, and its refusal (RolloutInProgress) during a rolling or blue-green rollout, is the
+    # server's decision (services.writes.canary_set), the same for the console and the API.
+    response = state.client.put(state.client.service_path(ref, "/canary"), {"Weight": weight})
+    finish_write(ctx, state, ref, response, fmt=fmt, wait=wait, timeout=timeout, before=before)
 
 
 @click.command()

@@ -96,11 +96,11 @@ def namespace_for(cluster, project_name: str) -> str:
 
 def service_desired(service, plan: Plan | None = None) -> ServiceDesired:
     """What `service` should look like on its cluster. Without a plan (the manifests endpoint, `--dry-run`),
-    the steady plan of the current weights and instance count."""
+    the steady plan of the asked weights (Version.asked_weight) and the instance count."""
     versions = {v.number: v for v in service.versions.all()}
     if plan is None:
         total = service_instance_count(service)
-        plan = steady_plan(weights={n: v.weight for n, v in versions.items()}, total=total)
+        plan = steady_plan(weights={n: v.asked_weight for n, v in versions.items()}, total=total)
     running = service.desired_state == "running"
     # A version is on the cluster while it has instances wanted or traffic (a stopped service keeps its
     # serving versions' objects, at zero).

@@ -37,7 +37,7 @@ def _versions(service: Service) -> list[Version]:
 def _current_version(versions: list[Version]) -> int:
     if not versions:
         return 0
-    return max(versions, key=lambda version: (version.weight, version.number)).number
+    return max(versions, key=lambda version: (version.asked_weight, version.number)).number
 
 
 def service_body(service: Service, *, with_token: bool = False, with_secrets: bool = False) -> dict:
@@ -85,13 +85,22 @@ def service_body(service: Service, *, with_token: bool = False, with_secrets: bo
         "Generation": service.generation,
         "ObservedGeneration": service.observed_generation,
         "DesiredState": service.desired_state,
-        "Traffic": [{"Version": v.number, "Weight": v.weight} for v in versions if v.weight],
+        # What was asked (a rollout's own shares while it decides); AppliedTraffic: what the gateway serves now.
+        "Traffic": [{"Version": v.number, "Weight": v.asked_weight} for v in versions if v.asked_weight],
+        "AppliedTraffic": [{"Version": v.number, "Weight": v.weight} for v in versions if v.weight],
         "LastRolledOutVersion": service.last_rolled_out_version,
         "Rollout": rollout_body(service.rollout),
     }
     if with_token:
         body["AccessToken"] = service_token(service)
     return body
+
+
+def weights_body(versions) -> dict:
+    """Weights per version as asked (what a write set, or the rollout's while it decides) and as applied."""
+    versions = list(versions)
+    return {"Weights": {str(v.number): v.asked_weight for v in versions},
+            "AppliedWeights": {str(v.number): v.weight for v in versions}}
 
 
 def rollout_body(stored: dict | None) -> dict | None:
@@ -117,7 +126,8 @@ def version_body(version: Version, *, with_secrets: bool = False) -> dict:
         "ServiceRunnable": "true",
         "Message": version.message,
         "ServiceConfig": json.dumps(version.service_file if with_secrets else masked_service_file(version.service_file)),
-        "Weight": version.weight,
+        "Weight": version.asked_weight,
+        "AppliedWeight": version.weight,
     }
 
 

@@ -89,6 +89,10 @@ class CanaryWeightBody(serializers.Serializer):
     CanaryWeight = serializers.IntegerField(min_value=0, max_value=100)
 
 
+class CanaryBody(serializers.Serializer):
+    Weight = serializers.IntegerField(min_value=0, max_value=100)
+
+
 class UpdateServiceVersionBody(serializers.Serializer):
     Version = serializers.IntegerField(min_value=1)
 

@@ -18,6 +18,7 @@ urlpatterns = [
     path(f"{SERVICE}/version", traffic.VersionView.as_view()),
     path(f"{SERVICE}/release", traffic.ReleaseView.as_view()),
     path(f"{SERVICE}/traffic", traffic.TrafficView.as_view()),
+    path(f"{SERVICE}/canary", traffic.CanaryView.as_view()),
     path(f"{SERVICE}/mirror", traffic.MirrorView.as_view()),
     path(f"{SERVICE}/rollout", rollouts.RolloutView.as_view()),
     path(f"{SERVICE}/rollout/<str:action>", rollouts.RolloutActionView.as_view()),

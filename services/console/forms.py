@@ -138,7 +138,7 @@ class WeightsForm(forms.Form):
         super().__init__(*args, **kwargs)
         for version in versions:
             self.fields[f"weight_{version.number}"] = forms.IntegerField(
-                label=f"v{version.number}", min_value=0, max_value=100, initial=version.weight)
+                label=f"v{version.number}", min_value=0, max_value=100, initial=version.asked_weight)
 
     def weights(self) -> dict[int, int]:
         return {int(name.removeprefix("weight_")): value for name, value in self.cleaned_data.items() if value}

@@ -98,6 +98,11 @@ class Version(models.Model):
     number = models.PositiveIntegerField()
     instance_spec = models.JSONField()
     service_file = models.JSONField(help_text="The whole normalized service file when this version was made.")
+    # Traffic as Kubernetes keeps spec and status. `requested_weight` is what was asked (a user's weights, a
+    # rollback, a switch; a finished rollout's outcome), None while a rollout decides (the user asked for the
+    # rollout, not for a share); only writes set it. `weight` is what the reconciler applied and the route
+    # publishes; only the reconciler writes it (deployer/reconcile.py), from the plan of the asked values.
+    requested_weight = models.PositiveSmallIntegerField(null=True, blank=True)
     weight = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=255, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -108,6 +113,11 @@ class Version(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service.name} v{self.number}"
+
+    @property
+    def asked_weight(self) -> int:
+        """The share this version is meant to have: what was asked, or (while a rollout decides) what it has."""
+        return self.weight if self.requested_weight is None else self.requested_weight
 
 
 class Instance(models.Model):

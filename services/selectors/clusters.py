@@ -62,7 +62,7 @@ def service_file_manifests(*, cluster: Cluster, project: Project, document: obje
     else:
         service_file = validate_service_file(document)
     number = (max((v.number for v in current.versions.all()), default=0) + 1) if current is not None else 1
-    version = SimpleNamespace(number=number, weight=100, service_file=service_file)
+    version = SimpleNamespace(number=number, weight=100, asked_weight=100, service_file=service_file)
     draft = SimpleNamespace(
         name=service_file["name"], cluster=cluster, project=project, desired_state="running",
         instance_count=service_file["metadata"]["instance"], autoscaler=service_file.get("autoscaler"),

@@ -25,7 +25,7 @@ from .rollouts import (
     rollout_switch,
 )
 from .scaling import autoscaler_delete, autoscaler_set, cron_scaler_delete, cron_scaler_set, service_scale
-from .traffic import mirror_delete, mirror_set, service_release, version_rollback, version_weights_set
+from .traffic import canary_set, mirror_delete, mirror_set, service_release, version_rollback, version_weights_set
 
 __all__ = [
     "access_key_create",
@@ -34,6 +34,7 @@ __all__ = [
     "api_token_revoke",
     "autoscaler_delete",
     "autoscaler_set",
+    "canary_set",
     "cluster_delete",
     "cluster_register",
     "cluster_update",

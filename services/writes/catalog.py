@@ -111,7 +111,7 @@ def service_create(*, actor, project: Project, document: object, labels: dict | 
         raise AlreadyExists(f'A service named "{name}" already exists in cluster "{cluster.name}".') from None
     Version.objects.create(
         service=service, number=1, instance_spec=instance_spec(spec), service_file=spec, weight=100,
-        message="Created with the service",
+        requested_weight=100, message="Created with the service",
     )
     event_record(service=service, reason="CreatedService", message=f"Created service {name} with version 1",
                  actor=actor)

@@ -43,6 +43,8 @@ def rollout_begin(service: Service, version: Version, *, strategy: str, canary_w
                      message=f"Version {version.number} of {service.name} replaced the rollout of version "
                              f"{superseded.to_version}", actor=actor)
     service.rollout = started.to_json()
+    # The user asked for a rollout, not for shares: until it ends, traffic is what it decides (None).
+    service.versions.update(requested_weight=None)
     event_record(service=service, reason="StartedRollout",
                  message=f"Started a {strategy} rollout of {service.name}: version "
                          f"{service.last_rolled_out_version} -> {version.number}", actor=actor)
@@ -61,8 +63,7 @@ def all_traffic_to(service: Service, number: int) -> int | None:
     """
     meanwhile = _serving_meanwhile(service, number)
     keep = number if meanwhile is None else meanwhile
-    service.versions.exclude(number=keep).update(weight=0)
-    service.versions.filter(number=keep).update(weight=100)
+    asked_all_traffic_to(service, keep)
     if meanwhile is None:
         service.rollout = None
         service.last_rolled_out_version = number
@@ -73,13 +74,20 @@ def all_traffic_to(service: Service, number: int) -> int | None:
     return meanwhile
 
 
+def asked_all_traffic_to(service: Service, number: int) -> None:
+    """The ask (Version.requested_weight) that version `number` has all traffic; the reconciler applies it."""
+    service.versions.exclude(number=number).update(requested_weight=0)
+    service.versions.filter(number=number).update(requested_weight=100)
+
+
 def _serving_meanwhile(service: Service, number: int) -> int | None:
-    """The version with traffic and ready instances that keeps serving while `number` starts, if it must."""
+    """The version with traffic and ready instances that keeps serving while `number` starts, if it must:
+    traffic as asked (a share asked a moment ago counts), else as the rollout has it."""
     ready = set(service.instances.filter(ready=True).values_list("version__number", flat=True))
     if number in ready:
         return None
-    serving = service.versions.filter(weight__gt=0, number__in=ready).exclude(number=number)
-    return serving.order_by("-weight", "-number").values_list("number", flat=True).first()
+    serving = [v for v in service.versions.filter(number__in=ready).exclude(number=number) if v.asked_weight > 0]
+    return max(serving, key=lambda v: (v.asked_weight, v.number)).number if serving else None
 
 
 def _transition(service: Service, action: str,
@@ -175,8 +183,7 @@ def rollout_switch(*, actor, service: Service) -> Service:
     before, switched = _transition(service, "switch",
                                    lambda r: r.switch(retain_until=retain_until, service=service.name))
     old, new = before.from_version, before.to_version
-    service.versions.update(weight=0)
-    service.versions.filter(number=new).update(weight=100)
+    asked_all_traffic_to(service, new)
     service.last_rolled_out_version = new
     return _changed(actor, service, switched, "SwitchedTraffic",
                     f"Switched {service.name} from version {old} to version {new}; version {old} stays warm "

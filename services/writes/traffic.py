@@ -2,7 +2,8 @@
 
 from django.db import transaction
 
-from services.errors import InvalidRequest, NotFound
+from contracts.rollouts import CanaryAction, canary_action, canary_refusal
+from services.errors import Conflict, InvalidRequest, NotFound
 from services.models import Service, Version
 from services.rollouts import rollout_of
 
@@ -10,7 +11,7 @@ from services.selectors.traffic_refs import mirror_target_uids, published_group
 
 from .catalog import desired_state_changed
 from .events import event_record
-from .rollouts import all_traffic_to
+from .rollouts import all_traffic_to, rollout_set_canary_weight
 
 TRAFFIC_STATES = ("standalone", "grouping")
 
@@ -45,10 +46,10 @@ def version_weights_set(*, actor, service: Service, weights: dict[int, int]) -> 
         raise InvalidRequest.at("Weights", f"weights must be between 0 and 100 (version {bad[0]})")
     if sum(weights.values()) != 100:
         raise InvalidRequest.at("Weights", f"weights must sum to 100, not {sum(weights.values())}")
-    before = {number: version.weight for number, version in versions.items() if version.weight}
-    for number, version in versions.items():
-        version.weight = weights.get(number, 0)
-        version.save(update_fields=["weight"])
+    before = {number: version.asked_weight for number, version in versions.items() if version.asked_weight}
+    for number, version in versions.items():  # the ask; the reconciler applies it (Version.weight)
+        version.requested_weight = weights.get(number, 0)
+        version.save(update_fields=["requested_weight"])
     after = {number: weight for number, weight in weights.items() if weight}
     if len(after) == 1:
         service.last_rolled_out_version = next(iter(after))
@@ -148,3 +149,37 @@ def mirror_delete(*, actor, service: Service) -> Service:
     service.mirror = None
     event_record(service=service, reason="RemovedMirror", message=f"Stopped mirroring {service.name}", actor=actor)
     return desired_state_changed(service)
+
+
+def _canary_base(service: Service, newest: int) -> int | None:
+    """The version a canary shifts from: the last rolled-out one, or else the one before the newest."""
+    if service.last_rolled_out_version and service.last_rolled_out_version != newest:
+        return service.last_rolled_out_version
+    return service.versions.filter(number__lt=newest).order_by("-number").values_list("number", flat=True).first()
+
+
+@transaction.atomic
+def canary_set(*, actor, service: Service, percent: int) -> Service:
+    """"Send `percent` to the newest version", decided here once for the API, the console and the CLI: during a
+    canary rollout its share moves (traffic still waits for readiness); during another rollout (rolling,
+    blue-green) it is refused, naming that rollout, and nothing changes (the issue's one decision: a slider
+    must not cancel a rollout by accident); with no rollout the newest version and its base get hand-set
+    weights."""
+    service = _locked(service)
+    if not isinstance(percent, int) or isinstance(percent, bool) or not 0 <= percent <= 100:
+        raise InvalidRequest.at("Weight", "must be an integer between 0 and 100")
+    rollout = rollout_of(service.rollout)
+    state, strategy = (str(rollout.state), str(rollout.strategy)) if rollout else (None, None)
+    action = canary_action(state, strategy)
+    if action is CanaryAction.SET_CANARY_WEIGHT:
+        return rollout_set_canary_weight(actor=actor, service=service, weight=percent)
+    if action is CanaryAction.OTHER_ROLLOUT:
+        raise Conflict(canary_refusal(service.name, state, strategy), code="RolloutInProgress")
+    newest = service.versions.order_by("-number").values_list("number", flat=True).first()
+    base = _canary_base(service, newest)
+    if base is None:
+        raise Conflict(f"Service {service.name} has only version {newest}: a canary needs a newer version. Make "
+                       "one with an update of the service.", code="NothingToCompare")
+    shares = {base: 100 - percent, newest: percent}
+    return version_weights_set(actor=actor, service=service,
+                               weights={number: share for number, share in shares.items() if share})

@@ -29,7 +29,8 @@ WRITES = {
     "restart": ({}, "service_restart"),
     "delete": ({}, "service_delete"),
     "weights": ({"weight_1": "70", "weight_2": "30"}, "version_weights_set"),
-    "canary": ({"percent": "30"}, "version_weights_set"),
+    # What a canary does is the write's decision (it refuses the fixture's rolling update: test_canary.py).
+    "canary": ({"percent": "30"}, "canary_set"),
     "promote": ({}, "rollout_promote"),  # the fixture has a rolling update in progress
     "rollback": ({"number": "1"}, "version_rollback"),
     "switch": ({}, "rollout_switch"),

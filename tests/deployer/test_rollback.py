@@ -40,7 +40,7 @@ def ready(service: Service, *numbers: int) -> None:
 
 
 def weights(service: Service) -> dict[int, int]:
-    return {v.number: v.weight for v in service.versions.all() if v.weight}
+    return {v.number: v.asked_weight for v in service.versions.all() if v.asked_weight}
 
 
 def test_a_version_without_instances_starts_before_it_takes_the_traffic():

@@ -7,7 +7,7 @@ from services import writes
 from services.errors import NotFound
 
 from .. import serializers as s
-from ..presenters import rollout_body
+from ..presenters import rollout_body, weights_body
 from .base import EasView
 
 TAG = ["Rollouts"]
@@ -25,9 +25,9 @@ class RolloutView(EasView):
     @extend_schema(operation_id="DescribeServiceRollout", tags=TAG, responses={200: OpenApiTypes.OBJECT})
     def get(self, request, cluster_id, service_name):
         service = self.service(request, cluster_id, service_name)
-        weights = {str(v.number): v.weight for v in service.versions.all()}
         return self.respond(request, {"ServiceName": service.name, "Rollout": rollout_body(service.rollout),
-                                      "Weights": weights, "LastRolledOutVersion": service.last_rolled_out_version})
+                                      **weights_body(service.versions.all()),
+                                      "LastRolledOutVersion": service.last_rolled_out_version})
 
     @extend_schema(operation_id="UpdateServiceRollout", tags=TAG, request=s.CanaryWeightBody,
                    responses={202: OpenApiTypes.OBJECT}, description="Sets the canary's share of traffic.")

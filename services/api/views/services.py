@@ -26,7 +26,8 @@ class ServicesView(EasView):
             status=query["ServiceStatus"], cluster=query["ResourceName"], project=query["WorkspaceId"],
             sort=query["Sort"], order=query["Order"], labels=query.get("Label"),
         ).select_related("created_by").prefetch_related(
-            Prefetch("versions", queryset=Version.objects.only("id", "service_id", "number", "weight")),
+            Prefetch("versions",
+                     queryset=Version.objects.only("id", "service_id", "number", "weight", "requested_weight")),
             Prefetch("instances", queryset=Instance.objects.only("id", "service_id", "ready")),
         )
         page = selectors.paginate(services, query["PageNumber"], query["PageSize"])

@@ -9,7 +9,7 @@ from services.errors import NotFound
 from services.selectors.masking import may_see_secrets
 
 from .. import serializers as s
-from ..presenters import version_body
+from ..presenters import version_body, weights_body
 from .base import EasView, page_body
 
 TAG = ["Versions and traffic"]
@@ -50,13 +50,31 @@ class ReleaseView(EasView):
         return self.accepted(request, f"Released service {service.name}")
 
 
+class CanaryView(EasView):
+    @extend_schema(operation_id="UpdateServiceCanary", tags=TAG, request=s.CanaryBody,
+                   responses={202: OpenApiTypes.OBJECT},
+                   description='Ferry: sends Weight % to the newest version, e.g. {"Weight": 20}: the canary\'s '
+                               "share during a canary rollout, hand-set weights with no rollout; refused (409 "
+                               "RolloutInProgress) during a rolling or blue-green rollout.")
+    def put(self, request, cluster_id, service_name):
+        service = self.service(request, cluster_id, service_name, write=True)
+        percent = self.body(s.CanaryBody, request)["Weight"]
+        service = writes.canary_set(actor=request.user, service=service, percent=percent)
+        if service.rollout:
+            return self.accepted(request, f"Setting the canary of {service.name} to {percent} %")
+        shares = sorted(((v.number, v.asked_weight) for v in service.versions.all() if v.asked_weight), reverse=True)
+        said = ", version ".join(f"{number} {'gets ' if i == 0 else ''}{weight} %"
+                                 for i, (number, weight) in enumerate(shares))
+        return self.accepted(request, f"Canary: version {said}.")
+
+
 class TrafficView(EasView):
     @extend_schema(operation_id="DescribeServiceTraffic", tags=TAG, responses={200: OpenApiTypes.OBJECT},
                    description="Ferry: the share of traffic of each version and the last rolled-out version.")
     def get(self, request, cluster_id, service_name):
         service = self.service(request, cluster_id, service_name)
-        weights = {str(v.number): v.weight for v in selectors.versions_of(service)}
-        return self.respond(request, {"ServiceName": service.name, "Weights": weights,
+        versions = list(selectors.versions_of(service))
+        return self.respond(request, {"ServiceName": service.name, **weights_body(versions),
                                       "LastRolledOutVersion": service.last_rolled_out_version})
 
     @extend_schema(operation_id="UpdateServiceTraffic", tags=TAG, request=s.TrafficBody,

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from services import selectors
 from services import writes
 from services.errors import FerryError, InvalidRequest
-from contracts.rollouts import CanaryAction, canary_action, promote_action
+from contracts.rollouts import promote_action
 
 from .. import invoke
 from ..rendering import render
@@ -78,21 +78,11 @@ def weights(request, service):
 
 
 def canary(request, service):
-    _, newest, base = traffic_versions(service)
+    _, newest, _ = traffic_versions(service)
 
     def write(form):
-        if base is None:
-            raise InvalidRequest.at("percent", "a canary needs two versions: update the service first")
-        percent = form.cleaned_data["percent"]
-        rollout = service.rollout or {}
-        action = canary_action(rollout.get("state"), rollout.get("strategy"))
-        if action is CanaryAction.SET_CANARY_WEIGHT:
-            # A canary rollout in progress: its weight moves, and traffic still waits for readiness.
-            writes.rollout_set_canary_weight(actor=request.user, service=service, weight=percent)
-            return
-        # CanaryAction.OTHER_ROLLOUT: the slider's weights replace that rollout (version_weights_set cancels it).
-        shares = {base.number: 100 - percent, newest.number: percent}
-        writes.version_weights_set(actor=request.user, service=service, weights={k: v for k, v in shares.items() if v})
+        # What a canary does (and its refusal during a rolling or blue-green rollout) is the write's decision.
+        writes.canary_set(actor=request.user, service=service, percent=form.cleaned_data["percent"])
 
     form = CanaryForm(request.POST)
     percent = request.POST.get("percent", "?")

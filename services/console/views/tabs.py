@@ -75,9 +75,9 @@ def versions(request, service: Service, forms: dict | None = None, **_) -> dict:
     mirror = service.mirror or {}
     return {
         "version_rows": rows, "newest": newest, "base": base,
-        "canary_percent": newest.weight if newest and base else 0,
+        "canary_percent": newest.asked_weight if newest and base else 0,
         "weights_form": forms.get("weights") or WeightsForm(versions=versions),
-        "canary_form": forms.get("canary") or CanaryForm(initial={"percent": newest.weight if newest else 0}),
+        "canary_form": forms.get("canary") or CanaryForm(initial={"percent": newest.asked_weight if newest else 0}),
         "mirror_form": forms.get("mirror") or MirrorForm(initial={"targets": ", ".join(mirror.get("targets", [])),
                                                                  "ratio": mirror.get("ratio", 10)}),
         "blue_green": [{"action": name.removeprefix("rollout_"), "label": label,

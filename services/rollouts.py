@@ -11,9 +11,9 @@ switch, finish, canary weight) and the reconciler's plan (deployer/rollout.py: a
 failure, the progress clock). Each move is a method here that refuses a move its state does not allow with
 `RolloutRefused`; the writes turn that into the API's 409.
 
-Pure and without Django. The states, the strategies and what a client does on canary / promote live in
-contracts/rollouts.py, which the CLI may import (it imports no Django and no Ferry app), so the console and
-`ferry` classify a rollout the same way.
+Pure and without Django. The states and the strategies live in contracts/rollouts.py, which the CLI may import
+(it imports no Django and no Ferry app). What a canary request does is decided once, by the write
+`services.writes.canary_set`, which the API, the console and `ferry canary` all call.
 """
 
 from __future__ import annotations

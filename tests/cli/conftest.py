@@ -162,7 +162,13 @@ def wait_for_output(process: subprocess.Popen, stream: str, needle: str, timeout
 
 def interrupt(process: subprocess.Popen, timeout: float = 15.0) -> tuple[int, str, str]:
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=timeout)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # Still fails the test, but a CLI left polling would answer later tests' server with errors of its own.
+        process.kill()
+        stdout, stderr = process.communicate()
+        raise AssertionError(f"the CLI did not end within {timeout:g} s of SIGINT; it printed:\n{stdout}\n{stderr}")
     return process.returncode, stdout, stderr
 
 

@@ -58,13 +58,19 @@ class Ferry:
         return json.loads(self.ok(*args, "-o", "json", **kwargs).stdout)
 
     def popen(self, *args: str, **env: str) -> subprocess.Popen:
+        # Ctrl-C as a terminal sends it: a suite started in the background by a non-interactive shell inherits
+        # SIGINT ignored, and Python then installs no KeyboardInterrupt handler in the CLI it starts.
         return subprocess.Popen([str(FERRY), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env={**self.env, **env})
+                                env={**self.env, **env}, preexec_fn=_sigint_as_default)
 
     def file(self, name: str, content) -> str:
         path = self.tmp_path / name
         path.write_text(content if isinstance(content, str) else json.dumps(content))
         return str(path)
+
+
+def _sigint_as_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -133,12 +133,12 @@ def _loop_decides(name: str, since: float, timeout: float = 5.0) -> bool:
     import redis
     from django.conf import settings
 
-    from deployer.autoscaling import DECISION_KEY
+    from contracts.scaling_records import DECISION_KEY
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        raw = client.get(DECISION_KEY.format(service=name))
+        raw = client.get(DECISION_KEY.format(cluster="local", service=name))
         if raw and json.loads(raw)["time"] > since:
             print("The autoscaler loop runs: it takes the service to zero before each run")
             return True

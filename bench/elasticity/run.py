@@ -203,13 +203,13 @@ def _wait_for_decisions(service, timeout: float = 10.0) -> None:
     import redis
     from django.conf import settings
 
-    from deployer.autoscaling import DECISION_KEY
+    from contracts.scaling_records import DECISION_KEY
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     asked = time.time()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        raw = client.get(DECISION_KEY.format(service=service.name))
+        raw = client.get(DECISION_KEY.format(cluster=service.cluster.name, service=service.name))
         if raw and json.loads(raw)["time"] > asked:
             return
         time.sleep(0.5)

@@ -8,8 +8,6 @@ and a rollout of a service at zero instances ends at its first reconcile.
 import json
 
 import pytest
-import redis
-from django.conf import settings
 
 from deployer.reconcile import reconcile
 from deployer.routing import ROUTES_KEY, publish_route
@@ -27,14 +25,6 @@ SLEEPER = {"name": "sleeper", "processor": "custom",
 
 def new_shape(seconds: int) -> dict:
     return {"containers": [{"image": "none", "script": f"sleep {seconds}", "port": 8000}]}
-
-
-@pytest.fixture
-def routes():
-    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    client.delete(ROUTES_KEY)
-    yield client
-    client.delete(ROUTES_KEY)
 
 
 def two_versions(**update) -> Service:

@@ -3,8 +3,6 @@
 import json
 
 import pytest
-import redis
-from django.conf import settings
 
 from deployer.activation import activate
 from deployer.models import LocalInstance
@@ -20,14 +18,6 @@ pytestmark = pytest.mark.django_db
 SLEEPER = {"name": "sleeper", "processor": "custom",
            "containers": [{"image": "none", "script": "sleep 600", "port": 8000}],
            "metadata": {"rpc": {"keepalive": 7000}}}
-
-
-@pytest.fixture
-def routes():
-    client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    client.delete(ROUTES_KEY)
-    yield client
-    client.delete(ROUTES_KEY)
 
 
 def create(document) -> Service:

@@ -68,14 +68,17 @@ class DeployerPort:
     def manifests_yaml(self, manifests: list[dict]) -> str:
         return to_yaml(manifests)
 
-    def instance_log(self, service, instance_name: str, *, since: datetime | None):
-        driver = driver_for(service.cluster)
-        return None if driver is None else driver.logs(service, instance_name, since=since, follow=False)
+    def instance_logs(self, service, instance_names: list[str], *, since: datetime | None):
+        driver = driver_for(service.cluster)  # one driver: on Kubernetes, one API client for every instance
+        if driver is None:
+            return None
+        return {name: driver.logs(service, name, since=since, follow=False) for name in instance_names}
 
     def program_log_tail(self, service, instance_name: str, lines: int) -> tuple[str, ...]:
-        log = self.instance_log(service, instance_name, since=None)
-        if log is None:
+        logs = self.instance_logs(service, [instance_name], since=None)
+        if logs is None:
             return ()
+        log = logs[instance_name]
         try:
             return tuple(deque((line for line in log if line.strip() and AGENT_TAG not in line), maxlen=lines))
         except (OSError, TransientError, PermanentError):

@@ -57,8 +57,10 @@ class Deployer(Protocol):
     def manifests_yaml(self, manifests: list[dict]) -> str:
         """A multi-document YAML stream of rendered manifests."""
 
-    def instance_log(self, service, instance_name: str, *, since: datetime | None) -> Iterable[str] | None:
-        """An instance's log lines from its cluster (None: the cluster has no driver, so nothing ran)."""
+    def instance_logs(self, service, instance_names: list[str], *,
+                      since: datetime | None) -> dict[str, Iterable[str]] | None:
+        """Each instance's log lines from its cluster, read through one connection (None: the cluster has no
+        driver, so nothing ran)."""
 
     def program_log_tail(self, service, instance_name: str, lines: int) -> tuple[str, ...]:
         """The last lines the instance's program wrote, without the node agent's notes; () if unreadable."""

@@ -17,11 +17,11 @@ def service_log_lines(service: Service, *, instance_name: str = "", keyword: str
     with its instance's name. A line with no timestamp (a traceback's) takes the time of the line before."""
     names = [instance_of(service, instance_name)] if instance_name else list(
         service.instances.values_list("name", flat=True))
+    logs = deployer().instance_logs(service, names, since=start)
+    if logs is None:
+        return []  # nothing has run: a cluster without a driver has no logs to show
     lines = []
-    for name in names:
-        log = deployer().instance_log(service, name, since=start)
-        if log is None:
-            return []  # nothing has run: a cluster without a driver has no logs to show
+    for name, log in logs.items():
         prefix = "" if instance_name else f"{name}: "
         lines.extend(prefix + line for line in _matching(log, keyword, start, end))
     return lines

@@ -22,14 +22,21 @@ KNOWN_PROCESSORS = (
     "torchserve",
     "mlserver",
     "pmml",
+    "vllm",
+    "sglang",
     "custom",
 )
+
+# Large-language-model engines: they serve the OpenAI API (/v1/chat/completions, /v1/completions,
+# /v1/embeddings, /v1/models) under the service's name, stream tokens, and expose their own load on /metrics
+# (queue depth, KV-cache use), which the gateway routes by and the autoscaler may scale on.
+LLM_PROCESSORS = frozenset({"vllm", "sglang"})
 
 # These load a model file or directory at start-up, so a service file that
 # uses them must say where the model is (model_path). triton is checked apart:
 # its model repository may instead come from processor_params.
 PROCESSORS_NEEDING_A_MODEL = frozenset(
-    {"sklearn", "xgboost", "lightgbm", "onnx", "pmml", "tfserving", "torchserve"}
+    {"sklearn", "xgboost", "lightgbm", "onnx", "pmml", "tfserving", "torchserve", "vllm", "sglang"}
 )
 
 # EAS writes framework codes as <framework>_<device>[_<version>], e.g.

@@ -66,7 +66,7 @@ class ProcessorInfo:
     image_args: tuple[str, ...]
     port: int  # HTTP port in the container
     health_path: str
-    protocol: str  # "v1+v2" (KServe V1 and Open Inference V2), "v2", "tfserving", "torchserve", "custom"
+    protocol: str  # "v1+v2" (KServe V1 and Open Inference V2), "v2", "tfserving", "torchserve", "openai", "custom"
     metrics_path: str | None
     metrics_port: int | None  # None: the serving port
 
@@ -104,6 +104,19 @@ PROCESSORS: dict[str, ProcessorInfo] = {
     "pmml": ProcessorInfo(
         "kserve/pmmlserver:v0.15.0", ("--model_name={service}", "--model_dir={model_dir}", "--http_port=8080"),
         8080, "/v2/health/ready", "v1+v2", "/metrics", None,
+    ),
+    # The engines' official images; the model is served under the service's name, so the OpenAI `model` field
+    # is the service name (contracts/paths.py routes by it).
+    "vllm": ProcessorInfo(
+        "vllm/vllm-openai:v0.11.0",
+        ("--model={model_dir}", "--served-model-name={service}", "--host=0.0.0.0", "--port=8000"),
+        8000, "/health", "openai", "/metrics", None,
+    ),
+    "sglang": ProcessorInfo(
+        "lmsysorg/sglang:v0.5.3-cu126",
+        ("python3", "-m", "sglang.launch_server", "--model-path={model_dir}", "--served-model-name={service}",
+         "--host=0.0.0.0", "--port=30000", "--enable-metrics"),
+        30000, "/health", "openai", "/metrics", None,
     ),
     "custom": ProcessorInfo(None, (), 0, "/", "custom", None, None),
 }

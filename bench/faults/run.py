@@ -91,6 +91,7 @@ class Load:
     headers: dict
     clients: int
     outcomes: list[tuple[float, float, bool]] = field(default_factory=list)
+    failures: list[tuple[float, str]] = field(default_factory=list)  # (sent, why) of each failed request
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def start(self) -> None:
@@ -106,10 +107,13 @@ class Load:
             try:
                 connection.request("POST", parts.path, body=IRIS_BODY, headers=self.headers)
                 response = connection.getresponse()
-                response.read()
+                answer = response.read()
                 ok = response.status == 200
-            except (OSError, http.client.HTTPException):
+                if not ok:
+                    self.failures.append((sent, f"{response.status} {answer[:160].decode(errors='replace')}"))
+            except (OSError, http.client.HTTPException) as error:
                 ok = False
+                self.failures.append((sent, f"{type(error).__name__}: {error}"))
                 connection.close()
                 connection = None
                 time.sleep(0.05)  # a refused connection returns at once: do not spin
@@ -244,6 +248,7 @@ class Row:
     control: float | None  # None: not whole within --timeout
     instances_before: dict[str, int] = field(default_factory=dict)
     instances_after: dict[str, int] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # why each request of the window failed, with its time
 
 
 def whole(load: Load, api: Api, base: int, service: str, timeout: float) -> None:
@@ -267,8 +272,9 @@ def inflict(fault: str, load: Load, api: Api, base: int, options) -> Row:
     control = time.monotonic() - killed if ok else None
     time.sleep(options.settle)  # late failures (a client's next request on a dead connection) count too
     window = [outcome for outcome in load.outcomes if outcome[0] >= killed]
+    failures = [f"+{sent - killed:.3f} s: {why}" for sent, why in load.failures if sent >= killed]
     return Row(fault, pid, len(window), sum(not ok for _, _, ok in window),
-               serving_whole_after(window, killed), control, before, instance_pids(options.service))
+               serving_whole_after(window, killed), control, before, instance_pids(options.service), failures)
 
 
 def table(rows: list[Row], timeout: float) -> str:

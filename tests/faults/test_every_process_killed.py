@@ -178,9 +178,11 @@ def test_no_single_process_killed_stops_serving_and_each_comes_back(make_run):
         fault = row["fault"]
         assert row["control"] is not None, f"{fault}: the control plane was not whole within {FAULT_TIMEOUT} s"
         if fault in MAY_COST_IN_FLIGHT:
-            assert row["failed"] <= CLIENTS, f"{fault}: {row['failed']} requests failed, more than those in flight"
+            assert row["failed"] <= CLIENTS, \
+                f"{fault}: {row['failed']} requests failed, more than those in flight: {row['failures']}"
         else:
-            assert row["failed"] == 0, f"{fault}: {row['failed']} requests failed; it is not on the request path"
+            assert row["failed"] == 0, \
+                f"{fault}: {row['failed']} requests failed; it is not on the request path: {row['failures']}"
         before, after = row["instances_before"], row["instances_after"]
         if fault == "instance":
             killed = [name for name, pid in before.items() if pid == row["pid"]]

@@ -14,6 +14,7 @@ from .eas import (EasScalerSettings, EasState, ScaleStrategy, eas_activated, eas
 from .knative import kpa_annotations, kpa_settings_from_annotations, parse_duration
 from .kpa import (KpaSettings, KpaState, kpa_activated, kpa_decide, kpa_new_state, kpa_observe,
                   kpa_restart_state)
+from .llm import WAITING_METRIC, WaitingReading, waiting_total
 
 __all__ = [
     "Decision",
@@ -22,6 +23,8 @@ __all__ = [
     "KpaSettings",
     "KpaState",
     "ScaleStrategy",
+    "WAITING_METRIC",
+    "WaitingReading",
     "combine",
     "cron_floor",
     "cron_job_states",
@@ -37,4 +40,5 @@ __all__ = [
     "kpa_restart_state",
     "kpa_settings_from_annotations",
     "parse_duration",
+    "waiting_total",
 ]

@@ -7,7 +7,9 @@ the highest recommendation of the last 300 s, a scale-up the lowest of the last 
 The caller keeps one `EasState` per version, feeds per-second samples with `eas_observe` and calls `eas_decide`
 every 2 seconds. Sample units: "qps" the version's requests in that second (all instances together); "cpu"
 and "gpu[util]" the mean utilization % across its instances; "queue[backlog]" the requests waiting in its
-queue. Each decision averages the last `metric_window` seconds (30 s by default).
+queue; "concurrency" the requests in flight (all instances together); "llm[waiting]" the requests waiting in
+the LLM engines' own queues (all ready instances together, autoscaler/llm.py). Each decision averages the last
+`metric_window` seconds (30 s by default).
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ METRIC_WINDOW_SECONDS = 30
 TOLERANCE = 0.1
 DECISION_TICK_SECONDS = 2
 # Totals that Ferry divides by the instance count to compare with a per-instance threshold.
-PER_INSTANCE_TOTALS = ("qps", "queue[backlog]")
-# Gauges: an unreported second is unknown, not zero.
-GAUGES = ("cpu", "gpu[util]")
+PER_INSTANCE_TOTALS = ("qps", "queue[backlog]", "concurrency", "llm[waiting]")
+# Gauges: an unreported second is unknown, not zero (an engine reading left out as stale is not an empty queue).
+GAUGES = ("cpu", "gpu[util]", "llm[waiting]")
+# Samples that mean the version is wanted: the idle clock towards zero restarts on any of them above 0. A
+# stream open for minutes is counted as a request only when it ends, but it is in flight every second.
+ACTIVITY = ("qps", "concurrency", "llm[waiting]")
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,9 @@ class EasState:
     """What the EAS scaler remembers between ticks, for one version.
 
     windows: per-second samples by metric name. recommendations: (time, recommendation) of the ticks within
-    the longer stabilization window. last_request_at: the last second with requests (qps > 0); None if none
-    yet. started_at: when the scaler started watching; idleness counts from here until the first request.
+    the longer stabilization window. last_request_at: the last second with requests (qps, in flight or
+    waiting above 0); None if none yet. started_at: when the scaler started watching; idleness counts from
+    here until the first request.
     """
 
     windows: tuple[tuple[str, SecondWindow], ...] = ()
@@ -177,7 +183,7 @@ def _prepared(settings: EasScalerSettings, state: EasState, now: float, metrics:
 
 
 def _latest_request(last: float | None, second: float, metrics: Mapping[str, float]) -> float | None:
-    if metrics.get("qps", 0) <= 0:
+    if all(metrics.get(name, 0) <= 0 for name in ACTIVITY):
         return last
     return second if last is None else max(last, second)
 

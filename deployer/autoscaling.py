@@ -9,13 +9,14 @@ more than one ready instance (no accidental scale-down after a restart).
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from django import db
 from django.db.models import Count, Q
 
 import autoscaler as scalers
+from contracts.engine_load import ENGINE_LOAD_TTL
 from contracts.scaling_records import cron_jobs_read, cron_jobs_write, decision_write
 from services.activations import activation_failed
 from services.models import Service
@@ -23,7 +24,7 @@ from services.scale import service_instance_count, scale_write
 from services.selectors.quotas import quota_instance_cap
 from services.writes import event_record
 
-from .metrics import read_seconds
+from .metrics import read_engine_loads, read_seconds
 from .scaling_failures import scaling_failed, scaling_recovered
 
 __all__ = ["TICK_SECONDS", "AutoscalerLoop"]
@@ -42,6 +43,7 @@ class Tracked:
     cpu_processes: dict = field(default_factory=dict)
     last_desired: int | None = None  # this loop's previous decision: a count raised from 0 since was an activation
     unapplied: int | None = None  # a decision that could not take effect, already reported once
+    waiting_at: int = 0  # the last second an engine queue reading was fed (a gauge: one sample a second)
 
 
 class AutoscalerLoop:
@@ -148,7 +150,8 @@ class AutoscalerLoop:
                 value = sample.requests if _kpa_settings(service).metric == "rps" else sample.concurrency
                 tracked.state = scalers.kpa_observe(tracked.state, second, value)
             else:
-                tracked.state = scalers.eas_observe(tracked.state, second, {"qps": sample.requests})
+                tracked.state = scalers.eas_observe(tracked.state, second, {"qps": sample.requests,
+                                                                            "concurrency": sample.in_flight})
         tracked.observed_until = seconds[-1]
 
     def _metric_decision(self, service: Service, tracked: Tracked, now: float, current: int):
@@ -160,10 +163,24 @@ class AutoscalerLoop:
                                                          ready_pods=ready)
         else:
             settings = scalers.EasScalerSettings.from_autoscaler(service.autoscaler)
-            extra = {"cpu": _cpu_percent(service, tracked)} if _uses_cpu(service) else {}
+            extra = {"cpu": _cpu_percent(service, tracked)} if _uses(service, "cpu") else {}
+            note = self._observe_waiting(service, tracked, now) if _uses(service, scalers.WAITING_METRIC) else ""
             tracked.state, decision = scalers.eas_decide(settings, tracked.state, now=now, current_replicas=current,
                                                          metrics=extra)
+            if note:
+                decision = replace(decision, reason=f"{decision.reason}; {note}")
         return decision.desired, decision
+
+    def _observe_waiting(self, service: Service, tracked: Tracked, now: float) -> str:
+        """Feeds the engines' waiting queue (ready instances, fresh readings) as this second's `llm[waiting]`
+        sample; returns what was left out, for the decision's reason."""
+        ready = service.instances.filter(ready=True).values_list("name", flat=True)
+        reading = scalers.waiting_total(read_engine_loads(self.redis, service.cluster.name, service.name), ready,
+                                        now=now, ttl=ENGINE_LOAD_TTL)
+        if reading.total is not None and int(now) > tracked.waiting_at:
+            tracked.state = scalers.eas_observe(tracked.state, int(now), {scalers.WAITING_METRIC: reading.total})
+            tracked.waiting_at = int(now)
+        return reading.note
 
     def _record(self, service, now, current, desired, reason, decision) -> None:
         """The latest decision and its inputs, for DescribeServiceAutoScaler and the console's charts."""
@@ -232,8 +249,8 @@ def _activated(tracked: Tracked, now: float):
     return tracked.state
 
 
-def _uses_cpu(service: Service) -> bool:
-    return any(s.get("metricName") == "cpu" for s in (service.autoscaler or {}).get("scaleStrategies", []))
+def _uses(service: Service, metric: str) -> bool:
+    return any(s.get("metricName") == metric for s in (service.autoscaler or {}).get("scaleStrategies", []))
 
 
 def _cpu_percent(service: Service, tracked: Tracked) -> float:

@@ -1,9 +1,14 @@
-"""Reading the gateway's per-second metrics (docs/gateway.md): hashes `metrics_second_key` (contracts/keys.py)
-with fields requests, errors, status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max,
-cold_starts."""
+"""Reading what the gateway measures, for the autoscaler loop.
+
+- Its per-second metrics (docs/gateway.md): hashes `metrics_second_key` (contracts/keys.py) with fields requests,
+  errors, status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max, cold_starts.
+- The LLM engines' own load its scraper keeps (contracts/engine_load.py): one hash per service, field = instance
+  name, value = the instance's last `EngineLoad`.
+"""
 
 from dataclasses import dataclass
 
+from contracts.engine_load import EngineLoad, engine_load_key
 from contracts.keys import metrics_second_key
 
 
@@ -12,6 +17,10 @@ class Second:
     requests: float = 0.0
     concurrency: float = 0.0  # average in-flight requests over the second (see below)
     queue: float = 0.0
+    # The most requests in flight at once during the second, versions added up. A request still in flight
+    # when a second ends is counted in the next one too, so a long stream counts in every second it is open
+    # (Little's law above counts it only in the second it ends).
+    in_flight: float = 0.0
 
 
 def read_seconds(redis_client, cluster: str, service: str, versions: list[int], seconds: list[int]) -> dict[int, Second]:
@@ -28,11 +37,28 @@ def read_seconds(redis_client, cluster: str, service: str, versions: list[int], 
     return totals
 
 
+def _field(row: dict, name: str) -> float:
+    return float(row.get(name.encode(), row.get(name, 0)) or 0)
+
+
 def _summed(rows: list[dict]) -> Second:
-    requests = latency_ms = queue = 0.0
+    requests = latency_ms = queue = in_flight = 0.0
     for row in rows:
-        requests += float(row.get(b"requests", row.get("requests", 0)) or 0)
-        latency_ms += float(row.get(b"latency_ms_sum", row.get("latency_ms_sum", 0)) or 0)
-        queue = max(queue, float(row.get(b"queue_max", row.get("queue_max", 0)) or 0))
+        requests += _field(row, "requests")
+        latency_ms += _field(row, "latency_ms_sum")
+        queue = max(queue, _field(row, "queue_max"))
+        in_flight += _field(row, "concurrency_max")
     # Little's law over one second: the summed time requests spent in flight is the average concurrency.
-    return Second(requests=requests, concurrency=latency_ms / 1000.0, queue=queue)
+    return Second(requests=requests, concurrency=latency_ms / 1000.0, queue=queue, in_flight=in_flight)
+
+
+def read_engine_loads(redis_client, cluster: str, service: str) -> dict[str, EngineLoad]:
+    """Each instance's last engine reading, by instance name. A value that does not parse is left out (the
+    scraper rewrites it at its next scrape)."""
+    loads = {}
+    for name, raw in (redis_client.hgetall(engine_load_key(cluster, service)) or {}).items():
+        try:
+            loads[name.decode() if isinstance(name, bytes) else name] = EngineLoad.from_json(raw)
+        except (ValueError, TypeError):
+            continue
+    return loads

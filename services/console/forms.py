@@ -159,7 +159,8 @@ class AutoscalerForm(PathErrorsMixin, forms.Form):
     min = forms.IntegerField(label="Minimum instances", min_value=0)
     max = forms.IntegerField(label="Maximum instances", min_value=1)
     metric = forms.ChoiceField(label="Metric", choices=[("qps", "QPS per instance"), ("cpu", "CPU %"),
-                                                        ("concurrency", "Concurrency per instance")])
+                                                        ("concurrency", "Concurrency per instance"),
+                                                        ("llm[waiting]", "LLM engine queue per instance")])
     threshold = forms.FloatField(label="Target per instance", min_value=0)
 
     def autoscaler(self) -> dict:

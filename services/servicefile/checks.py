@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Iterator
 
 from autoscaler import kpa_settings_from_annotations  # the same reading the scaler uses
-from processors.codes import PROCESSORS_NEEDING_A_MODEL, resolve_processor
+from processors.codes import LLM_PROCESSORS, PROCESSORS_NEEDING_A_MODEL, resolve_processor
 
 from .errors import FieldError, format_path
 
@@ -19,6 +19,8 @@ PROBES = ("startup_check", "liveness_check", "readiness_check")
 PROBE_HANDLERS = ("http_get", "tcp_socket", "exec")
 STORAGE_SOURCES = ("oss", "nfs", "git", "image", "empty_dir")
 PERCENT_METRICS = ("cpu", "gpu[util]")
+# Measured from an LLM engine's own metrics (its waiting queue): a service without an engine has none.
+LLM_METRICS = ("llm[waiting]",)
 
 Check = Callable[[dict], Iterator[FieldError]]
 
@@ -218,6 +220,14 @@ def check_autoscaler(doc: dict) -> Iterator[FieldError]:
         if isinstance(metric, str) and metric in metrics_seen:
             yield FieldError(format_path(here + ["metricName"]), f'"{metric}" is given twice')
         metrics_seen.add(metric)
+        if metric in LLM_METRICS and not _is_llm(doc):
+            yield FieldError(format_path(here + ["metricName"]),
+                             f'"{metric}" is the queue of an LLM engine: only services whose processor is one of '
+                             f'{", ".join(sorted(LLM_PROCESSORS))} have one; use qps or concurrency')
+
+
+def _is_llm(doc: dict) -> bool:
+    return _resolved_processor(doc)[0] in LLM_PROCESSORS  # an unknown processor is check_processor's to report
 
 
 def _kpa_problems(kpa: object) -> Iterator[FieldError]:

@@ -239,7 +239,9 @@ STORAGE = closed_object(
     required=["mount_path"],
 )
 
-SCALING_METRICS = ("qps", "cpu", "gpu[util]", "queue[backlog]")
+# EAS's metrics, and Ferry's: requests in flight per instance (any service) and requests waiting in an LLM
+# engine's own queue per instance (vllm, sglang: checks.py), as KServe and the vLLM stack scale LLMs.
+SCALING_METRICS = ("qps", "cpu", "gpu[util]", "queue[backlog]", "concurrency", "llm[waiting]")
 KPA_ANNOTATION_NAMES = (
     "metric", "target", "target-utilization-percentage", "window", "panic-window-percentage",
     "panic-threshold-percentage", "max-scale-up-rate", "max-scale-down-rate", "scale-to-zero-grace-period",

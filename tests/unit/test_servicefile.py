@@ -374,3 +374,15 @@ def test_it_gives_the_service_a_dns_label():
 def test_it_ships_a_valid_json_schema():
     Draft202012Validator.check_schema(SERVICE_FILE_SCHEMA)
     assert json.loads(json.dumps(SERVICE_FILE_SCHEMA)) == SERVICE_FILE_SCHEMA
+
+
+def test_it_refuses_the_llm_queue_metric_for_a_service_without_an_llm_engine():
+    scaled = {"min": 0, "max": 3, "scaleStrategies": [{"metricName": "llm[waiting]", "threshold": 4}]}
+    errors = errors_of({**SKLEARN, "autoscaler": scaled})
+    assert errors["autoscaler.scaleStrategies[0].metricName"] == [
+        '"llm[waiting]" is the queue of an LLM engine: only services whose processor is one of sglang, vllm '
+        "have one; use qps or concurrency"]
+    llm = {"name": "chat", "processor": "vllm", "model_path": "file:///models/tiny", "autoscaler": scaled}
+    validate_service_file(llm)
+    in_flight = {"min": 0, "max": 3, "scaleStrategies": [{"metricName": "concurrency", "threshold": 8}]}
+    validate_service_file({**SKLEARN, "autoscaler": in_flight})  # requests in flight: any service

@@ -69,6 +69,11 @@ class ProcessorInfo:
     protocol: str  # "v1+v2" (KServe V1 and Open Inference V2), "v2", "tfserving", "torchserve", "openai", "custom"
     metrics_path: str | None
     metrics_port: int | None  # None: the serving port
+    # The program the container runs, when Ferry names it rather than trusting the image's entrypoint
+    # (args are then `image_args`); () keeps the image's own.
+    command: tuple[str, ...] = ()
+    # The image for an instance that asks for no GPU (metadata.gpu / gpu_memory), when it differs.
+    cpu_image: str | None = None
 
 
 _BUILTIN_ARGS = (
@@ -106,17 +111,22 @@ PROCESSORS: dict[str, ProcessorInfo] = {
         8080, "/v2/health/ready", "v1+v2", "/metrics", None,
     ),
     # The engines' official images; the model is served under the service's name, so the OpenAI `model` field
-    # is the service name (contracts/paths.py routes by it).
+    # is the service name (contracts/paths.py routes by it). The command is named: the vLLM image's entrypoint
+    # is `vllm serve` (model positional), SGLang's image has none.
     "vllm": ProcessorInfo(
         "vllm/vllm-openai:v0.11.0",
-        ("--model={model_dir}", "--served-model-name={service}", "--host=0.0.0.0", "--port=8000"),
+        ("{model_dir}", "--served-model-name={service}", "--host=0.0.0.0", "--port=8000"),
         8000, "/health", "openai", "/metrics", None,
+        command=("vllm", "serve"),
+        # vLLM's own CPU build of the same release (x86-64 with AVX-512 or AVX2).
+        cpu_image="public.ecr.aws/q9t5s3a7/vllm-cpu-release-repo:v0.11.0",
     ),
     "sglang": ProcessorInfo(
         "lmsysorg/sglang:v0.5.3-cu126",
-        ("python3", "-m", "sglang.launch_server", "--model-path={model_dir}", "--served-model-name={service}",
-         "--host=0.0.0.0", "--port=30000", "--enable-metrics"),
+        ("--model-path={model_dir}", "--served-model-name={service}", "--host=0.0.0.0", "--port=30000",
+         "--enable-metrics"),
         30000, "/health", "openai", "/metrics", None,
+        command=("python3", "-m", "sglang.launch_server"),
     ),
     "custom": ProcessorInfo(None, (), 0, "/", "custom", None, None),
 }

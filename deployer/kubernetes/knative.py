@@ -14,6 +14,7 @@ import math
 
 from autoscaler.knative import PREFIX, kpa_settings_from_annotations
 
+from . import llm
 from .desired import ServiceDesired, VersionDesired
 from .meta import dns_name, metadata, version_labels, version_name, version_tag
 from .pod import pod_annotations, pod_spec
@@ -32,11 +33,17 @@ def knative_service(desired: ServiceDesired) -> dict:
     doc = newest.service_file
     annotations = {**pod_annotations(desired, newest, knative=True), **autoscaling_annotations(desired, newest)}
     spec = pod_spec(desired, newest, knative=True)
+    # An engine batches: no containerConcurrency unless the file sets one (a hard limit would hold requests
+    # in the queue-proxy that the engine would have run in its batch).
     concurrency = container_concurrency(doc)
     if concurrency:
         spec["containerConcurrency"] = concurrency
-    # Seeds 001: about 1.2 x the longest request, so requests in flight finish before a pod goes away.
-    spec["timeoutSeconds"] = max(1, math.ceil(request_timeout_seconds(doc) * 1.2))
+    if llm.is_llm(doc):
+        spec.update(llm.knative_timeouts(doc))
+        annotations.update(_engine_annotations(desired, doc, annotations))
+    else:
+        # Seeds 001: about 1.2 x the longest request, so requests in flight finish before a pod goes away.
+        spec["timeoutSeconds"] = max(1, math.ceil(request_timeout_seconds(doc) * 1.2))
     template = {"metadata": {"name": version_name(desired, newest.number),
                              "labels": version_labels(desired, newest.number),
                              "annotations": dict(sorted(annotations.items()))},
@@ -44,6 +51,17 @@ def knative_service(desired: ServiceDesired) -> dict:
     return {"apiVersion": "serving.knative.dev/v1", "kind": "Service",
             "metadata": metadata(desired, dns_name(desired.name)),
             "spec": {"template": template, "traffic": traffic(desired)}}
+
+
+def _engine_annotations(desired: ServiceDesired, doc: dict, annotations: dict[str, str]) -> dict[str, str]:
+    """A long load must not fail the revision (Knative's progress deadline is 10 minutes), and when it scales
+    on concurrency without a target, the target is the engine's batch size (processor_params)."""
+    result = {llm.KNATIVE_PROGRESS_DEADLINE: f"{llm.progress_deadline_seconds(doc)}s"}
+    batch = llm.batch_size(doc)
+    on_concurrency = annotations.get(f"{PREFIX}metric", "concurrency") == "concurrency"
+    if desired.autoscaler and batch and on_concurrency and f"{PREFIX}target" not in annotations:
+        result[f"{PREFIX}target"] = str(batch)
+    return result
 
 
 def container_concurrency(doc: dict) -> int:

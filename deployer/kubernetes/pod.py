@@ -26,11 +26,21 @@ from processors.registry import (
     kubernetes_image,
 )
 
+from . import llm
 from .desired import ServiceDesired, VersionDesired
 from .meta import is_annotation_key, version_labels
 from .tenancy import annotation_allowed, service_file_problems
 from .token import TOKEN_ENV, token_env
-from .volumes import PROCESSOR_DIR, WARMUP_DIR, RenderError, fetch_container, file_name, pod_mounts
+from .volumes import (
+    PROCESSOR_DIR,
+    WARMUP_DIR,
+    Mounts,
+    RenderError,
+    fetch_container,
+    file_name,
+    model_dir,
+    pod_mounts,
+)
 
 CONTAINER = "server"
 DEFAULT_CUSTOM_PORT = 8000
@@ -76,9 +86,10 @@ def container(desired: ServiceDesired, version: VersionDesired, mounts, *, knati
     if args:
         spec["args"] = args
     spec["ports"] = _ports(doc, port, knative=knative)
-    # A user's env cannot shadow the token the server checks.
-    env = [{"name": item["name"], "value": item["value"]} for item in _user_container(doc).get("env", [])
-           if item["name"] != TOKEN_ENV]
+    # A user's env cannot shadow the token the server checks; it overrides an engine's defaults by name.
+    defaults = llm.engine_env(processor_of(doc), doc) if llm.is_llm(doc) else {}
+    given = {item["name"]: item["value"] for item in _user_container(doc).get("env", []) if item["name"] != TOKEN_ENV}
+    env = [{"name": name, "value": value} for name, value in {**defaults, **given}.items()]
     if processor_of(doc) in BUILTIN_PROCESSORS:
         env.append(token_env(desired))
     if env:
@@ -108,6 +119,8 @@ def pod_spec(desired: ServiceDesired, version: VersionDesired, *, knative: bool)
     if problems:
         raise RenderError(*problems[0])
     mounts = pod_mounts(doc, desired.cluster, knative=knative)
+    if llm.is_llm(doc):
+        _engine_volumes(mounts, doc)
     server = container(desired, version, mounts, knative=knative)
     spec: dict = {"automountServiceAccountToken": False, "containers": [server]}
     if not knative:  # Knative accepts a pod-level securityContext only behind a feature flag
@@ -137,6 +150,16 @@ def pod_spec(desired: ServiceDesired, version: VersionDesired, *, knative: bool)
     if spread:
         spec["topologySpreadConstraints"] = spread
     return spec
+
+
+def _engine_volumes(mounts: Mounts, doc: dict) -> None:
+    """An engine's writable home, and /dev/shm when neither shm_size nor a storage mount gave one."""
+    extra = [llm.home_volume()]
+    if not any(mount["mountPath"] == "/dev/shm" for mount in mounts.mounts):
+        extra.append(llm.shm_volume(doc))
+    for volume, mount in extra:
+        mounts.volumes.append(volume)
+        mounts.mounts.append(mount)
 
 
 def pod_annotations(desired: ServiceDesired, version: VersionDesired, *, knative: bool) -> dict[str, str]:
@@ -228,6 +251,8 @@ def probes(desired: ServiceDesired, doc: dict, *, knative: bool) -> dict:
     def check() -> dict:  # a fresh dict per probe: the manifests are data others may change
         return {"httpGet": {"path": path, **_port_ref(port, knative)}}
 
+    if llm.is_llm(doc):
+        return llm.probes(check)
     timeout = BUILTIN_READY_TIMEOUT_SECONDS if processor in BUILTIN_PROCESSORS else EXTERNAL_READY_TIMEOUT_SECONDS
     return {
         "readinessProbe": {**check(), "periodSeconds": 5, "failureThreshold": 3},
@@ -283,8 +308,14 @@ def _image_and_args(desired: ServiceDesired, doc: dict) -> tuple[str, list[str],
         return _custom_command(doc)
     if image == FERRY_RUNTIME_IMAGE and desired.cluster.runtime_image:
         image = desired.cluster.runtime_image
-    args = [arg.replace("{service}", desired.name).replace("{model_dir}", KUBERNETES_MODEL_DIR) for arg in args]
+    engine = llm.is_llm(doc)
+    where = model_dir(doc, as_given=engine)
+    args = [arg.replace("{service}", desired.name).replace("{model_dir}", where) for arg in args]
     params = list(doc.get("processor_params") or [])
+    if engine:
+        # The engine's program named (not its image's entrypoint), then Ferry's args, then the file's.
+        command = list(PROCESSORS[processor].command)
+        return llm.engine_image(processor, doc), command, args + llm.engine_args(processor, doc) + params
     if processor == "triton" and any(p.startswith("--model-repository") for p in params):
         args = [a for a in args if not a.startswith("--model-repository")]  # the file names its own repository
     if processor in BUILTIN_PROCESSORS:

@@ -4,6 +4,7 @@ Traffic (weights, mirror) is in `traffic.py`, scaling in `hpa.py`. Pure.
 
 from __future__ import annotations
 
+from . import llm
 from .desired import ServiceDesired, VersionDesired
 from .hpa import has_hpa
 from .meta import dns_name, metadata, selector_labels, version_labels, version_name
@@ -33,6 +34,7 @@ def deployment(desired: ServiceDesired, version: VersionDesired) -> dict:
         "strategy": _strategy(version.service_file),
         # Versions are immutable: a Deployment only rolls its pods on a restart request.
         "revisionHistoryLimit": 2,
+        **_progress_deadline(version.service_file),
         "template": {
             "metadata": _template_metadata(labels, pod_annotations(desired, version, knative=False)),
             "spec": pod_spec(desired, version, knative=False),
@@ -74,6 +76,14 @@ def _template_metadata(labels: dict, annotations: dict) -> dict:
     if annotations:
         meta["annotations"] = dict(sorted(annotations.items()))
     return meta
+
+
+def _progress_deadline(doc: dict) -> dict:
+    """progressDeadlineSeconds from the file's rolling_strategy; an engine's default allows its long start."""
+    given = ((doc.get("metadata") or {}).get("rolling_strategy") or {}).get("progress_deadline_seconds")
+    if llm.is_llm(doc):
+        return {"progressDeadlineSeconds": llm.progress_deadline_seconds(doc)}
+    return {"progressDeadlineSeconds": int(given)} if given else {}
 
 
 def _strategy(doc: dict) -> dict:

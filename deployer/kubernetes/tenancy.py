@@ -4,7 +4,8 @@ Pure: the same rules refuse a service file at create/update (services.writes.cat
 
 - hostPath: only under a root the cluster's admin lists (`host_path_roots`); `..` is refused outright (the
   node's symlinks cannot be resolved from here), and the volume is typed File or Directory, so the kubelet
-  refuses a socket or a device there.
+  refuses a socket or a device there. A location inside one of the file's own `storage` mounts is read from
+  that volume, never from the node.
 - Annotations: a service file's `features` become pod annotations only from ANNOTATION_PREFIXES /
   ANNOTATION_KEYS; anything else could turn off a sidecar, an AppArmor profile or assume a cloud role.
 - Pod Security: the namespaces Ferry creates enforce the cluster's `pod_security` level (restricted unless
@@ -15,6 +16,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlparse
+
+from .llm import llm_problems
 
 POD_SECURITY_LEVELS = ("restricted", "baseline", "privileged")
 DEFAULT_POD_SECURITY = "restricted"
@@ -50,6 +53,19 @@ def local_path(url: str) -> str | None:
     if scheme == "file":
         return unquote(urlparse(url).path)
     return url if scheme == "" else None
+
+
+def storage_holding(doc: dict, path: str) -> str | None:
+    """The `mount_path` of the file's own storage mount (NFS, OSS, ...) that holds `path`, or None. A location
+    there is read from that volume in the container, not from the node: no hostPath, no host_path_roots."""
+    if not path.startswith("/") or ".." in path.split("/"):
+        return None
+    clean = _normal(path)
+    for storage in doc.get("storage") or []:
+        mount = _normal(storage.get("mount_path") or "")
+        if mount != "/" and mount.startswith("/") and (clean == mount or clean.startswith(mount + "/")):
+            return mount
+    return None
 
 
 def host_path_problem(path: str, roots: tuple[str, ...]) -> str | None:
@@ -100,11 +116,12 @@ def service_file_problems(doc: dict, *, host_path_roots: tuple[str, ...], pod_se
     problems = []
     for field_name in LOCATION_FIELDS:
         path = local_path(doc[field_name]) if doc.get(field_name) else None
-        if path is not None:
+        if path is not None and not storage_holding(doc, path):
             problem = host_path_problem(path, host_path_roots)
             if problem:
                 problems.append((field_name, problem))
     problems += feature_problems(doc.get("features"))
+    problems += llm_problems(doc)  # what an engine needs: model_path, a GPU for sglang, its own flags
     if pod_security == "restricted" and not knative:
         for index, storage in enumerate(doc.get("storage") or []):
             if "nfs" in storage:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+from . import llm
 from .desired import ServiceDesired, VersionDesired
 from .meta import VERSION_HEADER, dns_name, metadata, version_name, version_tag
 from .raw import SERVICE_PORT
@@ -191,5 +192,7 @@ def _timeout_seconds(desired: ServiceDesired) -> int:
 
 
 def request_timeout_seconds(doc: dict) -> int:
+    if llm.is_llm(doc):  # a stream lasts minutes: the engines' own default when the file does not say
+        return llm.request_seconds(doc)
     keepalive = ((doc.get("metadata") or {}).get("rpc") or {}).get("keepalive") or 5000
     return max(1, math.ceil(int(keepalive) / 1000))

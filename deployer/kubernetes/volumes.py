@@ -6,7 +6,8 @@
   the fetcher keeps its content-addressed cache on that PVC, so a model is downloaded once per cluster
   rather than once per pod (the seeds' "load in seconds", e.g. a Fluid dataset's PVC).
 - A local path or file:// names a path on the node: a read-only hostPath, only under a root the cluster's
-  admin lists (`host_path_roots`, see tenancy.py) and typed File or Directory (never a socket or device).
+  admin lists (`host_path_roots`, see tenancy.py) and typed File or Directory (never a socket or device);
+  a path inside one of the file's own `storage` mounts is read from that volume instead (`model_dir`).
 - `storage[].nfs` is an NFS volume (Knative allows no `nfs` volume: there it is the NFS CSI driver's inline
   volume); `storage[].empty_dir` and `metadata.shm_size` are emptyDirs (medium Memory for /dev/shm).
 """
@@ -20,7 +21,7 @@ from urllib.parse import unquote, urlparse
 from processors.registry import FERRY_RUNTIME_IMAGE, KUBERNETES_MODEL_DIR
 
 from .desired import ClusterSettings
-from .tenancy import host_path_problem, local_path
+from .tenancy import host_path_problem, local_path, storage_holding
 
 PROCESSOR_DIR = "/mnt/processor"
 WARMUP_DIR = "/mnt/warmup"
@@ -55,8 +56,9 @@ def pod_mounts(service_file: dict, cluster: ClusterSettings, *, knative: bool) -
     for field_name, volume, directory in (("model_path", "model", KUBERNETES_MODEL_DIR),
                                          ("processor_path", "processor", PROCESSOR_DIR),
                                          ("warm_up_data_path", "warmup", WARMUP_DIR)):
-        if service_file.get(field_name):
-            _location(result, field_name, service_file[field_name], volume, directory, cluster.host_path_roots)
+        url = service_file.get(field_name)
+        if url and not _in_storage(service_file, url):
+            _location(result, field_name, url, volume, directory, cluster.host_path_roots)
     for index, storage in enumerate(service_file.get("storage") or []):
         _storage(result, index, storage, knative=knative)
     shm = (service_file.get("metadata") or {}).get("shm_size")
@@ -68,6 +70,24 @@ def pod_mounts(service_file: dict, cluster: ClusterSettings, *, knative: bool) -
         result.volumes.append({"name": "model-cache", **cache})
         result.fetch_mounts.append({"name": "model-cache", "mountPath": CACHE_DIR})
     return result
+
+
+def model_dir(service_file: dict, *, as_given: bool = False) -> str:
+    """Where the server finds the model in its container: /mnt/models (fetched, or the node's path mounted
+    there), or the path itself when it lies inside one of the file's storage mounts. A file there is named by
+    its directory, as a fetched file is, unless `as_given` (an engine may take a file, e.g. a GGUF model)."""
+    path = _in_storage(service_file, service_file.get("model_path") or "")
+    if not path:
+        return KUBERNETES_MODEL_DIR
+    if as_given or path.endswith("/") or PurePosixPath(path).suffix == "":
+        return path.rstrip("/") or "/"
+    return str(PurePosixPath(path).parent)
+
+
+def _in_storage(service_file: dict, url: str) -> str | None:
+    """The local path `url` names when one of the file's storage mounts holds it (read from that volume)."""
+    path = local_path(url) if url else None
+    return path if path and storage_holding(service_file, path) else None
 
 
 def fetch_container(mounts: Mounts, cluster: ClusterSettings) -> dict | None:

@@ -13,12 +13,15 @@ from services.servicefile import validate_service_file
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
 EXAMPLE_NAMES = ("bert_tfserving", "custom_container", "digits_onnx", "iris_sklearn", "triton_test")
+# LLM engines' service files (tests/kubernetes/llm/): vLLM on CPU, vLLM on two GPUs, SGLang with its model on NFS.
+LLM_DIR = Path(__file__).resolve().parent / "llm"
+LLM_NAMES = ("chat_vllm", "chat_vllm_gpu", "chat_sglang")
 # (flavor, traffic API) pairs every example is rendered in.
 CLUSTER_KINDS = (("raw", "gateway-api"), ("raw", "istio"), ("knative", "gateway-api"))
 
 
 def example(name: str) -> dict:
-    path = EXAMPLES_DIR / f"{name}.json"
+    path = (LLM_DIR if name in LLM_NAMES else EXAMPLES_DIR) / f"{name}.json"
     if not path.exists():
         pytest.skip(f"the example service files are not here ({EXAMPLES_DIR} is missing)")
     return validate_service_file(json.loads(path.read_text()))

@@ -7,15 +7,24 @@
 | /v1/models/<m>:<verb>, /v1/models/<m>          | <m>                      | unchanged                          |
 | /v2/models/<m>[/versions/<n>][/ready|/infer]   | <m>, pinned to version n | /v2/models/<m>[/ready|/infer]      |
 | /v2/health/{live,ready}, /v2 with `model: <m>` | <m>                      | unchanged                          |
+| /v1/chat/completions, /v1/completions,         | the body's `model`       | unchanged                          |
+| /v1/embeddings (the OpenAI API)                |                          |                                    |
 
 EAS paths lose their `/api/predict/<svc>` prefix as EAS strips it, so a server written for EAS (or Triton, or
 an OpenAI-style server behind `/api/predict/<svc>/v1/...`) gets the paths it serves; the query string is kept
 by the caller. Ferry's built-in model server serves each model under its service's name, so the model named
 in a V1/V2 path is the service; the V1/V2 upstream path is rebuilt from the service name, so a mirrored copy
 or a group member gets a path naming itself.
+
+The OpenAI API names the model in the JSON body, not the path: `parse` returns a target without a name
+(`by_body`), and once the body is read `openai_target(path, body)` names the service from its `model` (an LLM
+service serves its model under the service's name). `GET /v1/models` is answered by the gateway itself (the
+services the caller's token opens), so listing models never wakes an engine.
 """
 
 from __future__ import annotations
+
+import json
 
 from .auth import signed_resources
 
@@ -24,30 +33,33 @@ V1_PREFIX = "/v1/models/"
 V2_PREFIX = "/v2/models/"
 DISCOVERY_PREFIX = "/api/v1/servicediscovery/upstreams/"
 MODEL_HEADER_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/v2"})
+OPENAI_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/embeddings"})
+OPENAI_MODELS = "/v1/models"
 
 
 class Target:
     """The upstream path (without the query string): the suffix for EAS paths (`/` when none), else
     `prefix + service + suffix`."""
 
-    __slots__ = ("name", "pinned", "prefix", "suffix", "eas", "path", "upstream", "signed")
+    __slots__ = ("name", "pinned", "prefix", "suffix", "eas", "path", "upstream", "signed", "by_body")
 
     def __init__(self, name: str, prefix: str, suffix: str, pinned: int | None = None, eas: bool = False,
-                 path: str = ""):
+                 path: str = "", by_body: bool = False):
         self.name = name
         self.prefix = prefix
         self.suffix = suffix
         self.pinned = pinned
         self.eas = eas
         self.path = path
+        self.by_body = by_body  # the service is named in the body (OpenAI): `openai_target` once it is read
         if eas:
             self.upstream = suffix or "/"
         else:
-            self.upstream = prefix if prefix in MODEL_HEADER_PATHS else prefix + name + suffix
+            self.upstream = prefix if prefix in _UNCHANGED else prefix + name + suffix
         self.signed = signed_resources(name, path)
 
     def upstream_path(self, service: str) -> str:
-        if service == self.name or self.eas or self.prefix in MODEL_HEADER_PATHS:
+        if service == self.name or self.eas or self.prefix in _UNCHANGED:
             return self.upstream
         return self.prefix + service + self.suffix
 
@@ -56,8 +68,15 @@ class Target:
         return signed_resources(self.name, self.path, query.decode("latin-1")) if query else self.signed
 
 
+_UNCHANGED = MODEL_HEADER_PATHS | OPENAI_PATHS  # sent to the instance as they came
+
+
 class BadPath(Exception):
     pass
+
+
+class BadBody(Exception):
+    """An OpenAI request whose body does not name a model the gateway can route by."""
 
 
 _cache: dict[str, Target | None] = {}
@@ -71,6 +90,8 @@ def parse(path: str, model_header: str | None) -> Target | None:
         return target
     if path in MODEL_HEADER_PATHS:
         return Target(model_header, path, "", path=path) if model_header else None
+    if path in OPENAI_PATHS:
+        return _BY_BODY[path]
     target = _parse(path)
     if target is not None:
         if len(_cache) >= 4096:  # bounded: a client cycling through many paths only loses the cache
@@ -107,3 +128,29 @@ def _v2(tail: str, path: str) -> Target:
         except ValueError:
             raise BadPath(f"the version in /v2/models/{model}/versions/<n> must be a number, not {number!r}") from None
     return Target(model, V2_PREFIX, "/" + rest if rest else "", pinned=pinned, path=path)
+
+
+_BY_BODY = {path: Target("", path, "", path=path, by_body=True) for path in OPENAI_PATHS}
+
+
+def openai_model(body: bytes) -> str | None:
+    """The `model` an OpenAI request body names (None when it names none); BadBody when the body is not a
+    JSON object or `model` is not a string."""
+    try:
+        document = json.loads(body) if body else None
+    except ValueError as error:
+        raise BadBody(f"the body is not JSON ({error}): the OpenAI API takes a JSON object naming the service "
+                      'in "model"') from None
+    if not isinstance(document, dict):
+        raise BadBody('the body must be a JSON object naming the service in "model"')
+    model = document.get("model")
+    if model is None:
+        return None
+    if not isinstance(model, str) or not model:
+        raise BadBody('"model" must be the name of a service (a non-empty string)')
+    return model
+
+
+def openai_target(path: str, model: str) -> Target:
+    """The target of an OpenAI call once its body named `model`: the service `model`, the path unchanged."""
+    return Target(model, path, "", path=path)

@@ -23,6 +23,24 @@ def test_knative_queries_read_the_revisions_metrics():
         queries["latency_p95_ms"]
 
 
+def test_an_llm_engines_own_series_are_queried_for_its_pods():
+    queries = {q.name: q.promql for q in service_queries(service_name="chat", namespace="ns", version=2,
+                                                         flavor="knative", processor="vllm")}
+    selector = 'namespace="ns",pod=~"chat-v2-.*"'
+    assert queries["ttft_p95_ms"] == ("1000 * histogram_quantile(0.95, sum by (le) "
+                                      f"(rate(vllm:time_to_first_token_seconds_bucket{{{selector}}}[1m])))")
+    assert "vllm:inter_token_latency_seconds_bucket" in queries["tpot_p95_ms"] and \
+        "vllm:time_per_output_token_seconds_bucket" in queries["tpot_p95_ms"]
+    assert queries["tokens_per_second"] == f"sum(rate(vllm:generation_tokens_total{{{selector}}}[1m]))"
+    assert queries["requests_waiting"] == f"sum(vllm:num_requests_waiting{{{selector}}})"
+    sglang = {q.name: q.promql for q in service_queries(service_name="chat", namespace="ns", version=2,
+                                                        flavor="raw", processor="sglang")}
+    assert sglang["requests_waiting"] == f"sum(sglang:num_queue_reqs{{{selector}}})"
+    plain = {q.name for q in service_queries(service_name="iris", namespace="ns", version=1, flavor="raw",
+                                             processor="sklearn")}
+    assert "ttft_p95_ms" not in plain
+
+
 def test_query_range_returns_the_first_series():
     seen = []
 

@@ -197,6 +197,11 @@ FERRY_PROGRESS_DEADLINE_SECONDS = int(os.environ.get("FERRY_PROGRESS_DEADLINE_SE
 # A service woken from zero whose instances are still not ready this long after the activation is marked Failed
 # (ActivationFailed) and left at zero: later requests do not wake it again until the service is changed.
 FERRY_ACTIVATION_DEADLINE_SECONDS = int(os.environ.get("FERRY_ACTIVATION_DEADLINE_SECONDS", "300"))
+# An LLM service (processor vllm or sglang) woken from zero: its engine loads weights and compiles for minutes, so the
+# gateway holds its requests this long (published in its route entry) instead of FERRY_GATEWAY_ACTIVATION_TIMEOUT.
+FERRY_LLM_ACTIVATION_TIMEOUT_SECONDS = int(os.environ.get("FERRY_LLM_ACTIVATION_TIMEOUT_SECONDS", "900"))
+if FERRY_LLM_ACTIVATION_TIMEOUT_SECONDS < 1:
+    raise ImproperlyConfigured("FERRY_LLM_ACTIVATION_TIMEOUT_SECONDS must be a whole number of seconds of at least 1")
 
 # Blue-green: how long the old version stays warm after a switch unless the rollout is finished earlier.
 FERRY_BLUE_GREEN_RETENTION_SECONDS = int(os.environ.get("FERRY_BLUE_GREEN_RETENTION_SECONDS", "3600"))

@@ -20,6 +20,10 @@ The JSON is an object with these fields (and their reading when absent, as a gat
     traffic_state                 standalone, grouped, ... (standalone)
     generation                    the service generation the entry was built from (None)
     failed                        why a wake-up from zero failed for this generation ("")
+    llm                           an LLM engine serves it (processors/codes.py LLM_PROCESSORS): the gateway
+                                  scrapes its instances' load and routes by it, with prefix affinity (false)
+    activation_timeout_ms         how long a request may be held while the service wakes from zero; 0: the
+                                  gateway's own setting, FERRY_GATEWAY_ACTIVATION_TIMEOUT (0)
 
 What the gateway makes of odd values (negative sizes, a ratio over 100) is the gateway's reading: these
 values carry what was published, converted to their types only.
@@ -75,6 +79,8 @@ class RouteEntry:
     traffic_state: str = "standalone"
     generation: int | None = None
     failed: str = ""
+    llm: bool = False
+    activation_timeout_ms: int = 0
 
     def instance_names(self) -> dict[str, str]:
         """address -> name of the instances of every version."""
@@ -103,6 +109,8 @@ class RouteEntry:
             "traffic_state": self.traffic_state,
             "generation": self.generation,
             "failed": self.failed,
+            "llm": self.llm,
+            "activation_timeout_ms": self.activation_timeout_ms,
         }
 
     def to_json(self) -> str:
@@ -139,6 +147,8 @@ class RouteEntry:
             traffic_state=entry.get("traffic_state") or "standalone",
             generation=entry.get("generation"),
             failed=entry.get("failed") or "",
+            llm=_bool(entry, "llm"),
+            activation_timeout_ms=_int(entry, "activation_timeout_ms", 0),
         )
 
 
@@ -146,6 +156,13 @@ def _text(entry: dict, name: str) -> str:
     value = entry.get(name)
     if not isinstance(value, str) or not value:
         raise RouteEntryError(f"{name} is missing from the route entry (or is not a string)")
+    return value
+
+
+def _bool(entry: dict, name: str) -> bool:
+    value = entry.get(name, False)
+    if not isinstance(value, bool):
+        raise RouteEntryError(f"{name} must be true or false, not {value!r}")
     return value
 
 

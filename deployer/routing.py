@@ -22,6 +22,7 @@ from django.conf import settings
 from contracts import sealing
 from contracts.keys import LEGACY_ROUTE_KEYS, changed_channel, complete_key, routes_key
 from contracts.routes import RouteEntry, RouteInstance, RouteMirror, RouteVersion
+from processors.codes import LLM_PROCESSORS
 from services.activations import activation_failure
 from services.models import Service
 from services.selectors.traffic_refs import published_group, published_mirror
@@ -68,7 +69,21 @@ def route_entry(service: Service, token: str, key: bytes | None = None) -> Route
         traffic_state=service.traffic_state,
         generation=service.generation,
         failed=activation_failure(service.activation, service.generation),
+        llm=is_llm(service),
+        activation_timeout_ms=activation_timeout_seconds(service) * 1000,
     )
+
+
+def is_llm(service: Service) -> bool:
+    """An LLM engine serves it: the gateway routes by the engine's load, with prefix affinity."""
+    return service.spec.get("processor") in LLM_PROCESSORS
+
+
+def activation_timeout_seconds(service: Service) -> int:
+    """How long the gateway holds a request while the service wakes from zero; 0: the gateway's own setting
+    (FERRY_GATEWAY_ACTIVATION_TIMEOUT). An LLM engine loads its weights and compiles before it serves, which
+    takes minutes: FERRY_LLM_ACTIVATION_TIMEOUT_SECONDS."""
+    return settings.FERRY_LLM_ACTIVATION_TIMEOUT_SECONDS if is_llm(service) else 0
 
 
 def publish_route(service_id: int) -> None:

@@ -23,7 +23,7 @@ import httptools
 from contracts import auth, paths, sealing
 from contracts.weighted_round_robin import next_choice
 
-from . import balancer, local, retry
+from . import balancer, llm_choice, local, retry
 from .activator import Activator
 from .config import Settings
 from .head import Head, read_head
@@ -42,7 +42,7 @@ _same = hmac.compare_digest
 class Request:
     """A request that passed `prepare`: its service, target and credentials are known."""
 
-    __slots__ = ("route", "parsed", "pinned", "method", "query", "headers", "body", "client", "began")
+    __slots__ = ("route", "parsed", "pinned", "method", "query", "headers", "body", "client", "began", "affinity")
 
     def __init__(self, route, parsed, pinned, method, query, headers, body, client, began):
         self.route = route
@@ -54,6 +54,7 @@ class Request:
         self.body = body
         self.client = client
         self.began = began
+        self.affinity = None  # an LLM request's prompt-prefix key, computed once (Gateway.affinity)
 
 
 class Gateway:
@@ -81,7 +82,8 @@ class Gateway:
         if prepared.__class__ is tuple:
             return reply(*prepared)
         try:
-            admission = balancer.try_admit(prepared.route, prepared.pinned)
+            admission = balancer.try_admit(prepared.route, prepared.pinned,
+                                           self.affinity(prepared) if prepared.route.llm else None)
         except balancer.Unavailable as refusal:
             return reply(*self.refuse(prepared, refusal))
         if admission is not None:
@@ -229,21 +231,30 @@ class Gateway:
             self.settle(request, admission, stats, status)
             return status, headers, body
 
+    def affinity(self, request: Request) -> bytes | None:
+        """An LLM request's prompt-prefix key (llm_choice.py: the balancer goes by engine load with prefix
+        affinity), computed once; None for every other request (least outstanding, the fast path)."""
+        key = request.affinity
+        if key is None and request.route.llm and self.settings.llm_routing:
+            key = request.affinity = llm_choice.prefix_key(request.body)
+        return key
+
     async def _admit(self, request: Request, deadline: float | None, tries: int):
         """An Admission, or the refusal's (status, headers, body). A retry reads the table as it is now."""
         state = request.route.state
         route = (state.route or request.route) if tries else request.route
         try:
-            return balancer.try_admit(route, request.pinned) or await balancer.admit(
+            key = self.affinity(request)
+            return balancer.try_admit(route, request.pinned, key) or await balancer.admit(
                 state, route, request.pinned, on_wait=self._on_wait,
-                activation_timeout=self.settings.activation_timeout,
+                activation_timeout=self.settings.activation_timeout, key=key,
                 stats_for=lambda number: stats_for(state, number), deadline=deadline)
         except balancer.Unavailable as refusal:
             return self.refuse(request, refusal)
 
     def _retry_deadline(self, request: Request) -> float:
         route = request.route
-        return asyncio.get_running_loop().time() + max(self.settings.activation_timeout, route.timeout)
+        return asyncio.get_running_loop().time() + balancer.activation_deadline(route, self.settings.activation_timeout)
 
     def _give_back(self, admission, stats, failure) -> None:
         """Undoes an attempt that will be retried: not counted as a request; an instance that refused the
@@ -424,6 +435,7 @@ class Gateway:
         import redis.asyncio
         from prometheus_client import CollectorRegistry, ProcessCollector
 
+        from .engines import scrape_forever
         from .sync import follow_forever
 
         self.registry = CollectorRegistry(auto_describe=False)
@@ -437,6 +449,7 @@ class Gateway:
         self.tasks = [
             loop.create_task(follow_forever(self.redis, self.table, self.settings.resync_interval, loaded)),
             loop.create_task(flush_forever(self.redis, self.table)),
+            loop.create_task(scrape_forever(self.redis, self.table, self.settings.engine_scrape_interval)),
         ]
         try:
             await asyncio.wait_for(loaded.wait(), 5)

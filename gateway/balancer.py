@@ -6,13 +6,15 @@
   are ready; the old ones keep serving until then), the request goes to a ready version instead of waiting.
 - Instance: least outstanding requests among the version's ready instances, under the per-instance
   concurrency limit; ties go to the instance after the last one chosen, so idle instances share the load.
+  An LLM service's request (it comes with an affinity key, possibly empty) goes by the engines' own load with
+  prefix affinity instead (llm_choice.py), among the same instances.
 - Ejected instances (they refused a connection: gateway/retry.py) are skipped until their ejection ends or
   the table drops them; when every listed instance is ejected, the request waits as at zero (the activator's
   deadline), for the crashed instance's restart, without asking the activator (the service is not at zero).
 - Waiting: when every instance is at its limit, or there is no ready instance at all (scaled to zero, or still
   starting: the activator case), the request joins the service's bounded FIFO queue until a slot is handed
   to it (a finishing request gives its slot to the first waiter, so newcomers cannot overtake the queue) or
-  the table changes, with a deadline. A full queue or a passed deadline is `Unavailable` (503, Retry-After).
+  the table changes, with a deadline (at zero: the route's activation deadline, else the gateway's). A full queue or a passed deadline is `Unavailable` (503, Retry-After).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 
 from contracts.weighted_round_robin import next_choice
 
-from . import retry
+from . import llm_choice, retry
 from .table import Instance, Route, ServiceState, Version
 
 
@@ -104,17 +106,38 @@ def least_outstanding(version: Version, limit: int) -> Instance | None:
     return best
 
 
-def pick(route: Route, version: Version) -> tuple[Version, Instance] | None:
+def by_engine_load(version: Version, limit: int, key: bytes) -> Instance | None:
+    """An LLM service's instance: among those with room, by the engines' load with prefix affinity."""
+    instances = version.instances
+    candidates = [i for i in instances if (not limit or i.outstanding < limit) and not ejected(i)]
+    if not candidates:
+        return None
+    version.cursor = (version.cursor + 1) % len(instances)
+    return llm_choice.choose(candidates, key, version.cursor)
+
+
+def instance_in(version: Version, limit: int, key: bytes | None) -> Instance | None:
+    """`key` None: the least-outstanding fast path; else (an LLM request's affinity key) by engine load."""
+    return least_outstanding(version, limit) if key is None else by_engine_load(version, limit, key)
+
+
+def activation_deadline(route: Route, default: float) -> float:
+    """Seconds a request may wait for a service at zero (or every instance crashed) to get a ready instance:
+    the route's own (an LLM engine takes minutes to start) or the gateway's `default`, at least the timeout."""
+    return max(route.activation_timeout or default, route.timeout)
+
+
+def pick(route: Route, version: Version, key: bytes | None = None) -> tuple[Version, Instance] | None:
     """An instance with room in `version`, else in another weighted version that has one (or, when no weighted
     version has a ready instance, in any ready version): weights bend only while the chosen one cannot serve."""
     limit = route.concurrency
-    instance = least_outstanding(version, limit)
+    instance = instance_in(version, limit, key)
     if instance is not None:
         return version, instance
     any_version = not any(v.instances for _, v in route.weighted)
     for other in route.versions:
         if other is not version and other.instances and (other.weight or any_version):
-            instance = least_outstanding(other, limit)
+            instance = instance_in(other, limit, key)
             if instance is not None:
                 return other, instance
     return None
@@ -132,20 +155,22 @@ class Admission:
         self.cold = cold
 
 
-def try_admit(route: Route, pinned: int | None) -> Admission | None:
-    """The fast path: a slot right now, or None (then `admit` waits). Raises Unavailable for a bad version."""
+def try_admit(route: Route, pinned: int | None, key: bytes | None = None) -> Admission | None:
+    """The fast path: a slot right now, or None (then `admit` waits). Raises Unavailable for a bad version.
+    `key`: an LLM request's prompt-prefix key (llm_choice.prefix_key), None for every other request."""
     version = _version_for(route, pinned)
-    choice = pick_for(route, version, pinned)
+    choice = pick_for(route, version, pinned, key)
     return _reserve(route, *choice, cold=False) if choice is not None else None
 
 
 async def admit(state: ServiceState, route: Route, pinned: int | None, *, on_wait, activation_timeout: float,
-                stats_for, deadline: float | None = None) -> Admission:
+                stats_for, deadline: float | None = None, key: bytes | None = None) -> Admission:
     """Reserves a slot on an instance (its `outstanding` is incremented); `release()` gives it back.
 
     `on_wait(route, version, cold)` is called once when the request starts waiting (the activator signals a
     scale-up there). `stats_for(version_number)` gives the metrics object the queue length is counted on.
     `deadline` (loop time): a retried request keeps the one its first failure set, and signals nothing.
+    `activation_timeout`: the gateway's wait for a service at zero, unless the route has its own.
     """
     version = _version_for(route, pinned)
     loop = asyncio.get_running_loop()
@@ -163,7 +188,7 @@ async def admit(state: ServiceState, route: Route, pinned: int | None, *, on_wai
             cold = not any(v.instances for v in route.versions) or (pinned is not None and not version.instances)
             on_wait(route, version, cold)
             long_wait = cold or not reachable(route)  # at zero, or every instance crashed: wait for a start
-            deadline = loop.time() + (max(activation_timeout, route.timeout) if long_wait else route.timeout)
+            deadline = loop.time() + (activation_deadline(route, activation_timeout) if long_wait else route.timeout)
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise _deadline_passed(route, version, cold)
@@ -179,7 +204,7 @@ async def admit(state: ServiceState, route: Route, pinned: int | None, *, on_wai
                 return Admission(route, owner, handed, cold)
             release(state, handed)  # not usable here: pass it on
         version = route.by_number.get(version.number) or _version_for(route, pinned)
-        choice = pick_for(route, version, pinned)
+        choice = pick_for(route, version, pinned, key)
         if choice is not None:
             return _reserve(route, *choice, cold=cold)
         if loop.time() >= deadline:
@@ -205,11 +230,11 @@ def _version_for(route: Route, pinned: int | None) -> Version:
     return version
 
 
-def pick_for(route: Route, version: Version, pinned: int | None):
+def pick_for(route: Route, version: Version, pinned: int | None, key: bytes | None = None):
     if pinned is not None:  # a per-version request never goes to another version
-        instance = least_outstanding(version, route.concurrency)
+        instance = instance_in(version, route.concurrency, key)
         return (version, instance) if instance is not None else None
-    return pick(route, version)
+    return pick(route, version, key)
 
 
 def _reserve(route: Route, version: Version, instance: Instance, cold: bool) -> Admission:

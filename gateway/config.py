@@ -33,6 +33,24 @@ def _cluster() -> str:
     return value
 
 
+def _switch(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"ferry-gateway: {name} must be true or false (1 / 0), not {value!r}")
+
+
+def _positive(name: str, default: float) -> float:
+    value = _float(name, default)
+    if not value > 0:
+        raise SystemExit(f"ferry-gateway: {name} must be a number of seconds above 0, not {value:g}")
+    return value
+
+
 def _listen_fd() -> int | None:
     value = os.environ.get("FERRY_LISTEN_FD", "").strip()
     if not value:
@@ -75,6 +93,11 @@ class Settings:
     max_body_bytes: int = 64 * MIB
     # Bearer token /metrics asks for; empty: /metrics is not served (it names every service and its traffic).
     metrics_token: str = ""
+    # LLM services (route entries with `llm`): route by the engines' load with prefix affinity (gateway/llm_choice.py);
+    # off: least outstanding requests, as for every other service (their load is still scraped for Redis).
+    llm_routing: bool = True
+    # How often each ready instance of an LLM service has its /metrics scraped (gateway/engines.py).
+    engine_scrape_interval: float = 0.5
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,6 +122,8 @@ class Settings:
             max_headers=_positive_int("FERRY_GATEWAY_MAX_HEADERS", 100),
             max_body_bytes=_positive_int("FERRY_GATEWAY_MAX_BODY_BYTES", 64 * MIB),
             metrics_token=os.environ.get("FERRY_GATEWAY_METRICS_TOKEN", "").strip(),
+            llm_routing=_switch("FERRY_GATEWAY_LLM_ROUTING", True),
+            engine_scrape_interval=_positive("FERRY_GATEWAY_ENGINE_SCRAPE_INTERVAL", 0.5),
         )
 
 

@@ -22,7 +22,7 @@ logger = logging.getLogger("ferry.gateway")
 
 class Instance:
     __slots__ = ("name", "address", "host", "port", "host_header", "outstanding", "pool", "ejected_until",
-                 "refusals")
+                 "refusals", "load", "scraped_outstanding")
 
     def __init__(self, name: str, address: str, pool_options: dict):
         self.name = name
@@ -37,6 +37,10 @@ class Instance:
         # table says when a crashed instance is gone or back; this covers the moments before it does.
         self.ejected_until = 0.0
         self.refusals = 0  # in a row; a connection that succeeds resets it
+        # An LLM engine's own load (contracts/engine_load.EngineLoad), as gateway/engines.py last scraped it, and
+        # the gateway's outstanding count at that moment: requests sent since then are not in the load yet.
+        self.load = None
+        self.scraped_outstanding = 0
 
 
 class Version:
@@ -59,7 +63,7 @@ class Route:
         "name", "cluster", "token", "running", "timeout", "max_queue", "concurrency", "scale_to_zero",
         "versions", "by_number", "weighted", "total_weight", "mirror_targets", "mirror_ratio", "group",
         "group_weight", "traffic_state", "generation", "state", "token_bytes", "token_digest", "failed",
-        "smooth_credit", "mirror_credit", "project", "weights",
+        "smooth_credit", "mirror_credit", "project", "weights", "llm", "activation_timeout",
     )
 
     def __init__(self, entry: RouteEntry, state: ServiceState, instances: dict[str, Instance], key: bytes):
@@ -73,6 +77,9 @@ class Route:
             raise ValueError("token_digest does not match the sealed token")
         self.running = entry.running
         self.failed = entry.failed  # why a wake-up from zero failed: answer at once, do not hold
+        self.llm = entry.llm  # an LLM engine: its load is scraped (engines.py) and routed by (llm_choice.py)
+        # Seconds a request may be held while the service wakes from zero; 0: FERRY_GATEWAY_ACTIVATION_TIMEOUT.
+        self.activation_timeout = max(entry.activation_timeout_ms, 0) / 1000.0
         self.timeout = max(entry.timeout_ms, 1) / 1000.0
         self.max_queue = max(entry.max_queue_size, 0)
         self.concurrency = max(entry.instance_concurrency, 0)

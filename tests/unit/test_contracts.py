@@ -17,7 +17,7 @@ ENTRY = RouteEntry(
     versions=(RouteVersion(1, 80, (RouteInstance("iris-1-a", "127.0.0.1:9001"),)),
               RouteVersion(2, 20, (RouteInstance("iris-2-a", "[::1]:9002"), RouteInstance("iris-2-b", "h:9003")))),
     mirror=RouteMirror(targets=("shadow",), ratio=50), group="shop", group_weight=0, traffic_state="grouping",
-    generation=7, failed="",
+    generation=7, failed="", llm=True, activation_timeout_ms=900_000,
 )
 
 
@@ -31,7 +31,7 @@ def test_the_json_has_the_fields_and_order_the_control_plane_always_wrote():
     assert list(written) == [
         "service", "cluster", "project", "token_digest", "token_sealed", "running", "timeout_ms", "max_queue_size",
         "instance_concurrency", "scale_to_zero", "versions", "mirror", "group", "group_weight", "traffic_state",
-        "generation", "failed"]
+        "generation", "failed", "llm", "activation_timeout_ms"]
     assert written["versions"][1] == {"number": 2, "weight": 20, "instances": [
         {"name": "iris-2-a", "address": "[::1]:9002"}, {"name": "iris-2-b", "address": "h:9003"}]}
     assert written["mirror"] == {"targets": ["shadow"], "ratio": 50}
@@ -45,6 +45,7 @@ def test_absent_fields_read_as_the_gateway_always_read_them():
     assert (entry.running, entry.timeout_ms, entry.max_queue_size, entry.instance_concurrency) == (True, 5000, 0, 0)
     assert (entry.scale_to_zero, entry.mirror, entry.group, entry.group_weight) == (False, None, "", 100)
     assert (entry.traffic_state, entry.generation, entry.failed, entry.project) == ("standalone", None, "", None)
+    assert (entry.llm, entry.activation_timeout_ms) == (False, 0)  # an older entry: not an LLM, the gateway's deadline
     assert entry.versions == (RouteVersion(1, 0, (RouteInstance("h:1", "h:1"),)),)  # unnamed: named by address
     assert entry.instance_names() == {"h:1": "h:1"}
 
@@ -68,6 +69,10 @@ def test_a_group_weight_of_zero_stays_zero_and_null_reads_as_100():
                  "versions": [{"number": 1, "instances": [{"name": "x"}]}]}), "versions[0].instances[0].address"),
     (json.dumps({"service": "a", "cluster": "local", "token_digest": "00", "token_sealed": "v1:x",
                  "mirror": {"targets": [], "ratio": "half"}}), "mirror.ratio"),
+    (json.dumps({"service": "a", "cluster": "local", "token_digest": "00", "token_sealed": "v1:x",
+                 "llm": "yes"}), "llm"),
+    (json.dumps({"service": "a", "cluster": "local", "token_digest": "00", "token_sealed": "v1:x",
+                 "activation_timeout_ms": "long"}), "activation_timeout_ms"),
 ])
 def test_an_unreadable_entry_is_refused_naming_the_field(raw, named):
     with pytest.raises(RouteEntryError, match=named.replace("[", r"\[").replace("]", r"\]")):

@@ -40,6 +40,9 @@ DEFAULT_METRICS = {
     "queue[backlog]": MetricSpec("External", "ferry_service_queue_backlog"),
     # Requests in flight per instance: the KPA's concurrency, for services scaled by `autoscaler.kpa`.
     "concurrency": MetricSpec("External", "ferry_service_concurrency"),
+    # Requests waiting in an LLM engine's own queue, per pod: vllm:num_requests_waiting or sglang:num_queue_reqs
+    # from the engines' /metrics, under one name a prometheus-adapter rule gives them (docs/kubernetes.md).
+    "llm[waiting]": MetricSpec("Pods", "engine_requests_waiting"),
 }
 
 

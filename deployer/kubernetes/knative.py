@@ -15,7 +15,7 @@ import math
 from autoscaler.knative import PREFIX, kpa_settings_from_annotations
 
 from . import llm
-from .desired import ServiceDesired, VersionDesired
+from .desired import DEFAULT_METRICS, ServiceDesired, VersionDesired
 from .meta import dns_name, metadata, version_labels, version_name, version_tag
 from .pod import pod_annotations, pod_spec
 from .traffic import request_timeout_seconds
@@ -139,7 +139,11 @@ def _metric(strategy: dict) -> dict[str, str]:
         # Knative's HPA class takes any other metric name as a Pods metric (served by prometheus-adapter).
         return {f"{PREFIX}class": HPA_CLASS, f"{PREFIX}metric": "container_gpu_usage",
                 f"{PREFIX}target": f"{float(strategy['threshold']) / 100:g}"}
-    # queue[backlog]: requests waiting per instance is what KPA's concurrency measures.
+    if name == "llm[waiting]":
+        # The engine's own queue is no KPA metric: a Pods metric of the HPA class, as for GPU utilization.
+        return {f"{PREFIX}class": HPA_CLASS, f"{PREFIX}metric": DEFAULT_METRICS["llm[waiting]"].name,
+                f"{PREFIX}target": threshold}
+    # queue[backlog], concurrency: requests per instance is what KPA's concurrency measures.
     return {f"{PREFIX}class": KPA_CLASS, f"{PREFIX}metric": "concurrency", f"{PREFIX}target": threshold}
 
 

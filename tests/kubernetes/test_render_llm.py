@@ -298,3 +298,17 @@ def test_a_vllm_service_created_through_the_api_is_applied_with_its_gpu_and_star
     server = deployment["spec"]["template"]["spec"]["containers"][0]
     assert server["command"] == ["vllm", "serve"] and server["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert server["startupProbe"]["failureThreshold"] * server["startupProbe"]["periodSeconds"] >= 1800
+
+
+# --- scaling on the engine's own queue ---
+
+def test_scaling_on_the_engines_waiting_queue_is_a_pods_metric_per_instance():
+    doc = _doc(autoscaler={"min": 1, "max": 4, "scaleStrategies": [{"metricName": "llm[waiting]", "threshold": 3}]})
+    hpa = by_kind(_render(doc), "HorizontalPodAutoscaler")
+    assert hpa["spec"]["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": "engine_requests_waiting"},
+                                                                "target": {"type": "AverageValue",
+                                                                           "averageValue": "3"}}}]
+    annotations = by_kind(_render(doc, "knative"), "Service")["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["autoscaling.knative.dev/class"], annotations["autoscaling.knative.dev/metric"],
+            annotations["autoscaling.knative.dev/target"]) == ("hpa.autoscaling.knative.dev",
+                                                              "engine_requests_waiting", "3")

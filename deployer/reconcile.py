@@ -27,7 +27,7 @@ from .instances import record_observed
 from .locks import reconcile_lock
 from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
-from .routing import publish_route, unpublish_route
+from .routing import activation_timeout_seconds, publish_route, unpublish_route
 from .status import FAILING, RESTARTING, Status, StatusInput, crash_verdict, derive_status, while_fetching
 from .status_writer import service_deadline
 
@@ -97,7 +97,9 @@ def _failed(service: Service, generation: int, error: PermanentError) -> Outcome
 def _follow_activation(service: Service, observed) -> None:
     """Called by each reconcile: forgets a wake-up once an instance serves; past the deadline, fails it (back to
     zero, an ActivationFailed event; the status shows it until the service is changed)."""
-    deadline = timedelta(seconds=settings.FERRY_ACTIVATION_DEADLINE_SECONDS)
+    # An LLM engine's start takes minutes: never fail a wake-up the gateway still holds requests for.
+    seconds = max(settings.FERRY_ACTIVATION_DEADLINE_SECONDS, activation_timeout_seconds(service))
+    deadline = timedelta(seconds=seconds)
     verdict = activation_verdict(service.activation, generation=service.generation,
                                  ready=any(o.ready for o in observed), now=timezone.now(), deadline=deadline)
     if verdict is Verdict.CLEAR:
@@ -105,7 +107,7 @@ def _follow_activation(service: Service, observed) -> None:
         Service.objects.filter(pk=service.pk).update(activation=None)
     elif verdict is Verdict.EXPIRED:
         why = "; ".join(f"{o.name}: {o.last_exit_reason or o.state}" for o in observed) or "no instance started"
-        message = (f"No instance of {service.name} became ready within {settings.FERRY_ACTIVATION_DEADLINE_SECONDS} s "
+        message = (f"No instance of {service.name} became ready within {seconds} s "
                    f"of its wake-up from zero ({why}); it stays at zero until the service is changed")
         service.activation = Activation.from_json(service.activation).fail(message).to_json()
         service.autoscaled_instances = 0

@@ -18,6 +18,7 @@ from .. import output
 from ..client import ApiError, ServiceRef
 from ..common import State, output_option, pass_state
 from ..signing import eas_predict_headers
+from ..streaming import DONE, delta_text, sse_data, with_stream_flag
 from ..waiting import EventFeed
 
 LOG_PAGE = 1000
@@ -217,6 +218,34 @@ def logs(ctx, state: State, name, follow, instance, since, keyword, tail):
         ctx.exit(130)
 
 
+def _print_stream(answer: requests.Response, url: str, *, as_json: bool) -> None:
+    """Each part of the answer as soon as it arrives (iter_content without a size yields what the socket has)."""
+    chunks = answer.iter_content(chunk_size=None)
+    ended_with_newline = True
+    try:
+        if not answer.headers.get("Content-Type", "").startswith("text/event-stream"):
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.buffer.flush()
+                ended_with_newline = chunk.endswith(b"\n")
+        else:
+            for data in sse_data(chunks):
+                if data == DONE:
+                    break
+                text = None if as_json else delta_text(data)
+                shown = data + "\n" if text is None else text
+                sys.stdout.write(shown)
+                sys.stdout.flush()
+                ended_with_newline = shown.endswith("\n") if shown else ended_with_newline
+    except requests.RequestException as exc:
+        raise ApiError("StreamBroken", f"The answer from {url} stopped: {type(exc).__name__}.") from None
+    finally:
+        answer.close()
+    if not ended_with_newline:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
 def _body(data: str | None) -> bytes:
     if data is None:
         raise click.UsageError("Give the request body with -d '<json>', -d @FILE or -d @- (stdin).")
@@ -251,10 +280,18 @@ def _looks_json(body: bytes) -> bool:
               help="signed: EAS HMAC signature, as the EAS SDK; token: the token as Authorization; none.")
 @click.option("--content-type", metavar="TYPE", help="Default: application/json for JSON bodies, else "
                                                       "application/octet-stream.")
-@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, metavar="SECONDS")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True, metavar="SECONDS",
+              help="Seconds to wait for the answer (with --stream: for each next part of it).")
+@click.option("--path", "sub_path", metavar="PATH",
+              help="A path under the service, e.g. v1/chat/completions (POST /api/predict/NAME/PATH).")
+@click.option("--stream", is_flag=True,
+              help="Print the answer as it arrives. Server-sent events of a chat or completion: the text of "
+                   "each chunk as it comes (-o json: each event's data, a line each). A JSON body with "
+                   "messages or prompt gets \"stream\": true.")
 @output_option("table", "json")
 @pass_state
-def predict(state: State, name, data, endpoint, instance, token, auth, content_type, timeout, fmt):
+def predict(state: State, name, data, endpoint, instance, token, auth, content_type, timeout, sub_path, stream,
+            fmt):
     """Send a prediction request, signed like the EAS SDK.
 
     POST /api/predict/NAME through the gateway, signed with the service token.
@@ -262,8 +299,10 @@ def predict(state: State, name, data, endpoint, instance, token, auth, content_t
     \b
       ferry predict demo_iris -d '{"instances": [[5.1, 3.5, 1.4, 0.2]]}'
       ferry predict demo_iris -d @request.json -o json
+      ferry predict chat --path v1/chat/completions --stream \\
+          -d '{"model": "chat", "messages": [{"role": "user", "content": "Hi"}]}'
     """
-    body = _body(data)
+    body = with_stream_flag(_body(data)) if stream else _body(data)
     content_type = content_type or ("application/json" if _looks_json(body) else "application/octet-stream")
     service = name.rpartition("/")[2]
     base = endpoint or state.settings.gateway
@@ -287,6 +326,8 @@ def predict(state: State, name, data, endpoint, instance, token, auth, content_t
         if not listed:
             raise ApiError("NoEndpoint", f"{ref.name} has no endpoint; give --endpoint URL.")
         url = listed[0]
+    if sub_path:
+        url = f"{url.rstrip('/')}/{sub_path.lstrip('/')}"
     headers = {"Content-Type": content_type}
     if auth == "signed" and token:
         headers.update(eas_predict_headers(token=token, path=urlsplit(url).path or "/", body=body,
@@ -294,13 +335,16 @@ def predict(state: State, name, data, endpoint, instance, token, auth, content_t
     elif auth == "token" and token:
         headers["Authorization"] = token
     try:
-        answer = requests.post(url, data=body, headers=headers, timeout=timeout)
+        answer = requests.post(url, data=body, headers=headers, timeout=timeout, stream=stream)
     except requests.RequestException as exc:
         raise ApiError("PredictFailed", f"Cannot reach {url}: {type(exc).__name__}. Is the gateway running? "
                        "--instance sends straight to an instance.") from None
     if answer.status_code >= 400:
         raise ApiError(f"HTTP{answer.status_code}", f"{url} answered {answer.status_code}: "
                        f"{' '.join(answer.text.split())[:500]}", status=answer.status_code)
+    if stream:
+        _print_stream(answer, url, as_json=fmt == "json")
+        return
     if fmt == "json":
         try:
             parsed = answer.json()

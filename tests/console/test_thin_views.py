@@ -6,6 +6,7 @@ that wrote models directly would then either not call the spy or issue INSERT/UP
 own: both fail here. A POST view that is missing from the table fails too (every console URL is probed).
 """
 
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -55,6 +56,8 @@ WRITES = {
 }
 # POSTs that read on demand (behind CSRF and the write role) or only remember a choice in the session.
 READS = {"token": {}, "invoke": {"protocol": "eas", "body": "{}"}, "/project/": {"project": "team_a"}}
+# Reads on demand whose body is JSON (the chat playground's relay; no gateway runs here, so it answers 502).
+JSON_READS = {"chat": {"messages": [{"role": "user", "content": "hi"}]}}
 BLUE_GREEN = {"rollout_switch", "rollout_finish"}  # arrive with the rollout work; spied even before they exist
 
 
@@ -111,9 +114,22 @@ def test_console_reads_on_demand_write_nothing(alice_client, spies, name):
     assert spies == [] and not domain_writes(queries)
 
 
+@pytest.mark.parametrize("name", sorted(JSON_READS))
+def test_console_json_reads_write_nothing(alice_client, spies, name):
+    from django.test import override_settings
+
+    from tests.harness.process import free_port
+
+    with override_settings(FERRY_GATEWAY_URL=f"http://127.0.0.1:{free_port()}"), \
+            CaptureQueriesContext(connection) as queries:
+        response = alice_client.post(url_of(name), json.dumps(JSON_READS[name]), content_type="application/json")
+        assert response.status_code == 502 and b"could not be reached" in b"".join(response.streaming_content)
+    assert spies == [] and not domain_writes(queries)
+
+
 def test_every_post_of_the_console_is_in_the_table(alice_client, echo):
-    assert set(ACTIONS) == (set(WRITES) | set(READS)) & set(ACTIONS)
-    assert READ_ACTIONS == set(READS) & set(ACTIONS)
+    assert set(ACTIONS) == (set(WRITES) | set(READS) | set(JSON_READS)) & set(ACTIONS)
+    assert READ_ACTIONS == (set(READS) | set(JSON_READS)) & set(ACTIONS)
     probes = {"cluster_id": "local", "name": "echo", "tab": "versions", "key_id": "FAKE", "token_id": 1,
               "action": "stop"}
     accepting_post = set()

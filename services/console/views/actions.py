@@ -7,7 +7,7 @@ the recent ones; the events tab has them all).
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404
+from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect
 
 from django.urls import reverse
@@ -18,7 +18,7 @@ from services import writes
 from services.errors import FerryError, InvalidRequest
 from contracts.rollouts import promote_action
 
-from .. import invoke
+from .. import chat, invoke
 from ..rendering import render
 from ..access import forbidden_is_403, service_or_404
 from ..forms import AutoscalerForm, CanaryForm, CronScalerForm, InvokeForm, MirrorForm, ScaleForm, WeightsForm
@@ -194,6 +194,20 @@ def invoke_request(request, service):
     return render_tab(request, service, "invoke", forms={"invoke": form}, answer=answer)
 
 
+def chat_stream(request, service):
+    """The chat playground: relays the conversation to the service through the gateway and streams its answer
+    back as it comes (services/console/chat.py). Not a write."""
+    try:
+        body = chat.chat_body(service, request.body)
+    except InvalidRequest as exc:
+        return JsonResponse({"error": {"message": str(exc)}}, status=400)
+    answer = chat.relay(service, body)
+    response = StreamingHttpResponse(answer.chunks, status=answer.status, content_type=answer.content_type)
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"  # a reverse proxy in front of the console must not hold the tokens
+    return response
+
+
 ACTIONS = {
     "start": lifecycle("start", "service_start", "Starting {name}."),
     "stop": lifecycle("stop", "service_stop", "Stopping {name}."),
@@ -215,9 +229,10 @@ ACTIONS = {
     "instance-restart": instance_restart,
     "token": token,
     "invoke": invoke_request,
+    "chat": chat_stream,
 }
 # POSTs that change nothing (they read on demand, behind CSRF); every other action is a domain write.
-READ_ACTIONS = {"token", "invoke"}
+READ_ACTIONS = {"token", "invoke", "chat"}
 ACTION_TABS = {"weights": "versions", "canary": "versions", "promote": "versions", "rollback": "versions",
                "switch": "versions", "finish": "versions", "mirror": "versions", "mirror-delete": "versions",
                "scale": "scaling", "autoscaler": "scaling", "autoscaler-delete": "scaling", "cron": "scaling",

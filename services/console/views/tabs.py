@@ -14,7 +14,7 @@ from services.selectors.masking import masked_service_file, may_see_secrets
 from services.models import Service
 from services.selectors.logs import service_log_lines
 
-from .. import invoke, metrics
+from .. import chat, invoke, metrics
 from ..documents import pretty
 from ..forms import (
     AutoscalerForm,
@@ -160,7 +160,8 @@ def invoke_tab(request, service: Service, forms: dict | None = None, answer=None
     return {"invoke_form": forms.get("invoke") or InvokeForm(initial={"protocol": "eas",
                                                                      "body": invoke.sample_body(service)}),
             "answer": answer,
-            "ready_instances": [i.name for i in selectors.instances_of(service) if i.ready]}
+            "ready_instances": [i.name for i in selectors.instances_of(service) if i.ready],
+            "offers_chat": chat.offers_chat(service)}
 
 
 def service_file(request, service: Service, **_) -> dict:

@@ -24,6 +24,7 @@ from services.scale import service_instance_count, scale_write
 from services.selectors.quotas import quota_instance_cap
 from services.writes import event_record
 
+from .engine_samples import EngineSampler
 from .metrics import read_engine_loads, read_seconds
 from .scaling_failures import scaling_failed, scaling_recovered
 
@@ -50,6 +51,7 @@ class AutoscalerLoop:
     def __init__(self, redis_client):
         self.redis = redis_client
         self.tracked: dict[int, Tracked] = {}
+        self.engines = EngineSampler(redis_client)  # LLM engines' token rates for the console's charts
 
     def tick(self, now: float | None = None) -> list[str]:
         """One pass over every scaled service; returns the changes it made, as sentences."""
@@ -69,6 +71,12 @@ class AutoscalerLoop:
                 changes.append(change)
         for gone in set(self.tracked) - {service.pk for service in services}:
             del self.tracked[gone]
+        try:
+            self.engines.sample(now)
+        except (db.OperationalError, db.InterfaceError):
+            raise
+        except Exception:  # noqa: BLE001 -- charts must never stop the scaling
+            logger.exception("Could not sample the LLM engines' counters")
         return changes
 
     def _decide(self, service: Service, now: float) -> str | None:

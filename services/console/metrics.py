@@ -9,6 +9,10 @@ contracts/keys.py:
 with fields requests, errors, status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max,
 cold_starts, and (when the gateway exports its histogram) latency_bucket_le_<ms> / latency_bucket_le_inf:
 requests whose latency fell in (previous bound, <ms>], not cumulative, so buckets add up across keys.
+Streamed answers add streams, ttfb_ms_sum and ttfb_count (the gateway: request arrival to the first body byte
+relayed, i.e. time to first token as a client sees it). LLM services add the engines' token counters the
+autoscaler loop samples (deployer/engine_samples.py): engine_generation_tokens, engine_prompt_tokens,
+engine_tpot_ms_sum / engine_tpot_count, engine_ttft_ms_sum / engine_ttft_count.
 Ranges up to an hour read the per-second hashes, longer ones the per-minute hashes.
 """
 
@@ -30,6 +34,7 @@ DEFAULT_RANGE = "1h"
 MAX_POINTS = 120
 PIPELINE_CHUNK = 2000
 BUCKET_PREFIX = "latency_bucket_le_"
+ENGINE_PREFIX = "engine_"
 LIVE_WINDOW_SECONDS = 15
 
 
@@ -48,6 +53,10 @@ class Bucket:
     cold_starts: int = 0
     histogram: dict = field(default_factory=dict)  # upper bound in ms (math.inf last) -> count
     by_version: dict = field(default_factory=dict)  # version -> requests
+    streams: int = 0
+    ttfb_sum: float = 0.0  # ms
+    ttfb_count: int = 0
+    engine: dict = field(default_factory=dict)  # engine_* field -> total over the step
 
     def add(self, version: int, fields: dict) -> None:
         requests = int(_number(fields.get("requests")))
@@ -59,8 +68,13 @@ class Bucket:
         self.concurrency_max = max(self.concurrency_max, _number(fields.get("concurrency_max")))
         self.queue_max = max(self.queue_max, _number(fields.get("queue_max")))
         self.cold_starts += int(_number(fields.get("cold_starts")))
+        self.streams += int(_number(fields.get("streams")))
+        self.ttfb_sum += _number(fields.get("ttfb_ms_sum"))
+        self.ttfb_count += int(_number(fields.get("ttfb_count")))
         for name, value in fields.items():
-            if name.startswith("status_"):
+            if name.startswith(ENGINE_PREFIX):
+                self.engine[name] = self.engine.get(name, 0.0) + _number(value)
+            elif name.startswith("status_"):
                 code = name.removeprefix("status_")
                 self.statuses[code] = self.statuses.get(code, 0) + int(_number(value))
             elif name.startswith(BUCKET_PREFIX):
@@ -71,6 +85,19 @@ class Bucket:
     @property
     def latency_mean(self) -> float | None:
         return self.latency_sum / self.requests if self.requests else None
+
+    @property
+    def ttfb_mean(self) -> float | None:
+        """Mean time to the first byte of streamed answers (ms), as the gateway saw them."""
+        return self.ttfb_sum / self.ttfb_count if self.ttfb_count else None
+
+    def engine_mean(self, name: str) -> float | None:
+        """`engine_<name>_ms_sum / engine_<name>_count` (ms): "ttft" or "tpot"; None without any."""
+        count = self.engine.get(f"engine_{name}_count", 0.0)
+        return self.engine.get(f"engine_{name}_ms_sum", 0.0) / count if count else None
+
+    def engine_total(self, name: str) -> float:
+        return self.engine.get(f"engine_{name}", 0.0)
 
     def percentile(self, q: float) -> float | None:
         return histogram_quantile(q, self.histogram)

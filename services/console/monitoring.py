@@ -1,5 +1,6 @@
 """The monitoring tab's charts, from the gateway's aggregates (metrics.py) and what runs now (resources.py)."""
 
+from processors.codes import LLM_PROCESSORS
 from services import selectors
 from services.models import Service
 
@@ -37,6 +38,49 @@ def version_series(window: metrics.Window, versions: list[int]) -> list[Series]:
             for number in versions]
 
 
+def _mean(buckets: list, total, count) -> float | None:
+    """A sum over counts across the range (not a mean of the steps' means, which would weigh an idle step as a
+    busy one)."""
+    counted = sum(count(b) for b in buckets)
+    return sum(total(b) for b in buckets) / counted if counted else None
+
+
+def llm_summary(window: metrics.Window) -> dict | None:
+    """The range's time to first token, time per output token and tokens per second; None without any."""
+    buckets = window.buckets
+    tokens = sum(b.engine_total("generation_tokens") for b in buckets)
+    streams = sum(b.streams for b in buckets)
+    if not tokens and not streams and not any(b.engine for b in buckets):
+        return None
+    busiest = max((b.engine_total("generation_tokens") / window.step for b in buckets), default=0.0)
+    return {
+        "ttft_gateway": _mean(buckets, lambda b: b.ttfb_sum, lambda b: b.ttfb_count),
+        "ttft_engine": _mean(buckets, lambda b: b.engine.get("engine_ttft_ms_sum", 0.0),
+                             lambda b: b.engine.get("engine_ttft_count", 0.0)),
+        "tpot": _mean(buckets, lambda b: b.engine.get("engine_tpot_ms_sum", 0.0),
+                      lambda b: b.engine.get("engine_tpot_count", 0.0)),
+        "tokens": int(tokens), "streams": streams, "peak_tokens_per_second": busiest,
+    }
+
+
+def llm_charts(window: metrics.Window, span: dict) -> list:
+    """Time to first token (as the gateway saw the streams, and as the engines measured it), time per output
+    token and tokens per second (the engines' counters, deployer/engine_samples.py)."""
+    step = window.step
+    return [
+        line_chart("Time to first token", [
+            Series("at the gateway (streamed answers)", _points(window, lambda b: b.ttfb_mean)),
+            Series("in the engine", _points(window, lambda b: b.engine_mean("ttft"))),
+        ], unit="ms", chart_id="chart-ttft", **span),
+        line_chart("Time per output token", [Series("mean", _points(window, lambda b: b.engine_mean("tpot")))],
+                   unit="ms", chart_id="chart-tpot", **span),
+        line_chart("Tokens per second", [
+            Series("generated", _points(window, lambda b: b.engine_total("generation_tokens") / step)),
+            Series("prompt", _points(window, lambda b: b.engine_total("prompt_tokens") / step)),
+        ], unit="tok/s", chart_id="chart-tokens", **span),
+    ]
+
+
 def charts_for(service: Service, range_name: str) -> dict:
     numbers = [v.number for v in selectors.versions_of(service)]
     window = metrics.read_window(service.cluster.name, service.name, numbers, range_name)
@@ -54,7 +98,12 @@ def charts_for(service: Service, range_name: str) -> dict:
         line_chart("Requests per second by version", version_series(window, numbers), unit="req/s",
                    chart_id="chart-versions", **span),
     ]
+    llm = llm_summary(window)
+    if llm is not None or (service.spec or {}).get("processor") in LLM_PROCESSORS:
+        charts = llm_charts(window, span) + charts
     return {
+        "llm": llm,
+        "is_llm": (service.spec or {}).get("processor") in LLM_PROCESSORS,
         "window": window,
         "charts": charts,
         "replica_chart": replica_chart(service),

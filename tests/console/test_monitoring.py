@@ -67,3 +67,45 @@ def test_a_gap_in_the_data_is_drawn_as_a_gap():
     svg = line_chart("Latency", [Series("mean", [(0, 1.0), (1, 2.0), (2, None), (3, 4.0), (4, 5.0)])], start=0, end=5)
     assert svg.count("<polyline") == 2 and 'data-points="4"' in svg
     assert 'role="img"' in svg and "<title" in svg and "peak 5" in svg
+
+
+def test_an_llm_service_shows_time_to_first_token_time_per_output_token_and_tokens_per_second(
+        alice, alice_client, metrics_redis):
+    """The engines' counters as the autoscaler loop samples them from the gateway's engine hash, and the
+    gateway's own streamed-answer fields, both in real Redis."""
+    from contracts.engine_load import EngineLoad, engine_load_key
+    from deployer.autoscaling import AutoscalerLoop
+    from services.models import Instance, Project
+    from services.writes import service_create
+
+    client, written = metrics_redis
+    empty_llm = service_create(actor=alice, project=Project.objects.get(name="team_a"), document={
+        "name": "quiet", "processor": "vllm", "model_path": "file:///models/tiny"})
+    html = alice_client.get(f"/services/local/{empty_llm.name}/monitoring/?range=15m").content.decode()
+    assert "appear once the engine has answered" in html and 'id="chart-tokens"' in html
+
+    service = service_create(actor=alice, project=Project.objects.get(name="team_a"), document={
+        "name": "chat", "processor": "vllm", "model_path": "file:///models/tiny"})
+    Instance.objects.create(service=service, version=service.versions.get(number=1), name="chat-a", ready=True)
+    key = engine_load_key("local", "chat")
+    written.append(key)
+    now = time.time()
+    loop = AutoscalerLoop(client)
+    # 200 tokens generated in 2 s at 20 ms each; two first tokens at 90 ms each in the engine.
+    client.hset(key, "chat-a", EngineLoad(generation_tokens=1000, tpot_sum=20.0, tpot_count=1000,
+                                          ttft_sum=1.0, ttft_count=10, at=now - 4).to_json())
+    loop.tick(now=now - 3)
+    client.hset(key, "chat-a", EngineLoad(generation_tokens=1200, tpot_sum=24.0, tpot_count=1200,
+                                          ttft_sum=1.18, ttft_count=12, at=now - 2).to_json())
+    loop.tick(now=now - 1)
+    written.extend(k.decode() for k in client.scan_iter("ferry:metrics:*:local:chat:*"))
+    # The gateway saw three streamed answers whose first byte came after 150 ms on average.
+    write_second(client, written, "chat", 1, int(now) - 2, requests=3, streams=3, ttfb_ms_sum=450.0, ttfb_count=3)
+
+    html = alice_client.get("/services/local/chat/monitoring/?range=15m").content.decode()
+    assert re.search(r'id="llm-ttft">150\.0 ms at the gateway · 90\.0 ms in the engine<', html), html
+    assert re.search(r'id="llm-tpot">20\.0 ms<', html)
+    assert re.search(r'id="llm-tokens">200 \(peak [\d.]+ tokens/s\)<', html)
+    assert re.search(r'id="llm-streams">3<', html)
+    for chart in ("chart-ttft", "chart-tpot", "chart-tokens"):
+        assert points_of(html, chart) > 0, chart

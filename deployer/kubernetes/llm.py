@@ -14,7 +14,8 @@ keeps its own load on /metrics. So its pod differs from other processors' in the
 - Probes: a startup probe on /health that allows a 30-minute load, so liveness and readiness never kill or
   count against an engine that is still loading; then readiness and liveness on /health.
 - Time: a request (a stream) may last `rpc.keepalive`, 10 minutes when the file leaves EAS's 5 s; Knative's
-  revision timeouts and progress deadline, and the routes' timeouts, follow.
+  revision timeouts, the routes' timeouts and a raw pod's termination grace follow; the progress deadline
+  allows an hour to pull, fetch and load.
 - Files: the image's user is replaced by an unprivileged one (restricted Pod Security), so the engine's home
   and caches are an emptyDir, and the model never comes from a hub (HF_HUB_OFFLINE).
 """
@@ -175,6 +176,13 @@ def knative_timeouts(doc: dict) -> dict[str, int]:
     max-revision-timeout-seconds (600 unless an operator raised it)."""
     seconds = request_seconds(doc)
     return {"timeoutSeconds": seconds, "responseStartTimeoutSeconds": seconds, "idleTimeoutSeconds": seconds}
+
+
+def grace_seconds(doc: dict) -> int:
+    """How long a stopping engine may finish its streams: metadata.eas.termination_grace_period when the file
+    sets it, else as long as a stream may last (the engine exits sooner when it has none)."""
+    given = ((doc.get("metadata") or {}).get("eas") or {}).get("termination_grace_period")
+    return int(given) if given is not None else request_seconds(doc)
 
 
 def progress_deadline_seconds(doc: dict) -> int:

@@ -137,7 +137,8 @@ def pod_spec(desired: ServiceDesired, version: VersionDesired, *, knative: bool)
     if volumes:
         spec["volumes"] = volumes
     if not knative:
-        spec["terminationGracePeriodSeconds"] = grace_period(doc) + desired.cluster.drain_seconds
+        grace = llm.grace_seconds(doc) if llm.is_llm(doc) else grace_period(doc)
+        spec["terminationGracePeriodSeconds"] = grace + desired.cluster.drain_seconds
     if cluster.node_selector:
         spec["nodeSelector"] = dict(cluster.node_selector)
     if cluster.tolerations:

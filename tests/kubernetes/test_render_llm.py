@@ -312,3 +312,17 @@ def test_scaling_on_the_engines_waiting_queue_is_a_pods_metric_per_instance():
     assert (annotations["autoscaling.knative.dev/class"], annotations["autoscaling.knative.dev/metric"],
             annotations["autoscaling.knative.dev/target"]) == ("hpa.autoscaling.knative.dev",
                                                               "engine_requests_waiting", "3")
+
+
+def test_a_stopping_raw_pod_has_as_long_as_a_stream_to_finish_unless_the_file_says():
+    drain = 5  # the test cluster's drain_seconds
+    assert _pod(_doc())["terminationGracePeriodSeconds"] == 600 + drain
+    assert _pod(_doc(metadata={"eas": {"termination_grace_period": 45}}))["terminationGracePeriodSeconds"] == 45 + drain
+
+
+def test_a_storage_mount_never_reaches_the_nodes_files():
+    # A location under the file's own mount is read from that volume: here an emptyDir, not the node's socket.
+    doc = _doc(model_path="/var/run/docker.sock", storage=[{"empty_dir": {}, "mount_path": "/var/run"}])
+    pod = _pod(doc)
+    assert not any("hostPath" in volume for volume in pod["volumes"])
+    assert _volume_at(pod, "/var/run")["emptyDir"] == {}

@@ -30,8 +30,10 @@ from .head import Head, read_head
 from .local import error
 from .metrics import Collector, Counters, flush_forever, stats_for
 from .proxy import Mirror, build_head, send as send_upstream
+from .stream import Relay, replayable, serve_asgi, streams_body
 from .table import Route, RouteTable
-from .upstream import UpstreamConnectError, UpstreamError, UpstreamTimeout, content_length, response_headers
+from .upstream import (BodyTooLarge, ClientGone, Connection, StreamSilent, UpstreamConnectError, UpstreamError,
+                       UpstreamTimeout, response_headers)
 
 logger = logging.getLogger("ferry.gateway")
 UNAUTHORIZED = ((b"www-authenticate", b'EAS realm="ferry"'),)
@@ -60,8 +62,9 @@ class Request:
 class Gateway:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.table = RouteTable(pool_options={"max_idle_age": settings.upstream_max_idle}, cluster=settings.cluster,
-                                key=settings.route_key)
+        self.table = RouteTable(pool_options={"max_idle_age": settings.upstream_max_idle,
+                                              "stream_idle": settings.stream_idle_timeout},
+                                cluster=settings.cluster, key=settings.route_key)
         self.counters = Counters()
         self.mirror = Mirror(self.table, self.counters)
         self.group_credit: dict[tuple, dict[str, int]] = {}  # (group, project) -> member -> round-robin credit
@@ -96,33 +99,17 @@ class Gateway:
 
     async def handle(self, method: str, path: str, query: bytes, headers, body: bytes, client: bytes,
                      head: Head | None = None):
-        """For coroutines (ASGI): (status, headers without Content-Length, body)."""
+        """For coroutines (ASGI): (status, headers without Content-Length, body: bytes, or a stream.Relay)."""
         prepared = self.prepare(method, path, query, headers, body, client, head)
         if prepared.__class__ is tuple:
             return prepared
         return await self.forward(prepared, None)
 
     async def __call__(self, scope, receive, send):
-        """ASGI: `uvicorn --factory gateway.app:create_app` (`python -m gateway` uses gateway/server.py)."""
+        """ASGI: `uvicorn --factory gateway.app:create_app` (`python -m gateway` uses gateway/server.py); streamed
+        answers go out as http.response.body messages with more_body (gateway/stream.py)."""
         if scope["type"] == "http":
-            raw_path = scope.get("raw_path") or scope["path"].encode()
-            head = self.precheck(scope["method"], raw_path, scope["headers"])
-            refusal = head if head.__class__ is tuple else None
-            body = await read_body(receive, self.settings.max_body_bytes) if refusal is None else None
-            if refusal is not None:
-                status, headers, answer = refusal
-            elif body is None:
-                status, headers, answer = self.too_large()
-            else:
-                client = (scope.get("client") or ("",))[0].encode()
-                path = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-                status, headers, answer = await self.handle(scope["method"], path, scope.get("query_string") or b"",
-                                                            scope["headers"], body, client, head)
-            length = content_length(scope["method"], status, headers, len(answer))
-            if length is not None:
-                headers = [*headers, (b"content-length", str(length).encode())]
-            await send({"type": "http.response.start", "status": status, "headers": headers})
-            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else answer})
+            await serve_asgi(self, scope, receive, send)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
 
@@ -168,23 +155,28 @@ class Gateway:
         """The hot path's exchange: `reply` is called from the callback that reads the instance's answer, and
         the bookkeeping (slot, metrics, mirror) is done after the answer left."""
         route = admission.route
+        body = request.body
         head = build_head(request.method, request.parsed.upstream_path(route.name) + request.query,
-                          admission.instance, request.headers, len(request.body), route.token_bytes, request.client)
+                          admission.instance, request.headers, len(body) if body.__class__ is bytes else None,
+                          route.token_bytes, request.client)
         stats = stats_for(route.state, admission.version.number)
 
-        def done(status, headers, body, failure):
-            if failure is not None and retry.may_retry(failure, request.method, request.headers):
+        def done(status, headers, answer, failure):
+            if failure is not None and retry.may_retry(failure, request.method, request.headers, replayable(body)):
                 return self._retry_later(request, admission, stats, failure, reply)
             try:
-                status, headers, body = self.response(request, admission, status, headers, body, failure)
+                status, headers, answer = self.response(request, admission, status, headers, answer, failure)
+                if answer is connection:  # streamed (gateway/stream.py): settled when it ends
+                    return Relay(self, request, admission, stats, status, headers, connection).attach(reply.__self__)
             except Exception:  # noqa: BLE001 -- this runs inside the instance connection's parser
                 logger.exception("failed to answer a request for %s", route.name)
-                status, headers, body = error(500, "internal gateway error")
-            reply(status, headers, body)
+                status, headers, answer = error(500, "internal gateway error")
+            reply(status, headers, answer)
             self.settle(request, admission, stats, status)
 
-        connection.send(head, request.body, route.timeout, done, request.method == "HEAD")
+        reply.__self__.producer = connection  # the client going away cuts the exchange (server.py)
         stats.started()
+        connection.send(head, body, route.timeout, done, request.method == "HEAD")
 
     async def _forward_then(self, request: Request, admission, reply, tries: int = 0) -> None:
         try:
@@ -192,6 +184,8 @@ class Gateway:
         except Exception:  # noqa: BLE001
             logger.exception("failed to answer a request for %s", request.route.name)
             answer = error(500, "internal gateway error")
+        if answer[2].__class__ is Relay:
+            return answer[2].attach(reply.__self__)
         reply(*answer)
 
     def _retry_later(self, request: Request, admission, stats, failure, reply) -> None:
@@ -221,13 +215,15 @@ class Gateway:
             except UpstreamError as problem:
                 answer, failure = (0, None, None), problem
             if failure is not None and tries < retry.MAX_TRIES and \
-                    retry.may_retry(failure, request.method, request.headers):
+                    retry.may_retry(failure, request.method, request.headers, replayable(request.body)):
                 self._give_back(admission, stats, failure)
                 tries += 1
                 deadline = deadline or self._retry_deadline(request)
                 admission = None
                 continue
             status, headers, body = self.response(request, admission, *answer, failure)
+            if body.__class__ is Connection:  # streamed (gateway/stream.py): settled when it ends
+                return status, headers, Relay(self, request, admission, stats, status, headers, body)
             self.settle(request, admission, stats, status)
             return status, headers, body
 
@@ -283,7 +279,7 @@ class Gateway:
         route = admission.route
         balancer.release(route.state, admission.instance)
         stats.finished(status, _perf() - request.began)
-        if balancer.mirrored(route):
+        if request.body.__class__ is bytes and balancer.mirrored(route):  # a streamed body was not kept
             self.mirror.copy(route.name, route.mirror_targets, request.parsed, request.method, request.query,
                              request.headers, request.body, request.client)
 
@@ -291,6 +287,9 @@ class Gateway:
     def _failure(route, failure):
         if isinstance(failure, UpstreamConnectError):
             return error(502, f"no instance of {route.name} reachable: {failure}")
+        if isinstance(failure, (ClientGone, BodyTooLarge, StreamSilent)):  # streamed or cut exchanges
+            status = 499 if isinstance(failure, ClientGone) else 413 if isinstance(failure, BodyTooLarge) else 504
+            return error(status, str(failure))
         if isinstance(failure, UpstreamTimeout):
             return error(504, f"{route.name} did not answer within {route.timeout * 1000:g} ms "
                               "(metadata.rpc.keepalive)")
@@ -386,6 +385,8 @@ class Gateway:
         length = head.length
         if length is not None and length.strip().isdigit() and int(length) > self.settings.max_body_bytes:
             return self.too_large()
+        if head.chunked:
+            head.stream_body = streams_body(head)
         return head
 
     @staticmethod
@@ -475,19 +476,3 @@ class Gateway:
 def create_app() -> Gateway:
     """For ASGI servers: `uvicorn --factory gateway.app:create_app --loop uvloop --http httptools`."""
     return Gateway(Settings.from_env())
-
-
-async def read_body(receive, limit: int) -> bytes | None:
-    message = await receive()
-    body = message.get("body", b"")
-    if not message.get("more_body"):
-        return body
-    chunks, size = [body], len(body)
-    while message.get("more_body"):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)

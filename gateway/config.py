@@ -93,6 +93,9 @@ class Settings:
     max_body_bytes: int = 64 * MIB
     # Bearer token /metrics asks for; empty: /metrics is not served (it names every service and its traffic).
     metrics_token: str = ""
+    # Seconds a streamed exchange (an answer relayed piece by piece, a request body forwarded as it arrives) may
+    # stay silent before it is cut; a stream that keeps moving is never cut, however long.
+    stream_idle_timeout: float = 600.0
     # LLM services (route entries with `llm`): route by the engines' load with prefix affinity (gateway/llm_choice.py);
     # off: least outstanding requests, as for every other service (their load is still scraped for Redis).
     llm_routing: bool = True
@@ -122,6 +125,7 @@ class Settings:
             max_headers=_positive_int("FERRY_GATEWAY_MAX_HEADERS", 100),
             max_body_bytes=_positive_int("FERRY_GATEWAY_MAX_BODY_BYTES", 64 * MIB),
             metrics_token=os.environ.get("FERRY_GATEWAY_METRICS_TOKEN", "").strip(),
+            stream_idle_timeout=_positive("FERRY_GATEWAY_STREAM_IDLE_TIMEOUT", 600.0),
             llm_routing=_switch("FERRY_GATEWAY_LLM_ROUTING", True),
             engine_scrape_interval=_positive("FERRY_GATEWAY_ENGINE_SCRAPE_INTERVAL", 0.5),
         )

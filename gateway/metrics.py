@@ -9,8 +9,10 @@ one event loop). Two readers turn them into what others read:
     ferry:metrics:m:<cluster>:<service>:<version>:<unix_second // 60>  TTL 30 days
   fields requests, errors (5xx), status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max,
   cold_starts, and latency_bucket_le_<ms> (requests whose latency fell in (previous bound, <ms>]; not
-  cumulative, so they add up across keys; "inf" last). Counters are added (HINCRBY) and maxima raised (a
-  Lua script), so several gateways may write the same keys.
+  cumulative, so they add up across keys; "inf" last); for streamed answers (gateway/stream.py), when there
+  were some: streams (begun), ttfb_ms_sum and ttfb_count (arrival to the first body byte relayed), streams_cut
+  (the client went away before the end). Counters are added (HINCRBY, HINCRBYFLOAT for *_sum) and maxima
+  raised (a Lua script), so several gateways may write the same keys.
 Version "0" counts requests refused before a version was chosen (401, unknown version).
 """
 
@@ -21,7 +23,7 @@ import logging
 import time
 from bisect import bisect_left
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, SummaryMetricFamily
 
 from contracts.keys import metrics_minute_key, metrics_second_key
 
@@ -40,7 +42,7 @@ for k = 1, 2 do
     if string.sub(field, -4) == "_max" then
       local current = tonumber(redis.call("HGET", KEYS[k], field)) or -1
       if tonumber(value) > current then redis.call("HSET", KEYS[k], field, value) end
-    elseif field == "latency_ms_sum" then
+    elseif string.sub(field, -4) == "_sum" then
       redis.call("HINCRBYFLOAT", KEYS[k], field, value)
     else
       redis.call("HINCRBY", KEYS[k], field, value)
@@ -56,7 +58,8 @@ class VersionStats:
     __slots__ = (
         "service", "version", "codes", "buckets", "latency_sum", "inflight", "queued", "cold_starts",
         "sec_requests", "sec_errors", "sec_codes", "sec_latency_sum", "sec_latency_max", "sec_concurrency_max",
-        "sec_queue_max", "sec_cold_starts", "sec_buckets",
+        "sec_queue_max", "sec_cold_starts", "sec_buckets", "streams", "streams_cut", "ttfb_sum", "ttfb_count",
+        "sec_streams", "sec_streams_cut", "sec_ttfb_sum", "sec_ttfb_count",
     )
 
     def __init__(self, service: str, version: str):
@@ -68,6 +71,8 @@ class VersionStats:
         self.inflight = 0
         self.queued = 0
         self.cold_starts = 0
+        self.streams = self.streams_cut = self.ttfb_count = 0
+        self.ttfb_sum = 0.0
         self._reset_second()
 
     def _reset_second(self) -> None:
@@ -81,6 +86,8 @@ class VersionStats:
         self.sec_queue_max = self.queued
         self.sec_cold_starts = 0
         self.sec_buckets = [0] * (len(BUCKETS) + 1)
+        self.sec_streams = self.sec_streams_cut = self.sec_ttfb_count = 0
+        self.sec_ttfb_sum = 0.0
 
     def started(self) -> None:
         self.inflight += 1
@@ -110,9 +117,25 @@ class VersionStats:
         self.cold_starts += 1
         self.sec_cold_starts += 1
 
+    def stream_began(self) -> None:
+        self.streams += 1
+        self.sec_streams += 1
+
+    def first_byte(self, seconds: float) -> None:
+        """A streamed answer's first body byte went to the client, `seconds` after the request arrived."""
+        self.ttfb_sum += seconds
+        self.ttfb_count += 1
+        self.sec_ttfb_sum += seconds * 1000.0
+        self.sec_ttfb_count += 1
+
+    def stream_cut(self) -> None:
+        self.streams_cut += 1
+        self.sec_streams_cut += 1
+
     def take_second(self) -> list | None:
         """The past second's fields as [field, value, ...] (None when nothing happened), and a fresh second."""
-        if not (self.sec_requests or self.sec_concurrency_max or self.sec_queue_max or self.sec_cold_starts):
+        if not (self.sec_requests or self.sec_concurrency_max or self.sec_queue_max or self.sec_cold_starts
+                or self.sec_streams or self.sec_ttfb_count):
             return None
         fields = [
             "requests", self.sec_requests, "errors", self.sec_errors,
@@ -125,6 +148,9 @@ class VersionStats:
         for name, count in zip(BUCKET_FIELDS, self.sec_buckets):
             if count:
                 fields += (name, count)
+        if self.sec_streams or self.sec_ttfb_count or self.sec_streams_cut:
+            fields += ("streams", self.sec_streams, "ttfb_ms_sum", round(self.sec_ttfb_sum, 3),
+                       "ttfb_count", self.sec_ttfb_count, "streams_cut", self.sec_streams_cut)
         self._reset_second()
         return fields
 
@@ -165,6 +191,13 @@ class Collector:
                                    labels=["service", "version"])
         cold = CounterMetricFamily("ferry_gateway_cold_starts", "Requests that waited for a service at zero",
                                    labels=["service", "version"])
+        streams = CounterMetricFamily("ferry_gateway_streams", "Answers relayed piece by piece (chunked, SSE)",
+                                      labels=["service", "version"])
+        cut = CounterMetricFamily("ferry_gateway_streams_cut", "Streamed answers whose client went away first",
+                                  labels=["service", "version"])
+        ttfb = SummaryMetricFamily("ferry_gateway_stream_first_byte_seconds",
+                                   "From a streamed request's arrival to its first body byte to the client",
+                                   labels=["service", "version"])
         for state in list(self.table.services.values()):
             for stats in list(state.stats.values()):
                 labels = [stats.service, stats.version]
@@ -178,7 +211,11 @@ class Collector:
                 inflight.add_metric(labels, stats.inflight)
                 queued.add_metric(labels, stats.queued)
                 cold.add_metric(labels, stats.cold_starts)
-        yield from (requests, latency, inflight, queued, cold)
+                if stats.streams:
+                    streams.add_metric(labels, stats.streams)
+                    cut.add_metric(labels, stats.streams_cut)
+                    ttfb.add_metric(labels, stats.ttfb_count, stats.ttfb_sum)
+        yield from (requests, latency, inflight, queued, cold, streams, cut, ttfb)
         yield from self._gateway_families()
 
     def _gateway_families(self):

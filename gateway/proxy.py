@@ -8,7 +8,8 @@ import time
 
 from . import balancer
 from .metrics import stats_for
-from .upstream import HOP_BY_HOP, UpstreamTimeout, request_head
+from .stream import drain
+from .upstream import HOP_BY_HOP, Connection, UpstreamTimeout, request_head
 
 logger = logging.getLogger("ferry.gateway")
 # Headers the gateway replaces: the instance gets its own service's token, whatever the client sent (a group
@@ -16,17 +17,21 @@ logger = logging.getLogger("ferry.gateway")
 REPLACED = HOP_BY_HOP | {b"authorization", b"x-forwarded-for"}
 
 
-def build_head(method: str, target: str, instance, headers, body_len: int, token: bytes, client: bytes) -> bytes:
+def build_head(method: str, target: str, instance, headers, body_len: int | None, token: bytes,
+               client: bytes) -> bytes:
+    """`body_len` None: the body is streamed (gateway/stream.py), sent chunked."""
     extra = b"authorization: " + token + b"\r\nx-forwarded-for: " + client + b"\r\n"
     return request_head(method, target, instance.host_header, headers, body_len, extra, REPLACED)
 
 
 async def send(admission, method: str, target: str, headers, body: bytes, client: bytes):
     """(status, headers, body) from the admitted instance, or raises UpstreamError. One attempt: whether and
-    where to try again is the caller's (gateway/retry.py decides, the balancer picks)."""
+    where to try again is the caller's (gateway/retry.py decides, the balancer picks). A streamed answer's body
+    is the Connection to relay it from (gateway/stream.py); a streamed request body is sent as it comes."""
     route = admission.route
     instance = admission.instance
-    head = build_head(method, target, instance, headers, len(body), route.token_bytes, client)
+    length = len(body) if body.__class__ is bytes else None
+    head = build_head(method, target, instance, headers, length, route.token_bytes, client)
     connection = instance.pool.take() or await instance.pool.connect()
     return await connection.exchange(head, body, route.timeout, method == "HEAD")
 
@@ -66,7 +71,9 @@ class Mirror:
             path = parsed.upstream_path(name) + query
             head = build_head(method, path, instance, headers, len(body), route.token_bytes, client)
             connection = await instance.pool.acquire()
-            status, _, _ = await connection.exchange(head, body, route.timeout, method == "HEAD")
+            status, _, answer = await connection.exchange(head, body, route.timeout, method == "HEAD")
+            if answer.__class__ is Connection:  # a stream: read to its end, so the target does the whole work
+                await drain(answer)
         except UpstreamTimeout:
             status = 504
         except Exception:  # noqa: BLE001 -- a copy's failure concerns nobody but its metrics

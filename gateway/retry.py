@@ -35,10 +35,13 @@ EJECTION_MAX = 30.0
 MAX_TRIES = 8  # safety net; the activator's deadline is what bounds a retried request's wait
 
 
-def may_retry(failure: Exception, method: str, headers) -> bool:
-    """Whether the request may be sent again (to another instance, or to this one once it is back)."""
+def may_retry(failure: Exception, method: str, headers, replayable: bool = True) -> bool:
+    """Whether the request may be sent again (to another instance, or to this one once it is back).
+    `replayable` False: its body was streamed and some of it may have gone out (gateway/stream.py)."""
     if isinstance(failure, UpstreamConnectError):
         return True
+    if not replayable:
+        return False
     if isinstance(failure, UpstreamClosed):
         return method in REPLAYABLE_METHODS or any(name in IDEMPOTENCY_HEADERS for name, _ in headers)
     return False

@@ -11,6 +11,13 @@ What a proxy needs and nothing more: keep-alive, pipelining (answered in order),
 (httptools decodes them), `Expect: 100-continue`, an idle timeout, and a graceful stop that lets requests in
 flight finish. The gateway stays an ASGI application too (`Gateway.__call__`).
 
+Streaming (gateway/stream.py): besides `reply(status, headers, body)`, the protocol (`reply.__self__`) answers
+piece by piece: `start(status, headers)`, `piece(data)`, `end()` or `abort()` (closed without the last chunk,
+so the client sees an incomplete body); chunked to HTTP/1.1 clients, delimited by the close to HTTP/1.0 ones.
+Its `producer` (the upstream side) is paused while the client's transport is over its high-water mark and told
+when the client goes away (`client_lost`). A chunked request body that `precheck` allows to stream
+(`head.stream_body`) is handed to the handler when the headers are complete, as a BodyStream fed as it arrives.
+
 Limits, so that an anonymous client cannot make the gateway hold what it sends (docs/gateway.md):
 - connections beyond `max_connections` get 503 and are closed at once;
 - a request line and headers over `max_header_bytes`, or more than `max_headers` headers, get 431 (counted as
@@ -34,7 +41,8 @@ from http import HTTPStatus
 
 import httptools
 
-from .upstream import content_length
+from .stream import BodyStream
+from .upstream import BodyTooLarge, ClientGone, content_length
 
 logger = logging.getLogger("ferry.gateway")
 IDLE_TIMEOUT = 75.0
@@ -57,7 +65,7 @@ class _Stop(Exception):
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "url", "headers", "body", "size", "busy", "queue",
                  "closed", "last_active", "refusal", "method", "keep_alive", "in_head", "head_size", "continue_",
-                 "head_raw", "messages", "head")
+                 "head_raw", "messages", "head", "upload", "producer", "http10", "chunked")
 
     def __init__(self, server: Server):
         self.server = server
@@ -81,6 +89,10 @@ class HttpProtocol(asyncio.Protocol):
         self.head_raw = 0  # of whole reads that fell inside one request's head (a header still unfinished)
         self.messages = 0
         self.continue_ = False
+        self.upload: BodyStream | None = None  # the body of the request being read, when it is streamed
+        self.producer = None  # the upstream side of the answer in progress (paused, or told the client left)
+        self.http10 = False  # the request being answered is HTTP/1.0 (a stream ends with the connection)
+        self.chunked = False  # the answer in progress is streamed chunked
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -101,6 +113,20 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc) -> None:
         self.closed = True
         self.server.connections.discard(self)
+        upload, self.upload = self.upload, None
+        if upload is not None:
+            upload.fail(ClientGone("the client went away while sending its body"))
+        producer, self.producer = self.producer, None
+        if producer is not None:  # its answer is not over: cut the exchange so the instance stops
+            producer.client_lost()
+
+    def pause_writing(self) -> None:
+        if self.producer is not None:
+            self.producer.pause_producing()
+
+    def resume_writing(self) -> None:
+        if self.producer is not None:
+            self.producer.resume_producing()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
@@ -139,6 +165,7 @@ class HttpProtocol(asyncio.Protocol):
         self.head_size = self.head_raw = 0
         self.messages += 1
         self.continue_ = False
+        self.upload = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -168,8 +195,17 @@ class HttpProtocol(asyncio.Protocol):
             self.head = found
             if self.continue_:
                 self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if found is not None and found.stream_body and not self.busy and not self.queue:
+                self._stream_request(found)
             return
         self._refuse(found)
+
+    def _stream_request(self, head) -> None:
+        """A chunked body forwarded as it arrives: the request is handled now, its body fed as it comes."""
+        parser = self.parser
+        self.upload = BodyStream(self.transport)
+        self._start((parser.get_method().decode("latin-1"), self.url, self.headers, self.upload,
+                     parser.should_keep_alive(), None, head, parser.get_http_version()))
 
     def _refuse(self, refusal) -> None:
         """Answer `refusal` now and stop reading, or, pipelined behind requests not answered yet, in turn (its
@@ -188,16 +224,26 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.size += len(body)
         if self.size > self.server.max_body_bytes:
+            if self.upload is not None:  # part of it went on already: the exchange is cut, the gateway says 413
+                self.keep_alive = False
+                return self.upload.fail(BodyTooLarge(f"the body is larger than FERRY_GATEWAY_MAX_BODY_BYTES "
+                                                     f"({self.server.max_body_bytes} bytes)"))
             self.body = []
             self._refuse(self.server.too_large())
+        elif self.upload is not None:
+            self.upload.feed(body)
         else:
             self.body.append(body)
 
     def on_message_complete(self) -> None:
+        upload = self.upload
+        if upload is not None:  # its request was handled when its headers were complete
+            self.upload = None
+            return upload.finish()
         parser = self.parser
         request = (parser.get_method().decode("latin-1"), self.url, self.headers,
                    b"".join(self.body) if len(self.body) != 1 else self.body[0],
-                   parser.should_keep_alive(), self.refusal, self.head)
+                   parser.should_keep_alive(), self.refusal, self.head, parser.get_http_version())
         if self.busy:
             self.queue.append(request)
             if len(self.queue) > 16:  # a client pipelining without reading: stop reading until we catch up
@@ -206,10 +252,11 @@ class HttpProtocol(asyncio.Protocol):
         self._start(request)
 
     def _start(self, request) -> None:
-        method, url, headers, body, keep_alive, refusal, head = request
+        method, url, headers, body, keep_alive, refusal, head, version = request
         self.busy = True
         self.method = method
         self.keep_alive = keep_alive
+        self.http10 = version == "1.0"
         self.server.running += 1
         if refusal is not None:
             self.keep_alive = False
@@ -230,8 +277,55 @@ class HttpProtocol(asyncio.Protocol):
         """The answer to the request in progress (called once per request, maybe from another callback)."""
         if not self.busy:
             return
+        self.producer = None
+        self._write(status, headers, b"" if self.method == "HEAD" else body, len(body), self.keep_alive)
+        self._answered()
+
+    # a streamed answer: start, then pieces, then end (or abort)
+    def start(self, status: int, headers) -> bool:
+        """Writes the head of a streamed answer; False when the client is gone already."""
+        if not self.busy or self.closed:
+            return False
+        parts = [status_line(status)]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        if self.http10:  # no chunked encoding in HTTP/1.0: the body ends with the connection
+            self.keep_alive = self.chunked = False
+            parts.append(b"connection: close\r\n\r\n")
+        else:
+            self.chunked = True
+            parts.append(b"transfer-encoding: chunked\r\n\r\n" if self.keep_alive
+                         else b"transfer-encoding: chunked\r\nconnection: close\r\n\r\n")
+        self.transport.write(b"".join(parts))
+        return True
+
+    def piece(self, data: bytes) -> None:
+        if data and not self.closed:  # an empty chunk would end the body
+            if self.chunked:
+                self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+            else:
+                self.transport.write(data)
+
+    def end(self) -> None:
+        if not self.busy:
+            return
+        self.producer = None
+        if self.chunked and not self.closed:
+            self.transport.write(b"0\r\n\r\n")
+        self._answered()
+
+    def abort(self) -> None:
+        """Ends a streamed answer abnormally: the connection is closed without the last chunk."""
+        if not self.busy:
+            return
+        self.producer = None
+        self.busy = False
+        self.server.running -= 1
+        self.closed = True
+        self.transport.close()  # what was written still goes out first
+
+    def _answered(self) -> None:
         keep_alive = self.keep_alive
-        self._write(status, headers, b"" if self.method == "HEAD" else body, len(body), keep_alive)
         self.busy = False
         self.server.running -= 1
         self.last_active = time.monotonic()

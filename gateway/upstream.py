@@ -16,6 +16,12 @@ What it guarantees:
 - Every valid HTTP/1.x answer is relayed, not only Content-Length and chunked ones: a body that ends when the
   instance closes the connection (HTTP/1.0 servers such as Python's http.server), answers to HEAD (headers
   only, whatever their Content-Length says), 204 and 304; interim 1xx answers are skipped.
+- An answer whose length is not declared (chunked, or ending at the close) or that is server-sent events is
+  streamed: `done` gets the Connection itself as the body as soon as the head is parsed, and the pieces go to
+  the sink given to `attach` as they arrive (gateway/stream.py). Answers with a Content-Length are collected
+  and handed over whole (the fast path). The route's timeout bounds the time to the head; from there only
+  silence longer than `stream_idle` seconds (no byte from the instance, no drain by the client) cuts it.
+- A request body may be streamed too (gateway/stream.py BodyStream): sent chunked, piece by piece.
 """
 
 from __future__ import annotations
@@ -51,13 +57,28 @@ class UpstreamTimeout(UpstreamError):
     pass
 
 
+class StreamSilent(UpstreamTimeout):
+    """A streamed exchange (answer or request body) stayed silent longer than the idle limit."""
+
+
+class ClientGone(UpstreamError):
+    """The client went away before its answer ended: the exchange was cut (so the instance stops working)."""
+
+
+class BodyTooLarge(UpstreamError):
+    """A streamed request body went past FERRY_GATEWAY_MAX_BODY_BYTES: the exchange was cut."""
+
+
 class Connection(asyncio.Protocol):
     """One keep-alive connection. `send(head, body, timeout, done)` writes one request and later calls
     `done(status, headers, body, error)` from the callback that read the answer (no future, no task: the hot
-    path stays synchronous); `exchange()` is the same for coroutines."""
+    path stays synchronous); `exchange()` is the same for coroutines. A streamed answer's `body` is this
+    Connection: `attach(sink)` then relays its pieces (`sink.piece(data)`, then `sink.end()` or
+    `sink.fail(error)`)."""
 
     __slots__ = ("pool", "transport", "parser", "done", "headers", "body", "closed", "idle_since", "timer",
-                 "headers_done", "bodiless", "answered")
+                 "headers_done", "bodiless", "answered", "streaming", "sink", "ended", "failure", "last", "upload",
+                 "timeout")
 
     def __init__(self, pool: Pool):
         self.pool = pool
@@ -72,6 +93,13 @@ class Connection(asyncio.Protocol):
         self.headers_done = False
         self.bodiless = False
         self.answered = False  # a byte of the answer arrived: from then a failure is never retried
+        self.streaming = False  # relaying a streamed answer (its head went to `done`)
+        self.sink = None  # where a streamed answer's pieces go (None: held in `body` until `attach`)
+        self.ended = None  # a streamed answer that ended before `attach`: whether the connection may be reused
+        self.failure = None  # a streamed answer that failed before `attach`
+        self.last = 0.0  # loop time of the last sign of life of a stream (a piece, the client draining)
+        self.upload = None  # a request body being streamed (gateway/stream.py BodyStream)
+        self.timeout = 0.0  # the route's timeout, armed once a streamed request body ended
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -86,11 +114,22 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        if exc is None and self.done is not None and self.headers_done and close_delimited(self.headers):
+        if exc is None and self.headers_done and (self.done is not None or self.streaming) \
+                and close_delimited(self.headers):
             # Neither Content-Length nor chunked: the body is everything until the instance closed (RFC 9112 6.3).
+            if self.streaming:
+                return self._stream_end(False)
             return self._complete(self.parser.get_status_code(), False)
         why = "the instance closed the connection" + (f": {exc}" if exc else "")
         self._fail(UpstreamError(why) if self.answered else UpstreamClosed(why + " before answering"))
+
+    def pause_writing(self) -> None:
+        if self.upload is not None:  # the instance does not take the request body as fast as the client sends it
+            self.upload.pause()
+
+    def resume_writing(self) -> None:
+        if self.upload is not None:
+            self.upload.resume()
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -98,15 +137,28 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
-        if self.bodiless and self.done is not None and self.parser.get_status_code() >= 200:
+        if self.done is None:
+            return
+        status = self.parser.get_status_code()
+        if status < 200:
+            return
+        if self.bodiless:
             # An answer to HEAD has no body whatever its headers say; the parser, which cannot be told the
             # request was HEAD, would wait for one: answer now and drop the connection.
-            self._complete(self.parser.get_status_code(), False)
+            self._complete(status, False)
+        elif streamed(status, self.headers):
+            self._stream(status)
 
     def on_body(self, body: bytes) -> None:
+        if self.streaming:
+            self.last = self.pool.loop.time()
+            if self.sink is not None:
+                return self.sink.piece(body)
         self.body.append(body)
 
     def on_message_complete(self) -> None:
+        if self.streaming:
+            return self._stream_end(self.parser.should_keep_alive())
         if self.done is None:
             return
         parser = self.parser
@@ -123,29 +175,145 @@ class Connection(asyncio.Protocol):
             done(status, self.headers, body[0] if len(body) == 1 else b"".join(body), None)
         finally:  # after the answer went on: nothing here delays it
             self.timer.cancel()
-            if keep_alive:
-                self.pool.release(self)
-            else:
-                self.close()
+            self._finish(keep_alive)
+
+    def _finish(self, keep_alive: bool) -> None:
+        if self.upload is not None:  # answered before the client sent all of its body: the rest is dropped
+            self.upload.detach()
+            self.upload = None
+            keep_alive = False
+        if keep_alive:
+            self.pool.release(self)
+        else:
+            self.close()
 
     def _fail(self, error: Exception) -> None:
+        if self.upload is not None:
+            self.upload.detach()
+            self.upload = None
         done, self.done = self.done, None
         if done is not None:
             self.timer.cancel()
             self.close()
             done(0, None, None, error)
+        elif self.streaming:
+            self.streaming = False
+            self.timer.cancel()
+            self.close()
+            sink, self.sink = self.sink, None
+            if sink is None:
+                self.failure = error
+            else:
+                sink.fail(error)
 
     def _timed_out(self) -> None:
         self._fail(UpstreamTimeout("the instance did not answer in time"))
 
-    def send(self, head: bytes, body: bytes, timeout: float, done, bodiless: bool = False) -> None:
-        """`bodiless`: the request is HEAD, so the answer has no body."""
+    # streamed answers
+    def _stream(self, status: int) -> None:
+        """The head of an answer to relay piece by piece: handed over now, with this connection as its body."""
+        self.streaming = True
+        self.ended = self.failure = None
+        loop = self.pool.loop
+        self.last = loop.time()
+        if self.upload is None:  # the route's timeout bounded the wait for the head; silence bounds the rest
+            self.timer.cancel()
+            self.timer = loop.call_later(self.pool.stream_idle, self._idle)
+        done, self.done = self.done, None
+        done(status, self.headers, self, None)
+
+    def attach(self, sink) -> None:
+        """Relays the streamed answer to `sink` from now on (what arrived before goes first)."""
+        self.sink = sink
+        if self.body:
+            pieces, self.body = self.body, []
+            for piece in pieces:
+                sink.piece(piece)
+        if self.failure is not None:
+            self.sink, failure, self.failure = None, self.failure, None
+            sink.fail(failure)
+        elif self.ended is not None:
+            self.sink, keep_alive, self.ended = None, self.ended, None
+            self._ended(sink, keep_alive)
+        elif self.streaming:
+            self.resume_reading()
+
+    def _stream_end(self, keep_alive: bool) -> None:
+        self.streaming = False
+        self.timer.cancel()
+        sink, self.sink = self.sink, None
+        if sink is None:  # not attached yet: `attach` ends it
+            self.ended = keep_alive
+            return
+        self._ended(sink, keep_alive)
+
+    def _ended(self, sink, keep_alive: bool) -> None:
+        sink.end()
+        if keep_alive and not self.closed:
+            self.transport.resume_reading()  # paused for a slow client, perhaps: not so in the pool
+        self._finish(keep_alive)
+
+    def _idle(self) -> None:
+        loop = self.pool.loop
+        left = self.last + self.pool.stream_idle - loop.time()
+        if left > 0:  # a cheap check instead of re-arming a timer for every piece
+            self.timer = loop.call_later(left, self._idle)
+            return
+        self._fail(StreamSilent(f"nothing moved for {self.pool.stream_idle:g} s (FERRY_GATEWAY_STREAM_IDLE_TIMEOUT)"))
+
+    def pause_reading(self) -> None:
+        """The client does not take the stream as fast as the instance sends it: stop reading the instance."""
+        if not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.last = self.pool.loop.time()  # the client draining is progress too
+        if not self.closed:
+            self.transport.resume_reading()
+
+    def abandon(self) -> None:
+        """The client went away: cut the exchange (closing the connection tells the instance to stop)."""
+        self.sink = self.ended = self.failure = None
+        if self.done is not None:
+            return self._fail(ClientGone("the client went away"))
+        if self.upload is not None:
+            self.upload.detach()
+            self.upload = None
+        if self.streaming:
+            self.streaming = False
+            self.timer.cancel()
+        self.close()
+
+    # streamed request bodies (gateway/stream.py BodyStream calls these)
+    def upload_piece(self, data: bytes) -> None:
+        self.last = self.pool.loop.time()
+        if not self.closed:
+            self.transport.writelines((b"%x\r\n" % len(data), data, b"\r\n"))
+
+    def upload_end(self) -> None:
+        self.upload = None
+        if not self.closed:
+            self.transport.write(b"0\r\n\r\n")
+        if self.done is not None:  # the wait for the answer's head starts when the body is all sent
+            self.timer.cancel()
+            self.timer = self.pool.loop.call_later(self.timeout, self._timed_out)
+
+    def upload_failed(self, error: Exception) -> None:
+        self.upload = None
+        self._fail(error)
+
+    # requests
+    def send(self, head: bytes, body, timeout: float, done, bodiless: bool = False) -> None:
+        """`bodiless`: the request is HEAD, so the answer has no body. `body`: bytes, or a BodyStream (the
+        head then says Transfer-Encoding: chunked)."""
         self.done = done
         self.headers = []
         self.body = []
         self.headers_done = False
         self.bodiless = bodiless
         self.answered = False
+        if body.__class__ is not bytes:
+            return self._send_streamed(head, body, timeout)
         # One write: head and body leave in one segment when they fit (TCP_NODELAY is on).
         if len(body) < 65536:
             self.transport.write(head + body)
@@ -154,16 +322,32 @@ class Connection(asyncio.Protocol):
         # A timer handle is far cheaper than asyncio.wait_for (which wraps the wait in a task).
         self.timer = self.pool.loop.call_later(timeout, self._timed_out)
 
-    async def exchange(self, head: bytes, body: bytes, timeout: float, bodiless: bool = False):
-        """(status, headers, body), or raises UpstreamError."""
+    def _send_streamed(self, head: bytes, body, timeout: float) -> None:
+        """While the client streams its body, silence bounds the exchange; the route's timeout starts with its
+        end (a long upload is not an instance that does not answer)."""
+        self.transport.write(head)
+        self.upload = body
+        self.timeout = timeout
+        loop = self.pool.loop
+        self.last = loop.time()
+        self.timer = loop.call_later(self.pool.stream_idle, self._idle)
+        body.bind(self)
+
+    async def exchange(self, head: bytes, body, timeout: float, bodiless: bool = False):
+        """(status, headers, body), or raises UpstreamError. A streamed answer's body is this connection,
+        paused until `attach`."""
         answer = self.pool.loop.create_future()
 
         def done(status, headers, content, error):
+            if content is self:
+                self.pause_reading()  # what arrives before the coroutine attaches a sink stays small
             if not answer.done():
                 if error is not None:
                     answer.set_exception(error)
                 else:
                     answer.set_result((status, headers, content))
+            elif content is self:  # nobody waits for it any more (cancelled)
+                self.abandon()
 
         self.send(head, body, timeout, done, bodiless)
         return await answer
@@ -177,10 +361,11 @@ class Connection(asyncio.Protocol):
 class Pool:
     """Idle connections to one instance (LIFO: the most recently used one is the warmest)."""
 
-    __slots__ = ("loop", "host", "port", "idle", "max_idle_count", "max_idle_age", "connect_timeout", "open")
+    __slots__ = ("loop", "host", "port", "idle", "max_idle_count", "max_idle_age", "connect_timeout", "open",
+                 "stream_idle")
 
     def __init__(self, host: str, port: int, *, max_idle_count: int = 64, max_idle_age: float = 2.0,
-                 connect_timeout: float = 2.0):
+                 connect_timeout: float = 2.0, stream_idle: float = 600.0):
         self.loop = asyncio.get_running_loop()
         self.host = host
         self.port = port
@@ -189,6 +374,7 @@ class Pool:
         self.max_idle_age = max_idle_age
         self.connect_timeout = connect_timeout
         self.open = True
+        self.stream_idle = stream_idle  # seconds a streamed exchange may stay silent (FERRY_GATEWAY_STREAM_IDLE_TIMEOUT)
 
     def take(self) -> Connection | None:
         """An idle connection that is safe to reuse, or None (then `connect()`): no coroutine on the hot path."""
@@ -242,14 +428,18 @@ class Pool:
             self.idle.pop().close()
 
 
-def request_head(method: str, target: str, host: bytes, headers, body_length: int, extra: bytes = b"",
+def request_head(method: str, target: str, host: bytes, headers, body_length: int | None, extra: bytes = b"",
                  skip: frozenset = HOP_BY_HOP) -> bytes:
-    """The request line and headers: the client's end-to-end headers (minus `skip`), then those set here."""
+    """The request line and headers: the client's end-to-end headers (minus `skip`), then those set here.
+    `body_length` None: the body is streamed (chunked)."""
     lines = [f"{method} {target} HTTP/1.1\r\nhost: ".encode("latin-1"), host, b"\r\n"]
     for name, value in headers:
         if name not in skip:
             lines += (name, b": ", value, b"\r\n")
-    lines.append(b"content-length: %d\r\n%s\r\n" % (body_length, extra))
+    if body_length is None:
+        lines.append(b"transfer-encoding: chunked\r\n%s\r\n" % extra)
+    else:
+        lines.append(b"content-length: %d\r\n%s\r\n" % (body_length, extra))
     return b"".join(lines)
 
 
@@ -269,6 +459,20 @@ def close_delimited(headers: list) -> bool:
         if name == b"transfer-encoding" and value.rstrip().lower().endswith(b"chunked"):
             return False
     return True
+
+
+def streamed(status: int, headers: list) -> bool:
+    """Whether an answer is relayed piece by piece as it arrives rather than collected: its length is not
+    declared (chunked, or it ends when the instance closes), or it is server-sent events. Pure."""
+    if status < 200 or status == 204 or status == 304:
+        return False
+    declared = False
+    for name, value in headers:
+        if name == b"content-length":
+            declared = True
+        elif name == b"content-type" and value[:17].lower() == b"text/event-stream":
+            return True
+    return not declared
 
 
 def content_length(method: str, status: int, headers, length: int) -> int | None:

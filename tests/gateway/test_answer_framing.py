@@ -1,7 +1,12 @@
 """The pure framing decisions of the gateway's upstream client (gateway/upstream.py): when an instance's body
-ends at the connection's close, and which Content-Length the gateway writes."""
+ends at the connection's close, which answers are streamed, which Content-Length the gateway writes; and which
+request bodies are forwarded as they arrive (gateway/stream.py)."""
 
-from gateway.upstream import close_delimited, content_length, response_headers
+from types import SimpleNamespace
+
+from gateway.head import read_head
+from gateway.stream import streams_body
+from gateway.upstream import close_delimited, content_length, response_headers, streamed
 
 JSON = (b"content-type", b"application/json")
 
@@ -27,3 +32,27 @@ def test_only_answers_to_head_and_304_keep_the_instances_content_length():
     headers = [JSON, (b"content-length", b"9"), (b"connection", b"close"), (b"etag", b'"v1"')]
     assert response_headers(headers) == [JSON, (b"etag", b'"v1"')]
     assert response_headers(headers, keep_length=True) == [JSON, (b"content-length", b"9"), (b"etag", b'"v1"')]
+
+
+def test_answers_without_a_declared_length_and_event_streams_are_streamed():
+    assert streamed(200, [JSON, (b"transfer-encoding", b"chunked")])
+    assert streamed(200, [JSON])  # ends at the close
+    assert streamed(200, [(b"content-type", b"Text/Event-Stream; charset=utf-8"), (b"content-length", b"10")])
+    assert not streamed(200, [JSON, (b"content-length", b"17")])  # the fast path: collected, then written whole
+    for status in (101, 204, 304):
+        assert not streamed(status, [JSON]), status
+
+
+def test_only_chunked_bodies_nothing_needs_whole_are_forwarded_as_they_arrive():
+    route = SimpleNamespace(mirror_targets=())
+    chunked = [(b"transfer-encoding", b"chunked")]
+
+    def head(headers, accepted=route):
+        found = read_head(headers)
+        found.route = accepted
+        return found
+
+    assert streams_body(head(chunked))
+    assert not streams_body(head([(b"content-length", b"12")]))
+    assert not streams_body(head(chunked, accepted=None))  # a signature (it covers the body), the OpenAI API
+    assert not streams_body(head(chunked, accepted=SimpleNamespace(mirror_targets=("copy",))))  # copies need it

@@ -37,3 +37,10 @@ def test_only_a_refused_connection_ejects_the_instance():
 def test_ejections_grow_with_refusals_in_a_row_up_to_a_cap():
     assert [ejection_seconds(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 8.0]
     assert ejection_seconds(50) == EJECTION_MAX
+
+
+def test_a_streamed_request_body_is_never_sent_twice():
+    # Some of it may have reached the instance, and it was not kept: only a request never sent is retried.
+    assert may_retry(REFUSED, "POST", [], replayable=False)
+    assert not may_retry(CLOSED, "GET", [], replayable=False)
+    assert not may_retry(CLOSED, "POST", [(b"idempotency-key", b"7f1c")], replayable=False)

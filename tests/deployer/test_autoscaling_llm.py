@@ -97,3 +97,24 @@ def test_an_idle_llm_service_scales_to_zero(store):
     loop.tick(now=T0 + 75)
     service.refresh_from_db()
     assert service.autoscaled_instances == 0
+
+
+def test_a_woken_llm_service_is_kept_through_its_long_start(store):
+    """At zero the activator raises the service (deployer/activation.py) and the engine takes minutes to start:
+    no engine reading, no request counted yet. The loop keeps the woken instance for the grace period instead
+    of sending it straight back to zero, and says the queue is not measured yet."""
+    from deployer.activation import activate
+
+    service = llm_service({"min": 0, "max": 3, "scaleStrategies": [{"metricName": "llm[waiting]", "threshold": 4}],
+                           "behavior": {"onZero": {"scaleDownGracePeriodSeconds": 300}}}, ready=0)
+    Service.objects.filter(pk=service.pk).update(autoscaled_instances=0)
+    loop = AutoscalerLoop(store)
+    loop.tick(now=T0)
+    service.refresh_from_db()
+    assert service.autoscaled_instances == 0
+    assert activate(NAME, "local")  # a request arrived at the gateway, which holds it
+    for later in (T0 + 2, T0 + 120, T0 + 290):  # the engine is still loading: nothing ready, nothing measured
+        loop.tick(now=later)
+        service.refresh_from_db()
+        assert service.autoscaled_instances == 1, decision_read(store, "local", NAME)["reason"]
+    assert "llm[waiting]: not measured (no ready instance)" in decision_read(store, "local", NAME)["reason"]

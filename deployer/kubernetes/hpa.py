@@ -1,8 +1,9 @@
 """The `raw` flavor's scaling: one autoscaling/v2 HorizontalPodAutoscaler per version. Pure.
 
 EAS strategies map to HPA metrics: `cpu` is the Resource metric (utilization %), `qps`, `gpu[util]`,
-`queue[backlog]`, `concurrency` and `llm[waiting]` (an LLM engine's own queue) are Pods or External metrics that prometheus-adapter serves from Prometheus (the seeds'
-HPA on ingress QPS and on GPU utilization; which metric name, per cluster, in ClusterSettings.metrics).
+`queue[backlog]`, `concurrency` and `llm[waiting]` (an LLM engine's own queue) are Pods or External metrics
+that prometheus-adapter serves from Prometheus (the seeds' HPA on ingress QPS and on GPU utilization; which
+metric name, per cluster, in ClusterSettings.metrics).
 Each version scales on its own: its traffic share is what its pods see.
 """
 

@@ -88,6 +88,9 @@ def llm_problems(doc: dict) -> list[tuple[str, str]]:
                              f"{flag} is set by Ferry: the engine listens on 0.0.0.0:{PROCESSORS[processor].port}, "
                              "where probes and routes point, serves the model at model_path under the "
                              "service's name (the OpenAI `model`)"))
+    if metadata.get("rdma"):
+        problems.append(("metadata.rdma", "RDMA between engine instances is not rendered on Kubernetes: an engine "
+                                          "runs in one pod, over the GPUs of metadata.gpu"))
     shm, memory = metadata.get("shm_size"), metadata.get("memory")
     if shm and memory and shm * 1024 >= memory:
         problems.append(("metadata.shm_size", f"{shm} GB of shared memory count against the memory limit of "

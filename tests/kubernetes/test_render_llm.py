@@ -255,6 +255,10 @@ def test_shared_memory_that_would_take_the_whole_memory_limit_is_refused():
     assert _problem_fields(_doc(metadata={"shm_size": 8, "memory": 8000})) == ["metadata.shm_size"]
 
 
+def test_rdma_between_engines_is_refused_by_name():
+    assert _problem_fields(_doc(metadata={"gpu": 8, "rdma": 1})) == ["metadata.rdma"]
+
+
 def test_tensor_parallelism_over_more_gpus_than_asked_is_refused():
     doc = _doc(metadata={"gpu": 2}, processor_params=["--tensor-parallel-size=4"])
     assert _problem_fields(doc) == ["processor_params[0]"]

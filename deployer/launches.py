@@ -13,22 +13,32 @@ from services.models import Service, Version
 from services.selectors import service_token
 
 from .drivers.base import PermanentError
+from .engines import EnginePending, engine_cache_dir, engine_dirs, engine_python
 from .fetches import FetchPending, fetched_dir
 
 
 def version_launch(service: Service, version: Version, *, restart_token: str) -> dict:
     service_file = version.service_file
-    fetched = _fetched_dirs(service, version)
+    engine, installing = None, None
+    try:  # an LLM engine's environment (refused at once when this host cannot run it), installed beside the fetch
+        engine = engine_python(service, service_file)
+    except EnginePending as pending:
+        installing = pending
+    fetched = _fetched_dirs(service, version, installing)
     warm_up = fetched.get("warm_up_data_path")
     try:
         launch = local_launch(
-            service_file, service_name=service.name, model_dir=fetched.get("model_path"), python=sys.executable,
-            processor_dir=fetched.get("processor_path"),
+            service_file, service_name=service.name, model_dir=fetched.get("model_path"),
+            python=engine or sys.executable, processor_dir=fetched.get("processor_path"),
             warm_up_path=str(Path(warm_up) / _file_name(service_file["warm_up_data_path"])) if warm_up else None,
+            cache_dir=engine_cache_dir(service) if engine else None,
         )
     except ProcessorUnavailable as exc:
         raise PermanentError(exc.reason, exc.message) from exc
     metadata = service_file.get("metadata", {})
+    # What the agent's sandbox shows an engine besides the usual: its environment (read-only) and the service's
+    # compile cache (read-write).
+    engine_view = {"read_only_dirs": engine_dirs(engine), "shared_dirs": [engine_cache_dir(service)]} if engine else {}
     return {
         "argv": launch.argv,
         "env": launch.env,
@@ -40,12 +50,14 @@ def version_launch(service: Service, version: Version, *, restart_token: str) ->
         "memory_limit_mb": int(metadata.get("memory") or 0) or None,
         "cpu": metadata.get("cpu"),
         "restart_token": restart_token,
+        **engine_view,
     }
 
 
-def _fetched_dirs(service: Service, version: Version) -> dict[str, str]:
-    """Every file the version needs, each asked for at once so they download side by side."""
-    fetched, pending = {}, []
+def _fetched_dirs(service: Service, version: Version, installing: EnginePending | None = None) -> dict[str, str]:
+    """Every file the version needs, each asked for at once so they download side by side (and beside the
+    engine's install, when one is under way)."""
+    fetched, pending = {}, [installing.url] if installing else []
     for field, url in urls_to_fetch(version.service_file).items():
         try:
             fetched[field] = fetched_dir(service, version, url)

@@ -8,6 +8,7 @@ from services.models import Service
 
 from .drivers import TransientError
 from .activation import activate
+from .engines import ENGINE_TASK, install_run
 from .fetches import FETCH_TASK, fetch_run
 from .reconcile import reconcile
 from .routing import republish_if_lost
@@ -25,6 +26,15 @@ def fetch_source(fetch_id: int) -> None:
     """On the `fetch` queue (CELERY_TASK_ROUTES), served by the fetcher worker: a slow download never holds a
     reconcile worker. When it ends, the service's reconcile launches (or fails) the version."""
     service_id = fetch_run(fetch_id)
+    if service_id is not None:
+        reconcile_service.delay(service_id)
+
+
+@shared_task(name=ENGINE_TASK, acks_late=True)
+def install_engine(package: str, service_id: int) -> None:
+    """On the `fetch` queue too (queued there by deployer/engines.py): an LLM engine's environment takes minutes
+    to install. When it ends, the service's reconcile launches (or fails) the version."""
+    service_id = install_run(package, service_id)
     if service_id is not None:
         reconcile_service.delay(service_id)
 

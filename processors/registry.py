@@ -159,13 +159,15 @@ def local_launch(
     python: str,
     processor_dir: str | None = None,
     warm_up_path: str | None = None,
+    cache_dir: str | None = None,
 ) -> LocalLaunch:
     """The command that runs one instance of `service_file` (normalized) here.
 
     `model_dir` is where the fetched model lies. `processor_dir` and
     `warm_up_path` are where `processor_path` and `warm_up_data_path` were
     fetched (a directory, or a file); when not given, the file's own values are
-    used if they are local (an absolute path or file://).
+    used if they are local (an absolute path or file://). For the LLM engines `python` is the engine
+    environment's interpreter and `cache_dir` where it keeps what it compiles (processors/llm.py).
 
     Raises ProcessorUnavailable when the processor cannot run on this host.
     """
@@ -182,6 +184,11 @@ def local_launch(
         return _external_launch(service_file, processor, service_name, model_dir, grace)
     if processor == "custom":
         return _custom_launch(service_file, model_dir, grace)
+    if processor in ("vllm", "sglang"):
+        from processors import llm  # imported here: it builds on this module's LocalLaunch
+
+        return llm.local_launch(service_file, processor=processor, service_name=service_name, model_dir=model_dir,
+                                python=python, cache_dir=cache_dir, grace=grace)
     if processor == "pmml":
         raise ProcessorUnavailable(
             "ProcessorNotSupportedLocally",

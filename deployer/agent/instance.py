@@ -249,7 +249,14 @@ class InstanceRuntime:
         env = spec.env_for(port, name=self.name, var_dir=self.context.var_dir, home=str(work))
         pool = self.context.pool
         handoff = pool.take(spec, argv, env, self.name, self.log_path) if pool is not None else None
-        confinement = Confinement(isolation, Path(self.context.var_dir), uid, [instance_dir])
+        try:
+            engine_ro, engine_rw = sandbox.engine_view(Path(self.context.var_dir), spec.read_only_dirs,
+                                                       spec.shared_dirs, shared_by_users=uid is not None)
+        except (OSError, ValueError) as exc:
+            self._fail(f"could not prepare its engine's directories: {exc}")
+            return
+        confinement = Confinement(isolation, Path(self.context.var_dir), uid, [instance_dir, *engine_rw],
+                                  read_only_dirs=engine_ro)
         try:
             process = handoff.process if handoff else spawn(argv, env, cwd, self.log_path, spec.memory_limit_mb,
                                                             confinement=confinement)

@@ -41,6 +41,10 @@ class LaunchSpec:
     grace_period_seconds: float = DEFAULT_GRACE_PERIOD_SECONDS
     memory_limit_mb: int | None = None
     cpu: float | None = None
+    # An LLM engine's environment (shown read-only) and its compile cache, shared by the service's instances
+    # (read-write): both under <var>/engines when Ferry installed the engine (sandbox.engine_view).
+    read_only_dirs: list[str] = field(default_factory=list)
+    shared_dirs: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, launch: object) -> LaunchSpec:
@@ -64,6 +68,8 @@ class LaunchSpec:
             grace_period_seconds=_positive(launch, "grace_period_seconds", DEFAULT_GRACE_PERIOD_SECONDS),
             memory_limit_mb=_whole(_optional_number(launch, "memory_limit_mb")),
             cpu=_optional_number(launch, "cpu"),
+            read_only_dirs=_paths(launch, "read_only_dirs"),
+            shared_dirs=_paths(launch, "shared_dirs"),
         )
 
     def argv_for(self, port: int) -> list[str]:
@@ -142,6 +148,13 @@ def _optional_number(launch: dict, key: str) -> float | None:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
         raise InvalidLaunch(f"launch.{key} must be a positive number")
     return float(value)
+
+
+def _paths(launch: dict, key: str) -> list[str]:
+    value = launch.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.startswith("/") for item in value):
+        raise InvalidLaunch(f"launch.{key} must be a list of absolute paths")
+    return list(value)
 
 
 def _whole(value: float | None) -> int | None:

@@ -61,6 +61,7 @@ class Confinement:
     uid: int | None = None
     own_dirs: list[Path] = field(default_factory=list)
     extra_paths: list[str] = field(default_factory=list)
+    read_only_dirs: list[str] = field(default_factory=list)  # an engine's environment (sandbox.engine_view)
 
 
 class ProcessHandle:
@@ -204,7 +205,8 @@ def confined_command(argv: list[str], executable: str, env: dict[str, str], cwd:
     if not bwrap:
         return sys.executable, inner
     view = sandbox.bwrap_args(bwrap, confinement.var_dir, confinement.own_dirs,
-                              [*confinement.extra_paths, executable, LIMITED_EXEC, *([cwd] if cwd else [])], cwd)
+                              [*confinement.extra_paths, executable, LIMITED_EXEC, *([cwd] if cwd else [])], cwd,
+                              read_only_dirs=confinement.read_only_dirs)
     return sys.executable, [sys.executable, "-I", "-S", LIMITED_EXEC, "--ignore-stop", "--", bwrap, *view, *inner]
 
 

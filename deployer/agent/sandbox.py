@@ -140,7 +140,7 @@ def harden_var(var_dir: Path) -> None:
     try:
         os.chmod(var_dir, 0o711)
         for entry in os.scandir(var_dir):
-            if entry.name in ("instances", "models"):
+            if entry.name in ("instances", "models", "engines"):
                 os.chmod(entry.path, 0o711)
             elif not entry.is_symlink():
                 os.chmod(entry.path, 0o700 if entry.is_dir() else 0o600)
@@ -186,11 +186,16 @@ def _project_root() -> str:
     return str(Path(settings.BASE_DIR).resolve())
 
 
-def bwrap_args(bwrap: str, var_dir: Path, own_dirs: list[Path], extra_paths: list[str], cwd: str | None) -> list[str]:
-    """The bubblewrap part of the command: the view of the file system described above."""
+def bwrap_args(bwrap: str, var_dir: Path, own_dirs: list[Path], extra_paths: list[str], cwd: str | None,
+               read_only_dirs: list[str] = ()) -> list[str]:
+    """The bubblewrap part of the command: the view of the file system described above. `read_only_dirs`: an
+    LLM engine's environment (checked by engine_view), shown read-only even inside the var directory."""
     var_dir = Path(var_dir).resolve()
     args = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm", "--tmpfs", "/tmp"]
+            "--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
+            # --perms applies to the next mount only: /tmp is writable by a user of its own too (torch and the
+            # engines need a temporary directory; it is the instance's own tmpfs).
+            "--perms", "1777", "--tmpfs", "/tmp"]
     bound = []  # host directories mounted as they are: what lies below them exists with the host's modes
     for directory in SYSTEM_DIRS:
         if os.path.islink(directory):
@@ -221,11 +226,44 @@ def bwrap_args(bwrap: str, var_dir: Path, own_dirs: list[Path], extra_paths: lis
     mount("--tmpfs", str(var_dir))
     if (var_dir / "models").is_dir():
         mount("--ro-bind", str(var_dir / "models"))
+    for directory in read_only_dirs:
+        if not _under_any(directory, bound):
+            mount("--ro-bind", directory)
     for directory in own_dirs:
         mount("--bind", str(directory))
     if cwd:
         args += ["--chdir", cwd]
     return args + ["--"]
+
+
+def engine_view(var_dir: Path, read_only_dirs: list[str], shared_dirs: list[str], *, shared_by_users: bool
+                ) -> tuple[list[str], list[Path]]:
+    """An LLM engine's directories from its launch spec: its environment, shown read-only (Ferry's own install
+    under <var>/engines, or an operator's elsewhere, never the var directory or a directory holding it), and
+    its service's compile cache under <var>/engines/cache, made here and shown read-write. The cache is shared
+    by the service's instances: with users of their own it is writable by all (0777), and found only by its
+    name, which holds the service's uid (<var>/engines/cache is not listable)."""
+    var_dir = Path(var_dir).resolve()
+    engines, cache = var_dir / "engines", var_dir / "engines" / "cache"
+    shown = []
+    for directory in read_only_dirs:
+        resolved = Path(directory).resolve()
+        inside_var = resolved == var_dir or var_dir in resolved.parents
+        if (inside_var and engines not in resolved.parents) or resolved in var_dir.parents or resolved == Path("/"):
+            raise ValueError(f"{directory} may not be shown to an instance")
+        shown.append(str(resolved))
+    shared = []
+    for directory in shared_dirs:
+        path = Path(directory)
+        if path.parent.resolve() != cache or path.name in ("", ".", ".."):
+            raise ValueError(f"{directory} is not a cache directory under {cache}")
+        cache.mkdir(parents=True, exist_ok=True)
+        for parent in (engines, cache):
+            os.chmod(parent, 0o711)
+        path.mkdir(exist_ok=True)
+        os.chmod(path, 0o777 if shared_by_users else 0o700)
+        shared.append(path)
+    return shown, shared
 
 
 def _under_any(path: str, roots: list[str]) -> bool:

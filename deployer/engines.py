@@ -165,12 +165,16 @@ def engine_cache_dir(service: Service) -> str:
     return str(Path(settings.VAR_DIR) / "engines" / "cache" / f"{service.uid}-{engine}")
 
 
+# The CPU and NUMA topology: vLLM's CPU worker reads it with lscpu at start, and fails without it.
+TOPOLOGY_DIR = "/sys/devices/system"
+
+
 def engine_dirs(python: str) -> list[str]:
-    """The directories an instance must see read-only to run `python`: its environment and the interpreter it
-    was made from."""
+    """The directories an instance must see read-only to run `python`: its environment, the interpreter it
+    was made from, and the host's CPU topology."""
     prefix = Path(python).parent.parent
     base = Path(python).resolve().parent.parent
-    return sorted({str(prefix.absolute()), str(base)})
+    return sorted({str(prefix.absolute()), str(base), TOPOLOGY_DIR})
 
 
 def install_run(package: str, service_id: int) -> int | None:

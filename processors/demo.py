@@ -2,6 +2,7 @@
 
 - demo_iris: a LogisticRegression on the iris data set, saved with joblib (sklearn processor).
 - demo_digits: a LogisticRegression on the 8x8 digits, converted to ONNX with skl2onnx (onnx processor).
+- demo_chat (with FERRY_DEMO_LLM=1): a tiny Llama made offline by processors/tiny_llm.py (vllm processor).
 
 load_iris and load_digits read files bundled in the scikit-learn wheel: nothing
 is downloaded. Training takes about a second; files already present are kept.
@@ -74,6 +75,18 @@ def demo_service_files(model_paths: dict[str, Path]) -> list[dict]:
             "metadata": {"instance": 1, "cpu": 1, "memory": 512},
         },
     ]
+
+
+def demo_chat_service_file(model_dir: Path) -> dict:
+    """demo_chat: the tiny LLM of processors/tiny_llm.py on the real vLLM engine (`make run` with FERRY_DEMO_LLM=1).
+    6000 MB: the engine's own 3 GB and 2 GiB of KV cache."""
+    return {
+        "name": "demo_chat",
+        "processor": "vllm",
+        "model_path": Path(model_dir).resolve().as_uri() + "/",
+        "processor_params": ["--max-model-len=512"],
+        "metadata": {"instance": 1, "cpu": 2, "memory": 6000},
+    }
 
 
 def _iris_model_bytes() -> bytes:

@@ -61,8 +61,11 @@ def local_launch(service_file: dict, *, processor: str, service_name: str, model
         raise ProcessorUnavailable("ModelPathMissing", "the vllm processor needs model_path: a Hugging Face model "
                                                        "directory (config.json, tokenizer, safetensors weights)")
     params = checked_params(service_file.get("processor_params"))
-    argv = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model_dir,
-            "--served-model-name", service_name, "--host", "127.0.0.1", "--port", PORT, *params]
+    # umask 000: what one instance compiles into the service's shared cache, the others (users of their own)
+    # read and add to. The cache lies in a directory only the service's instances are shown (sandbox.engine_view);
+    # everything else an instance writes is in its own 0700 directory or its private /tmp and /dev/shm.
+    argv = ["/bin/sh", "-c", 'umask 000 && exec "$@"', "vllm", python, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", model_dir, "--served-model-name", service_name, "--host", "127.0.0.1", "--port", PORT, *params]
     return LocalLaunch(argv, engine_env(service_file, cache_dir), model_dir, HEALTH_PATH, READY_TIMEOUT_SECONDS,
                        grace)
 

@@ -87,7 +87,7 @@ def test_the_first_vllm_service_installs_the_engine_once_and_says_how_it_goes(en
     engine = Engine.configured()
     assert engine.ready() and json.loads((engine.directory / "ready.json").read_text())["python"] == engine.python
     launch = service.local_instances.get().launch
-    assert launch["argv"][:3] == [engine.python, "-m", "vllm.entrypoints.openai.api_server"]
+    assert launch["argv"][4:7] == [engine.python, "-m", "vllm.entrypoints.openai.api_server"]
     assert launch["health_path"] == "/health" and launch["ready_timeout_seconds"] >= 600
     assert launch["env"]["VLLM_CPU_KVCACHE_SPACE"] == "2"  # 6000 MB less the engine's own 3 GB, in GiB
     assert str(engine.venv) in launch["read_only_dirs"]
@@ -97,7 +97,7 @@ def test_the_first_vllm_service_installs_the_engine_once_and_says_how_it_goes(en
 
     other = create({**chat_file(model_dir), "name": "chat2"})
     reconcile(other.pk)
-    assert not events(other, "EngineInstalling") and other.local_instances.get().launch["argv"][0] == engine.python
+    assert not events(other, "EngineInstalling") and other.local_instances.get().launch["argv"][4] == engine.python
 
 
 def test_a_failed_install_is_reported_with_pips_last_lines_and_retried_only_for_a_new_generation(

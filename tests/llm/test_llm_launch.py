@@ -19,7 +19,7 @@ CHAT = {"name": "chat", "processor": "vllm", "model_path": "file:///models/tiny"
 def test_the_command_serves_the_model_under_the_service_name_on_the_agents_port():
     launch = local_launch(CHAT, service_name="chat", model_dir="/cache/tiny", python="/engines/venv/bin/python",
                           cache_dir="/var/engines/cache/abc")
-    assert launch.argv == ["/engines/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server",
+    assert launch.argv == ["/bin/sh", "-c", 'umask 000 && exec "$@"', "vllm", "/engines/venv/bin/python", "-m", "vllm.entrypoints.openai.api_server",
                            "--model", "/cache/tiny", "--served-model-name", "chat", "--host", "127.0.0.1",
                            "--port", "{port}", "--max-model-len=512", "--dtype", "float32"]
     assert (launch.health_path, launch.cwd) == ("/health", "/cache/tiny")

@@ -278,6 +278,8 @@ class HttpProtocol(asyncio.Protocol):
         if not self.busy:
             return
         self.producer = None
+        if self.upload is not None:  # answered before its streamed body ended: the rest is read and dropped
+            self.upload.detach()
         self._write(status, headers, b"" if self.method == "HEAD" else body, len(body), self.keep_alive)
         self._answered()
 

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 
-from .upstream import content_length
+from .upstream import BodyTooLarge, ClientGone, content_length
 
 logger = logging.getLogger("ferry.gateway")
 _perf = time.perf_counter
@@ -211,7 +211,23 @@ async def serve_asgi(gateway, scope, receive, send) -> None:
     raw_path = scope.get("raw_path") or scope["path"].encode()
     head = gateway.precheck(method, raw_path, scope["headers"])
     refusal = head if head.__class__ is tuple else None
-    body = await read_body(receive, gateway.settings.max_body_bytes) if refusal is None else None
+    feeding = None
+    if refusal is not None:
+        body = None
+    elif head is not None and head.stream_body:  # forwarded as it arrives
+        source = _AsgiSource()
+        body = BodyStream(source)
+        feeding = asyncio.ensure_future(_feed(receive, body, source, gateway.settings.max_body_bytes))
+    else:
+        body = await read_body(receive, gateway.settings.max_body_bytes)
+    try:
+        await _answer(gateway, scope, receive, send, method, raw_path, head, refusal, body, feeding)
+    finally:
+        if feeding is not None:
+            feeding.cancel()
+
+
+async def _answer(gateway, scope, receive, send, method, raw_path, head, refusal, body, feeding) -> None:
     if refusal is not None:
         status, headers, answer = refusal
     elif body is None:
@@ -224,7 +240,7 @@ async def serve_asgi(gateway, scope, receive, send) -> None:
     if answer.__class__ is Relay:
         responder = AsgiResponder(send)
         answer.attach(responder)
-        return await responder.pump(receive)
+        return await responder.pump(receive, feeding)
     length = content_length(method, status, headers, len(answer))
     if length is not None:
         headers = [*headers, (b"content-length", str(length).encode())]
@@ -290,9 +306,10 @@ class AsgiResponder:
         self.state = "abort"
         self.wake.set()
 
-    async def pump(self, receive) -> None:
-        """Sends the stream; a client that disconnects (the server's `http.disconnect`) cuts it."""
-        watcher = asyncio.ensure_future(_disconnected(receive))
+    async def pump(self, receive, feeding=None) -> None:
+        """Sends the stream; a client that disconnects (the server's `http.disconnect`) cuts it. `feeding`: the
+        task still reading a streamed request body (it reads the disconnect itself meanwhile)."""
+        watcher = asyncio.ensure_future(_disconnected(receive, feeding))
         watcher.add_done_callback(lambda _: self._lost())
         try:
             while True:
@@ -332,6 +349,44 @@ class StreamBrokenOff(Exception):
     """Raised out of the ASGI application to make the server close a stream without its last chunk."""
 
 
-async def _disconnected(receive) -> None:
+async def _disconnected(receive, feeding) -> None:
+    if feeding is not None and not await feeding:
+        return  # the client went away while sending: the body's failure cut the exchange
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+class _AsgiSource:
+    """What a BodyStream pauses under ASGI: the task reading the request body waits while it is paused."""
+
+    __slots__ = ("readable",)
+
+    def __init__(self):
+        self.readable = asyncio.Event()
+        self.readable.set()
+
+    def pause_reading(self) -> None:
+        self.readable.clear()
+
+    def resume_reading(self) -> None:
+        self.readable.set()
+
+
+async def _feed(receive, body: BodyStream, source: _AsgiSource, limit: int) -> bool:
+    """Reads a request body under ASGI into `body` as it comes; False when the client went away."""
+    size = 0
+    while True:
+        await source.readable.wait()
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            body.fail(ClientGone("the client went away while sending its body"))
+            return False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            body.fail(BodyTooLarge(f"the body is larger than FERRY_GATEWAY_MAX_BODY_BYTES ({limit} bytes)"))
+            return True
+        body.feed(chunk)
+        if not message.get("more_body"):
+            body.finish()
+            return True

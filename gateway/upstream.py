@@ -374,7 +374,7 @@ class Pool:
         self.max_idle_age = max_idle_age
         self.connect_timeout = connect_timeout
         self.open = True
-        self.stream_idle = stream_idle  # seconds a streamed exchange may stay silent (FERRY_GATEWAY_STREAM_IDLE_TIMEOUT)
+        self.stream_idle = stream_idle  # seconds a stream may stay silent (FERRY_GATEWAY_STREAM_IDLE_TIMEOUT)
 
     def take(self) -> Connection | None:
         """An idle connection that is safe to reuse, or None (then `connect()`): no coroutine on the hot path."""

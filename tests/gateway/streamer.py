@@ -3,17 +3,23 @@
     python tests/gateway/streamer.py PORT
 
 `/events?id=<id>&events=<n>&gap=<seconds>` answers server-sent events `data: <i>` (0 .. n-1), one every `gap`
-seconds, as chunks (HTTP/1.1 chunked). Options: `framing=close` (no length, no chunking: the body ends when the
-connection closes, as HTTP/1.0 servers do); `die_after=<k>` (close the connection after k events, without the
-last chunk: an instance that died); `silent_after=<k>` (after k events send nothing more, connection open);
-`sizes=<a,b,...>` (instead of events: chunks of these sizes, bytes `i % 251`, without gaps).
+seconds, as chunks (HTTP/1.1 chunked). Options:
+- `framing=close`: no length, no chunking: the body ends when the connection closes, as HTTP/1.0 servers do;
+- `die_after=<k>`: close the connection after k events, without the last chunk (an instance that died);
+- `silent_after=<k>`: after k events send nothing more, the connection left open;
+- `lockstep=1`: send event n+1 only once the client acknowledged event n (`GET /_ack?id=<id>&n=<n>`), or after
+  30 s, logged "unacked": a relay that held events back shows as that, whatever the machine's load;
+- `sizes=<a,b,...>`: instead of events, chunks of these sizes (bytes `i % 251`), without gaps;
+- `bulk=<n>`: instead of events, n chunks of 64 KiB as fast as the connection takes them (waiting whenever its
+  transport is paused).
 `POST /upload?id=<id>` reads a body as it arrives and answers, once it is complete, JSON {"pieces": [sizes],
 "total": bytes}.
 
-What happened is logged per id, with the machine's monotonic clock (the same for every process):
-`GET /_log?id=<id>` answers [[what, n, time], ...] where what is "sent" (event n is about to leave), "piece" (n bytes of a
-request body arrived), "finished" (the answer ended normally) or "closed" (the connection was closed by the
-other side before the answer ended). Prints "ready" once it listens.
+What happened is logged per id, with the machine's monotonic clock: `GET /_log?id=<id>` answers
+[[what, n, time], ...] where what is "sent" (event n is about to leave), "piece" (n bytes of a request body
+arrived), "paused" and "resumed" (the connection's transport went over its high-water mark, and back under it;
+n: the bytes of a bulk answer written by then), "finished" (the answer ended normally) or "closed" (the
+connection was closed by the other side before the answer ended). Prints "ready" once it listens.
 """
 
 from __future__ import annotations
@@ -27,6 +33,11 @@ from urllib.parse import parse_qs
 import httptools
 
 LOG: dict[str, list] = {}
+ACKS: dict[tuple, asyncio.Future] = {}
+
+
+def acked(stream_id: str, n: int) -> asyncio.Future:
+    return ACKS.setdefault((stream_id, n), asyncio.get_running_loop().create_future())
 
 
 def log(stream_id: str, what: str, n: int = 0) -> None:
@@ -40,9 +51,20 @@ class Streamer(asyncio.Protocol):
         self.task = None
         self.id = ""
         self.finished = False
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.written = 0  # bytes of a bulk answer written so far
 
     def connection_made(self, transport):
         self.transport = transport
+
+    def pause_writing(self):
+        self.writable.clear()
+        log(self.id, "paused", self.written)
+
+    def resume_writing(self):
+        self.writable.set()
+        log(self.id, "resumed", self.written)
 
     def connection_lost(self, exc):
         if self.task is not None and not self.finished:
@@ -75,6 +97,11 @@ class Streamer(asyncio.Protocol):
             log(self.id, "piece", len(body))
 
     def on_message_complete(self):
+        if self.path == "/_ack":
+            ack = acked(self.id, int(self.query["n"]))
+            if not ack.done():
+                ack.set_result(None)
+            return self.answer(b"{}")
         if self.path == "/_log":
             return self.answer(json.dumps(LOG.get(self.id, [])).encode())
         if self.path == "/upload":
@@ -102,7 +129,13 @@ class Streamer(asyncio.Protocol):
         def piece(data: bytes):
             write(data if close else b"%x\r\n%s\r\n" % (len(data), data))
 
-        if "sizes" in query:
+        if "bulk" in query:
+            block = bytes(range(256)) * 256
+            for _ in range(int(query["bulk"])):
+                await self.writable.wait()
+                piece(block)
+                self.written += len(block)
+        elif "sizes" in query:
             for size in map(int, query["sizes"].split(",")):
                 piece(bytes(i % 251 for i in range(size)))
         else:
@@ -114,7 +147,12 @@ class Streamer(asyncio.Protocol):
                     return
                 if n == silent_after:
                     await asyncio.Event().wait()
-                if n:
+                if n and "lockstep" in query:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(acked(self.id, n - 1)), 30)
+                    except asyncio.TimeoutError:
+                        log(self.id, "unacked", n - 1)
+                elif n:
                     await asyncio.sleep(float(query.get("gap", 0.4)))
                 log(self.id, "sent", n)  # just before it leaves
                 piece(b"data: %d\n\n" % n)

@@ -2,8 +2,9 @@
 close-delimited), to HTTP/1.1 and HTTP/1.0 clients, under the gateway's own server and under uvicorn; long
 healthy streams never cut, silent ones cut by the idle limit; a client that leaves closes the instance's
 connection, an instance that dies leaves the client an incomplete body; chunked request bodies forwarded as
-they arrive, within the body limit. The instance is tests/gateway/streamer.py, which logs when it sent each
-event (on the machine's monotonic clock): arrivals are compared with those marks, never with durations."""
+they arrive, within the body limit. The instance is tests/gateway/streamer.py, which logs what it did; to show
+that no event is held back it sends each one only after the client acknowledged the one before (lockstep), so
+nothing depends on durations or on the machine's load."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class Streamer:
     def log(self, stream_id: str) -> list:
         with urllib.request.urlopen(f"http://{self.address}/_log?id={stream_id}", timeout=5) as response:
             return json.loads(response.read())
+
+    def ack(self, stream_id: str, n: int) -> None:
+        with urllib.request.urlopen(f"http://{self.address}/_ack?id={stream_id}&n={n}", timeout=5) as response:
+            response.read()
 
     def wait_log(self, stream_id: str, what: str, count: int = 1, timeout: float = 15.0) -> list:
         """The log once it holds `count` entries `what` (a deadline, not a pause)."""
@@ -160,11 +165,20 @@ def sent_marks(streamer: Streamer, stream_id: str) -> dict[int, float]:
     return {n: at for what, n, at in streamer.log(stream_id) if what == "sent"}
 
 
-def assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id, arrivals: list[float]) -> None:
-    sent = sent_marks(streamer, stream_id)
-    assert len(sent) == len(arrivals)
-    for n in range(len(arrivals) - 1):
-        assert sent[n] <= arrivals[n] < sent[n + 1], (n, sent, arrivals)
+def lockstep(client: Client, streamer: Streamer, stream_id: str) -> list[str]:
+    """The events of a `lockstep` stream, each acknowledged to the instance once it arrived: the instance sends
+    the next only then, so a relay that held an event back would stall the stream (logged "unacked")."""
+    received = []
+    for n, (data, _) in enumerate(client.events()):
+        received.append(data)
+        streamer.ack(stream_id, n)
+    return received
+
+
+def assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id) -> None:
+    log = streamer.log(stream_id)
+    assert "unacked" not in [entry[0] for entry in log], log
+    assert [entry[0] for entry in log][-1] == "finished"
 
 
 def new_id() -> str:
@@ -175,15 +189,15 @@ def test_server_sent_events_reach_the_client_as_they_are_sent(gateway, streamer)
     routes, name = service(gateway, streamer)
     try:
         stream_id = new_id()
-        client = Client(gateway.port, get(name, f"id={stream_id}&events=4&gap=0.4"))
+        client = Client(gateway.port, get(name, f"id={stream_id}&events=4&lockstep=1"))
         client.read_head()
         assert client.status == 200 and client.headers["content-type"] == "text/event-stream"
         assert client.headers["transfer-encoding"] == "chunked" and "content-length" not in client.headers
         assert client.headers["ferry-version"] == "1"
-        received = list(client.events())
+        received = lockstep(client, streamer, stream_id)
         client.close()
-        assert [data for data, _ in received] == [f"data: {n}" for n in range(4)] and client.complete
-        assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id, [at for _, at in received])
+        assert received == [f"data: {n}" for n in range(4)] and client.complete
+        assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id)
     finally:
         routes.remove_all()
 
@@ -200,13 +214,13 @@ def test_chunked_and_close_delimited_answers_are_relayed_intact(gateway, streame
 
         # HTTP/1.0 at the instance (the body ends when it closes): relayed chunked, as it comes.
         stream_id = new_id()
-        client = Client(gateway.port, get(name, f"id={stream_id}&events=3&gap=0.3&framing=close"))
+        client = Client(gateway.port, get(name, f"id={stream_id}&events=3&lockstep=1&framing=close"))
         client.read_head()
         assert client.headers["transfer-encoding"] == "chunked"
-        received = list(client.events())
+        received = lockstep(client, streamer, stream_id)
         client.close()
-        assert [data for data, _ in received] == ["data: 0", "data: 1", "data: 2"] and client.complete
-        assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id, [at for _, at in received])
+        assert received == ["data: 0", "data: 1", "data: 2"] and client.complete
+        assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id)
     finally:
         routes.remove_all()
 
@@ -215,14 +229,39 @@ def test_an_http_1_0_client_gets_the_stream_delimited_by_the_close(gateway, stre
     routes, name = service(gateway, streamer)
     try:
         stream_id = new_id()
-        client = Client(gateway.port, get(name, f"id={stream_id}&events=3&gap=0.3", version="HTTP/1.0"))
+        client = Client(gateway.port, get(name, f"id={stream_id}&events=3&lockstep=1", version="HTTP/1.0"))
         client.read_head()
         assert "transfer-encoding" not in client.headers and "content-length" not in client.headers
         assert client.headers["connection"] == "close"
-        received = list(client.events())
+        received = lockstep(client, streamer, stream_id)
         client.close()
-        assert [data for data, _ in received] == ["data: 0", "data: 1", "data: 2"] and client.complete
-        assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id, [at for _, at in received])
+        assert received == ["data: 0", "data: 1", "data: 2"] and client.complete
+        assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id)
+    finally:
+        routes.remove_all()
+
+
+def test_a_client_that_reads_slowly_holds_the_instance_back_instead_of_filling_the_gateway(gateway, streamer):
+    # 48 MiB, far more than the socket buffers between the instance and the client hold: if the gateway kept
+    # reading the instance while the client reads nothing, the instance would get it all out.
+    routes, name = service(gateway, streamer)
+    try:
+        stream_id, blocks = new_id(), 768
+        client = Client(gateway.port, get(name, f"id={stream_id}&bulk={blocks}"))
+        client.read_head()
+        stuck, polls, deadline = None, 0, time.monotonic() + 30
+        while polls < 5:  # the instance stays paused, writing nothing more, over several looks at its log
+            last = streamer.wait_log(stream_id, "paused")[-1]
+            assert last[0] != "finished", "the instance sent it all while the client read nothing"
+            polls = polls + 1 if last[0] == "paused" and last == stuck else 0
+            stuck = last
+            assert time.monotonic() < deadline, "the instance never stopped sending"
+            time.sleep(0.1)
+        assert stuck[1] < blocks * 65536 // 2
+        size = sum(len(piece) for piece in client.body_pieces())  # now it reads: the rest comes
+        client.close()
+        assert client.complete and size == blocks * 65536
+        assert streamer.log(stream_id)[-1][0] == "finished"
     finally:
         routes.remove_all()
 
@@ -324,21 +363,25 @@ def chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
 
 
+def upload_piece_by_piece(gateway, streamer, name: str) -> None:
+    stream_id = new_id()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=20) as sock:
+        sock.sendall(upload_head(name, stream_id) + chunk(b"a" * 1000))
+        streamer.wait_log(stream_id, "piece")  # the instance has the first piece: the last is not sent yet
+        sock.sendall(chunk(b"b" * 2000))
+        streamer.wait_log(stream_id, "piece", 2)
+        sock.sendall(b"0\r\n\r\n")
+        answer = b""
+        while b"}" not in answer:
+            answer += sock.recv(65536)
+    head, body = answer.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and json.loads(body)["total"] == 3000
+
+
 def test_a_chunked_request_body_reaches_the_instance_piece_by_piece(gateway, streamer):
     routes, name = service(gateway, streamer)
     try:
-        stream_id = new_id()
-        with socket.create_connection(("127.0.0.1", gateway.port), timeout=20) as sock:
-            sock.sendall(upload_head(name, stream_id) + chunk(b"a" * 1000))
-            streamer.wait_log(stream_id, "piece")  # the instance has the first piece: the last is not sent yet
-            sock.sendall(chunk(b"b" * 2000))
-            streamer.wait_log(stream_id, "piece", 2)
-            sock.sendall(b"0\r\n\r\n")
-            answer = b""
-            while b"}" not in answer:
-                answer += sock.recv(65536)
-        head, body = answer.split(b"\r\n\r\n", 1)
-        assert head.startswith(b"HTTP/1.1 200") and json.loads(body)["total"] == 3000
+        upload_piece_by_piece(gateway, streamer, name)
     finally:
         routes.remove_all()
 
@@ -365,13 +408,13 @@ def test_the_asgi_entry_streams_too(asgi_gateway, streamer):
     routes, name = service(asgi_gateway, streamer)
     try:
         stream_id = new_id()
-        client = Client(asgi_gateway.port, get(name, f"id={stream_id}&events=4&gap=0.4"))
+        client = Client(asgi_gateway.port, get(name, f"id={stream_id}&events=4&lockstep=1"))
         client.read_head()
         assert client.status == 200 and client.headers["transfer-encoding"] == "chunked"
-        received = list(client.events())
+        received = lockstep(client, streamer, stream_id)
         client.close()
-        assert [data for data, _ in received] == [f"data: {n}" for n in range(4)] and client.complete
-        assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id, [at for _, at in received])
+        assert received == [f"data: {n}" for n in range(4)] and client.complete
+        assert_each_event_arrived_before_the_next_was_sent(streamer, stream_id)
 
         stream_id = new_id()
         client = Client(asgi_gateway.port, get(name, f"id={stream_id}&events=50&gap=0.3"))
@@ -384,5 +427,7 @@ def test_the_asgi_entry_streams_too(asgi_gateway, streamer):
         client.read_head()
         assert len(list(client.events())) == 2 and not client.complete
         client.close()
+
+        upload_piece_by_piece(asgi_gateway, streamer, name)
     finally:
         routes.remove_all()

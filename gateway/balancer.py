@@ -131,7 +131,8 @@ def pick(route: Route, version: Version, key: bytes | None = None) -> tuple[Vers
     """An instance with room in `version`, else in another weighted version that has one (or, when no weighted
     version has a ready instance, in any ready version): weights bend only while the chosen one cannot serve."""
     limit = route.concurrency
-    instance = instance_in(version, limit, key)
+    # Inline rather than instance_in(): this is every request's path, the LLM choice the exception.
+    instance = least_outstanding(version, limit) if key is None else by_engine_load(version, limit, key)
     if instance is not None:
         return version, instance
     any_version = not any(v.instances for _, v in route.weighted)

@@ -16,8 +16,11 @@ only on the instance that saw it. So, as llm-d and the Gateway API Inference Ext
    prompt) is mapped to an instance by rendezvous (highest-random-weight) hashing over the candidates: each
    prefix has a preferred instance, prefixes spread evenly, and removing an instance moves only its prefixes.
 3. The bound: the preferred instance keeps the request while its queue is within `QUEUE_SLACK` of the least
-   loaded one's and its KV cache is below `KV_CACHE_LIMIT`; else the least loaded takes it (a hot prefix spills
-   over rather than queueing behind itself).
+   loaded one's, its KV cache is below `KV_CACHE_LIMIT`, and it would not hold more requests in flight than
+   `LOAD_FACTOR` times the mean (consistent hashing with bounded loads, as KubeAI's prefix hashing does; never
+   less than the least loaded one's plus `QUEUE_SLACK`, so that a light load keeps its affinity). Else the least
+   loaded takes it: a hot prefix spills over rather than queueing behind itself. The in-flight bound matters
+   where an engine never queues (a CPU engine runs every request in its batch, each slower for it).
 
 A request without a prompt (GET /v1/models, a body that is not JSON) has the empty key: the least loaded.
 """
@@ -31,6 +34,7 @@ PREFIX_CHARS = 256  # characters of the prompt that make the affinity key
 QUEUE_SLACK = 2  # requests the preferred instance's queue may exceed the least loaded one's by
 KV_CACHE_LIMIT = 0.9  # a preferred instance whose KV cache is this full (0..1) gives the request up
 KV_BAND = 0.1  # KV-cache use is compared in bands this wide
+LOAD_FACTOR = 1.25  # the preferred instance may hold this many times the mean of requests in flight
 _NO_PROMPT = b""
 
 
@@ -134,9 +138,13 @@ def preferred(candidates, key: bytes):
     return best
 
 
-def within_bound(chosen, least) -> bool:
+def within_bound(chosen, least, candidates) -> bool:
     """Whether the preferred instance may keep a request although `least` is less loaded."""
-    return queue(chosen) <= queue(least) + QUEUE_SLACK and kv_cache(chosen) < KV_CACHE_LIMIT
+    if queue(chosen) > queue(least) + QUEUE_SLACK or kv_cache(chosen) >= KV_CACHE_LIMIT:
+        return False
+    in_flight = sum(candidate.outstanding for candidate in candidates) + 1  # with this request
+    allowed = max(LOAD_FACTOR * in_flight / len(candidates), least.outstanding + QUEUE_SLACK)
+    return chosen.outstanding + 1 <= allowed
 
 
 def choose(candidates, key: bytes, start: int = 0):
@@ -145,4 +153,4 @@ def choose(candidates, key: bytes, start: int = 0):
     if not key or len(candidates) == 1:
         return least
     chosen = preferred(candidates, key)
-    return chosen if chosen is least or within_bound(chosen, least) else least
+    return chosen if chosen is least or within_bound(chosen, least, candidates) else least

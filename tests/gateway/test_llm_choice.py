@@ -62,30 +62,60 @@ def test_idle_instances_take_turns():
     assert {choose(pool, b"", start).name for start in range(3)} == {"chat-v1-0", "chat-v1-1", "chat-v1-2"}
 
 
+def busy_pool(count: int = 4, in_flight: int = 2) -> list[Engine]:
+    """Engines each running `in_flight` requests, as the last scrape saw them."""
+    pool = engines(count)
+    for engine in pool:
+        engine.outstanding = engine.scraped_outstanding = in_flight
+    return pool
+
+
 def test_a_prefix_stays_on_its_instance_while_its_load_is_within_the_bound():
-    pool = engines(4)
+    pool = busy_pool()
     key = prefix_key(chat("You are a helpful assistant.", "hi"))
     home = choose(pool, key)
     assert all(choose(pool, key, start) is home for start in range(8))
     # Busier than the others, but within the bound: it keeps the prefix (its cache has it).
     home.load = EngineLoad(waiting=QUEUE_SLACK, kv_cache=KV_CACHE_LIMIT - 0.05)
-    home.outstanding = home.scraped_outstanding = 3  # running, as the last scrape saw
+    home.outstanding = home.scraped_outstanding = 3
     assert choose(pool, key) is home
 
 
 def test_affinity_breaks_when_the_preferred_instance_is_over_the_bound():
-    pool = engines(4)
+    pool = busy_pool()
     key = prefix_key(chat("You are a helpful assistant.", "hi"))
     home = choose(pool, key)
     home.load = EngineLoad(waiting=QUEUE_SLACK + 1)
     assert choose(pool, key) is not home
     home.load = EngineLoad(kv_cache=KV_CACHE_LIMIT)
     assert choose(pool, key) is not home
-    # Requests sent to it since the last scrape count too.
-    home.load, home.outstanding, home.scraped_outstanding = EngineLoad(), QUEUE_SLACK + 1, 0
+    # Requests sent to it since the last scrape count as queued.
+    home.load, home.outstanding, home.scraped_outstanding = EngineLoad(), 3, 0
     assert choose(pool, key) is not home
-    home.scraped_outstanding = QUEUE_SLACK + 1  # a scrape saw them running, none waiting: back home
+    home.scraped_outstanding = 3  # a scrape saw them running, none waiting: back home
     assert choose(pool, key) is home
+
+
+def test_affinity_breaks_when_the_preferred_instance_holds_too_many_requests_in_flight():
+    # An engine that never queues (a CPU engine batches everything): requests in flight bound the affinity, to
+    # LOAD_FACTOR x the mean, or the least loaded one's + QUEUE_SLACK when that is more (a light load).
+    def pool_with(home_count: int, others: list[int]):
+        pool = engines(len(others) + 1)
+        key = prefix_key(chat("You are a helpful assistant.", "hi"))
+        home = choose(pool, key)
+        counts = iter(others)
+        for engine in pool:
+            engine.outstanding = engine.scraped_outstanding = home_count if engine is home else next(counts)
+        return pool, key, home
+
+    pool, key, home = pool_with(3, [2])  # 4 of 6 after this one: the other's 2 + 2
+    assert choose(pool, key) is home
+    pool, key, home = pool_with(4, [2])  # 5 of 7: over both
+    assert choose(pool, key) is not home
+    pool, key, home = pool_with(20, [16, 16, 16])  # 21 of 69: under 1.25 x 17.25
+    assert choose(pool, key) is home
+    pool, key, home = pool_with(21, [16, 16, 16])  # 22 of 70: over 1.25 x 17.5
+    assert choose(pool, key) is not home
 
 
 def test_distinct_prefixes_spread_over_the_instances():

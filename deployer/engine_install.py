@@ -104,9 +104,10 @@ def _step(argv: list[str], log, progress: _Progress, deadline: float, what: str)
 def _read(process: subprocess.Popen, log, tail: collections.deque, progress: _Progress) -> None:
     for line in process.stdout:
         log.write(line)
+        indented = line.startswith(" ")  # pip's details of a step (an upgrade's "Uninstalling ...") are not a phase
         line = line.strip()
         if line:
             tail.append(line[:300])
-            if line.startswith(PHASE_PREFIXES):
+            if not indented and line.startswith(PHASE_PREFIXES):
                 progress.phase = line[:120] + ("..." if len(line) > 120 else "")
     log.flush()

@@ -160,8 +160,7 @@ def engine_cache_dir(service: Service) -> str:
     """Where a service's instances keep what torch and vLLM compile: shared by its instances (the first start
     compiles for a minute or more, the next ones read it), apart from other services'. Named by the service's
     uid, which other services' instances cannot list or guess."""
-    engine = Path(settings.FERRY_VLLM_PYTHON).name if settings.FERRY_VLLM_PYTHON else llm.engine_name(
-        settings.FERRY_VLLM_PACKAGE)
+    engine = llm.engine_name(settings.FERRY_VLLM_PYTHON or settings.FERRY_VLLM_PACKAGE)
     return str(Path(settings.VAR_DIR) / "engines" / "cache" / f"{service.uid}-{engine}")
 
 

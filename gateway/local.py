@@ -5,11 +5,11 @@ from __future__ import annotations
 import hmac
 import json
 
-from contracts import paths
+from contracts import paths, sealing
 
 JSON = (b"content-type", b"application/json")
 TEXT = (b"content-type", b"text/plain")
-_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 413: "TooLarge",
+_CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
           431: "RequestHeaderFieldsTooLarge", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
 
@@ -45,14 +45,43 @@ def answer(gateway, method: str, path: str, authorization: bytes | None = None):
             return refusal
 
         return 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest(gateway.registry)
+    if path == paths.OPENAI_MODELS:
+        return openai_models(gateway.table, method, authorization)
     if path in ("/v2/health/live", "/healthz", "/livez"):
         return 200, [TEXT], b""
     if path in ("/v2/health/ready", "/readyz"):
         return (200 if gateway.table.loaded else 503), [TEXT], b""
     if path == "/v2" and method == "GET":
         return 200, [JSON], json.dumps({"name": "ferry-gateway", "version": "1", "extensions": []}).encode()
-    return error(404, f"no route for {method} {path}: use /api/predict/<service>, /v1/models/<model>:predict "
-                      "or /v2/models/<model>/infer")
+    return error(404, f"no route for {method} {path}: use /api/predict/<service>, /v1/models/<model>:predict, "
+                      "/v2/models/<model>/infer or the OpenAI API (/v1/chat/completions, /v1/completions, "
+                      "/v1/embeddings, /v1/models)")
+
+
+def token_digest(key: bytes, authorization: bytes) -> bytes:
+    """The digest of the token an Authorization header presents (`Bearer <token>`, or the bare token as EAS
+    clients send it), as route entries keep it."""
+    presented = authorization[7:].strip() if authorization[:7].lower() == b"bearer " else authorization.strip()
+    return sealing.digest(key, presented) if presented else b""
+
+
+def openai_models(table, method: str, authorization: bytes | None):
+    """OpenAI's `GET /v1/models`: the services the caller's token opens (its own, and the group it serves in),
+    from the table in memory, so listing never wakes an engine scaled to zero."""
+    if method not in ("GET", "HEAD"):
+        return error(405, "GET /v1/models lists the models; predictions go to /v1/chat/completions, "
+                          "/v1/completions or /v1/embeddings", ((b"allow", b"GET, HEAD"),))
+    if not authorization:
+        return error(401, "give the service's token as Authorization: Bearer <token>")
+    names = []
+    for route in table.routes_for_token(token_digest(table.key, authorization)):
+        names.append(route.name)
+        if route.group:
+            names.append(route.group)
+    if not names:
+        return error(401, "the token is not a service's token")
+    models = [{"id": name, "object": "model", "created": 0, "owned_by": "ferry"} for name in dict.fromkeys(names)]
+    return 200, [JSON], json.dumps({"object": "list", "data": models}).encode()
 
 
 def discovery(table, name: str):

@@ -149,6 +149,9 @@ class RouteTable:
         self.services: dict[str, ServiceState] = {}
         # group name -> project -> its members: only one project's members ever make up a group.
         self.groups: dict[str, dict] = {}
+        # token digest -> the routes it opens (a service's own token; the OpenAI API finds the caller's services
+        # by it, as the model is named only in the body).
+        self.by_token: dict[bytes, list[Route]] = {}
         self.cluster = cluster
         self.key = key
         self.loaded = False
@@ -178,6 +181,7 @@ class RouteTable:
         old = state.route
         state.route = route
         self.updates += 1
+        self._index_token(old, route)
         same_group = old is not None and route is not None and (old.group, old.traffic_state, old.project) == (
             route.group, route.traffic_state, route.project)
         if same_group:
@@ -208,6 +212,19 @@ class RouteTable:
             else:
                 instance.name = instance_name
         return Route(entry, state, state.instances, self.key)
+
+    def routes_for_token(self, digest: bytes) -> list[Route]:
+        return self.by_token.get(digest, [])
+
+    def _index_token(self, old: Route | None, new: Route | None) -> None:
+        if old is not None:
+            kept = [route for route in self.by_token.get(old.token_digest, ()) if route is not old]
+            if kept:
+                self.by_token[old.token_digest] = kept
+            else:
+                self.by_token.pop(old.token_digest, None)
+        if new is not None:
+            self.by_token.setdefault(new.token_digest, []).append(new)
 
     def _replace_in_group(self, old: Route, new: Route) -> None:
         members = self.groups.get(new.group, {}).get(new.project)

@@ -14,7 +14,8 @@
 - Waiting: when every instance is at its limit, or there is no ready instance at all (scaled to zero, or still
   starting: the activator case), the request joins the service's bounded FIFO queue until a slot is handed
   to it (a finishing request gives its slot to the first waiter, so newcomers cannot overtake the queue) or
-  the table changes, with a deadline (at zero: the route's activation deadline, else the gateway's). A full queue or a passed deadline is `Unavailable` (503, Retry-After).
+  the table changes, with a deadline (at zero: the route's activation deadline, else the gateway's). A full
+  queue or a passed deadline is `Unavailable` (503, Retry-After).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ prefix affinity, writing the load to Redis; and an LLM route's own activation de
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
@@ -210,3 +211,31 @@ def test_an_llm_route_holds_requests_for_its_own_activation_deadline(tmp_path, e
         for name in table.names:
             for raw, _ in activation_messages(client, name):
                 client.lrem("celery", 0, raw)
+
+
+def test_a_scrape_is_bounded_and_reads_only_a_whole_200_answer():
+    from gateway.engines import fetch_metrics
+
+    async def serve(answer: bytes | None):
+        async def handle(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            if answer is None:
+                await asyncio.sleep(30)  # an engine that never answers
+            writer.write(answer)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        try:
+            return await fetch_metrics("127.0.0.1", port, timeout=0.3)
+        finally:
+            server.close()
+
+    text = vllm_metrics(waiting=3).decode()
+    framed = f"HTTP/1.1 200 OK\r\nContent-Length: {len(text)}\r\n\r\n{text}".encode()
+    assert asyncio.run(serve(framed)) == text
+    assert asyncio.run(serve(f"HTTP/1.0 200 OK\r\n\r\n{text}".encode())) == text  # ends with the connection
+    assert asyncio.run(serve(b"HTTP/1.1 500 X\r\nContent-Length: 2\r\n\r\nno")) is None
+    assert asyncio.run(serve(b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\ncut")) is None
+    assert asyncio.run(serve(None)) is None

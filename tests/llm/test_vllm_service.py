@@ -85,6 +85,14 @@ def test_the_install_and_start_are_told_as_events_and_the_sandbox_in_the_log(pla
     assert "sandbox:" in log or "Application startup complete" in log, log[-3000:]
 
 
+def test_the_first_start_compiled_into_the_services_shared_cache(platform, chat):
+    """What the engine compiles lands in the service's cache under var/engines/cache (the next start of any of
+    its instances reads it), not in the instance's own directory."""
+    caches = list((platform.var_dir / "engines" / "cache").iterdir())  # one per service that ran an engine
+    assert caches
+    assert any(path.is_file() for cache in caches for path in cache.rglob("*")), "nothing was cached"
+
+
 def test_a_stream_through_the_gateway_sends_its_first_chunk_while_the_engine_still_generates(platform, client):
     """The gateway forwards the engine's server-sent events as they come: when the first chunk arrives, the
     request is still running in the engine (its /metrics say so), long before the last token."""

@@ -194,6 +194,9 @@ FERRY_SIGNATURE_MAX_SKEW_SECONDS = int(os.environ.get("FERRY_SIGNATURE_MAX_SKEW_
 
 # A service still progressing (starting, updating, scaling) after this long is marked Degraded (ReconcileTimeout).
 FERRY_PROGRESS_DEADLINE_SECONDS = int(os.environ.get("FERRY_PROGRESS_DEADLINE_SECONDS", "600"))
+# The same for an LLM service (processor vllm or sglang) whose file sets no deadline: a first start installs the
+# engine and compiles, a large model loads for tens of minutes. Never below FERRY_PROGRESS_DEADLINE_SECONDS.
+FERRY_LLM_PROGRESS_DEADLINE_SECONDS = int(os.environ.get("FERRY_LLM_PROGRESS_DEADLINE_SECONDS", "3600"))
 # A service woken from zero whose instances are still not ready this long after the activation is marked Failed
 # (ActivationFailed) and left at zero: later requests do not wake it again until the service is changed.
 FERRY_ACTIVATION_DEADLINE_SECONDS = int(os.environ.get("FERRY_ACTIVATION_DEADLINE_SECONDS", "300"))

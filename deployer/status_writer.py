@@ -9,7 +9,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from services.models import Phase, Service
-from services.rollouts import progress_deadline, rollout_of
+from services.rollouts import rollout_of, service_progress_deadline
 from services.writes import event_record
 
 from .conditions import condition_set
@@ -76,8 +76,8 @@ def deleting(service: Service) -> timedelta:
 
 
 def service_deadline(service: Service) -> timedelta:
-    rolling = service.spec.get("metadata", {}).get("rolling_strategy")
-    return progress_deadline(rolling, settings.FERRY_PROGRESS_DEADLINE_SECONDS)
+    return service_progress_deadline(service.spec, settings.FERRY_PROGRESS_DEADLINE_SECONDS,
+                                     settings.FERRY_LLM_PROGRESS_DEADLINE_SECONDS)
 
 
 def _write(service: Service, generation: int, requeue: timedelta | None, *, same_generation: bool = False,

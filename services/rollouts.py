@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
+from processors.codes import LLM_PROCESSORS
 from contracts.rollouts import (  # noqa: F401  (the vocabulary, re-exported: this module owns the record)
     DEFAULT_CANARY_WEIGHT,
     IN_PROGRESS,
@@ -253,3 +254,13 @@ def progress_deadline(rolling_strategy: dict | None, default_seconds: int) -> ti
     """metadata.rolling_strategy.progress_deadline_seconds, or the cluster-wide default."""
     seconds = (rolling_strategy or {}).get(DEADLINE_FIELD) or default_seconds
     return timedelta(seconds=int(seconds))
+
+
+def service_progress_deadline(spec: dict, default_seconds: int, llm_default_seconds: int) -> timedelta:
+    """How long a service may take to progress: its file's metadata.rolling_strategy.progress_deadline_seconds,
+    else the installation's default, which for an LLM engine is `llm_default_seconds` (never less): a first
+    start installs the engine and compiles for minutes, and a Kubernetes engine may load a large model for
+    tens of minutes, which is progress, not a stall."""
+    llm = spec.get("processor") in LLM_PROCESSORS
+    fallback = max(default_seconds, llm_default_seconds) if llm else default_seconds
+    return progress_deadline((spec.get("metadata") or {}).get("rolling_strategy"), fallback)

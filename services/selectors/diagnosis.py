@@ -9,7 +9,7 @@ from django.utils import timezone
 from services.errors import NotFound
 from services.models import Instance, Service
 from services.ports import deployer
-from services.rollouts import progress_deadline, rollout_of
+from services.rollouts import rollout_of, service_progress_deadline
 
 from .diagnosis_rules import (
     CRASHING_STATES,
@@ -36,8 +36,8 @@ def instance_diagnosis(service: Service, instance_name: str) -> Finding | None:
 
 def deadline_seconds(service: Service) -> int:
     """The deadline the reconciler holds the service to: its file's, else the installation's."""
-    rolling = (service.spec.get("metadata") or {}).get("rolling_strategy")
-    return int(progress_deadline(rolling, settings.FERRY_PROGRESS_DEADLINE_SECONDS).total_seconds())
+    return int(service_progress_deadline(service.spec, settings.FERRY_PROGRESS_DEADLINE_SECONDS,
+                                         settings.FERRY_LLM_PROGRESS_DEADLINE_SECONDS).total_seconds())
 
 
 def service_facts(service: Service) -> ServiceFacts:

@@ -130,3 +130,17 @@ def test_the_status_deadline_leaves_rollouts_to_their_own_clock():
     assert not status_timed_out(rollout=None, progressing_since=T0 - timedelta(seconds=599), now=T0,
                                 deadline=DEADLINE)
     assert not status_timed_out(rollout=None, progressing_since=None, now=T0, deadline=DEADLINE)
+
+
+def test_an_llm_service_without_a_deadline_of_its_own_gets_the_llm_default():
+    from datetime import timedelta
+
+    from services.rollouts import service_progress_deadline
+
+    vllm = {"processor": "vllm", "metadata": {}}
+    assert service_progress_deadline(vllm, 600, 3600) == timedelta(seconds=3600)
+    assert service_progress_deadline({"processor": "sklearn"}, 600, 3600) == timedelta(seconds=600)
+    # never shorter than the installation's default, and the file's own deadline wins
+    assert service_progress_deadline(vllm, 7200, 3600) == timedelta(seconds=7200)
+    own = {"processor": "sglang", "metadata": {"rolling_strategy": {"progress_deadline_seconds": 120}}}
+    assert service_progress_deadline(own, 600, 3600) == timedelta(seconds=120)

@@ -65,7 +65,7 @@ class _Stop(Exception):
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "url", "headers", "body", "size", "busy", "queue",
                  "closed", "last_active", "refusal", "method", "keep_alive", "in_head", "head_size", "continue_",
-                 "head_raw", "messages", "head", "upload", "producer", "http10", "chunked")
+                 "head_raw", "messages", "head", "upload", "producer", "chunked")
 
     def __init__(self, server: Server):
         self.server = server
@@ -91,7 +91,6 @@ class HttpProtocol(asyncio.Protocol):
         self.continue_ = False
         self.upload: BodyStream | None = None  # the body of the request being read, when it is streamed
         self.producer = None  # the upstream side of the answer in progress (paused, or told the client left)
-        self.http10 = False  # the request being answered is HTTP/1.0 (a stream ends with the connection)
         self.chunked = False  # the answer in progress is streamed chunked
 
     # asyncio.Protocol
@@ -205,7 +204,7 @@ class HttpProtocol(asyncio.Protocol):
         parser = self.parser
         self.upload = BodyStream(self.transport)
         self._start((parser.get_method().decode("latin-1"), self.url, self.headers, self.upload,
-                     parser.should_keep_alive(), None, head, parser.get_http_version()))
+                     parser.should_keep_alive(), None, head))
 
     def _refuse(self, refusal) -> None:
         """Answer `refusal` now and stop reading, or, pipelined behind requests not answered yet, in turn (its
@@ -243,7 +242,7 @@ class HttpProtocol(asyncio.Protocol):
         parser = self.parser
         request = (parser.get_method().decode("latin-1"), self.url, self.headers,
                    b"".join(self.body) if len(self.body) != 1 else self.body[0],
-                   parser.should_keep_alive(), self.refusal, self.head, parser.get_http_version())
+                   parser.should_keep_alive(), self.refusal, self.head)
         if self.busy:
             self.queue.append(request)
             if len(self.queue) > 16:  # a client pipelining without reading: stop reading until we catch up
@@ -252,11 +251,10 @@ class HttpProtocol(asyncio.Protocol):
         self._start(request)
 
     def _start(self, request) -> None:
-        method, url, headers, body, keep_alive, refusal, head, version = request
+        method, url, headers, body, keep_alive, refusal, head = request
         self.busy = True
         self.method = method
         self.keep_alive = keep_alive
-        self.http10 = version == "1.0"
         self.server.running += 1
         if refusal is not None:
             self.keep_alive = False
@@ -291,7 +289,9 @@ class HttpProtocol(asyncio.Protocol):
         parts = [status_line(status)]
         for name, value in headers:
             parts += (name, b": ", value, b"\r\n")
-        if self.http10:  # no chunked encoding in HTTP/1.0: the body ends with the connection
+        # Read here, not per request (it costs on the fast path): the parser may be on a later pipelined request
+        # by now, but a client speaks one HTTP version on a connection.
+        if self.parser.get_http_version() == "1.0":  # no chunked encoding: the body ends with the connection
             self.keep_alive = self.chunked = False
             parts.append(b"connection: close\r\n\r\n")
         else:

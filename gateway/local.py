@@ -5,10 +5,12 @@ from __future__ import annotations
 import hmac
 import json
 
-from contracts import paths, sealing
+from contracts import paths
 
 JSON = (b"content-type", b"application/json")
 TEXT = (b"content-type", b"text/plain")
+# The challenge of a 401 for a service call (the EAS SDK and curl users read it).
+UNAUTHORIZED = ((b"www-authenticate", b'EAS realm="ferry"'),)
 _CODES = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed", 413: "TooLarge",
           431: "RequestHeaderFieldsTooLarge", 502: "BadGateway", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
 
@@ -46,7 +48,9 @@ def answer(gateway, method: str, path: str, authorization: bytes | None = None):
 
         return 200, [(b"content-type", CONTENT_TYPE_LATEST.encode())], generate_latest(gateway.registry)
     if path == paths.OPENAI_MODELS:
-        return openai_models(gateway.table, method, authorization)
+        from .openai_api import models
+
+        return models(gateway.table, method, authorization)
     if path in ("/v2/health/live", "/healthz", "/livez"):
         return 200, [TEXT], b""
     if path in ("/v2/health/ready", "/readyz"):
@@ -56,32 +60,6 @@ def answer(gateway, method: str, path: str, authorization: bytes | None = None):
     return error(404, f"no route for {method} {path}: use /api/predict/<service>, /v1/models/<model>:predict, "
                       "/v2/models/<model>/infer or the OpenAI API (/v1/chat/completions, /v1/completions, "
                       "/v1/embeddings, /v1/models)")
-
-
-def token_digest(key: bytes, authorization: bytes) -> bytes:
-    """The digest of the token an Authorization header presents (`Bearer <token>`, or the bare token as EAS
-    clients send it), as route entries keep it."""
-    presented = authorization[7:].strip() if authorization[:7].lower() == b"bearer " else authorization.strip()
-    return sealing.digest(key, presented) if presented else b""
-
-
-def openai_models(table, method: str, authorization: bytes | None):
-    """OpenAI's `GET /v1/models`: the services the caller's token opens (its own, and the group it serves in),
-    from the table in memory, so listing never wakes an engine scaled to zero."""
-    if method not in ("GET", "HEAD"):
-        return error(405, "GET /v1/models lists the models; predictions go to /v1/chat/completions, "
-                          "/v1/completions or /v1/embeddings", ((b"allow", b"GET, HEAD"),))
-    if not authorization:
-        return error(401, "give the service's token as Authorization: Bearer <token>")
-    names = []
-    for route in table.routes_for_token(token_digest(table.key, authorization)):
-        names.append(route.name)
-        if route.group:
-            names.append(route.group)
-    if not names:
-        return error(401, "the token is not a service's token")
-    models = [{"id": name, "object": "model", "created": 0, "owned_by": "ferry"} for name in dict.fromkeys(names)]
-    return 200, [JSON], json.dumps({"object": "list", "data": models}).encode()
 
 
 def discovery(table, name: str):

@@ -27,6 +27,7 @@ What it guarantees:
 from __future__ import annotations
 
 import asyncio
+import select
 import time
 from collections import deque
 
@@ -78,7 +79,7 @@ class Connection(asyncio.Protocol):
 
     __slots__ = ("pool", "transport", "parser", "done", "headers", "body", "closed", "idle_since", "timer",
                  "headers_done", "bodiless", "answered", "streaming", "sink", "ended", "failure", "last", "upload",
-                 "timeout")
+                 "timeout", "poller")
 
     def __init__(self, pool: Pool):
         self.pool = pool
@@ -100,10 +101,24 @@ class Connection(asyncio.Protocol):
         self.last = 0.0  # loop time of the last sign of life of a stream (a piece, the client draining)
         self.upload = None  # a request body being streamed (gateway/stream.py BodyStream)
         self.timeout = 0.0  # the route's timeout, armed once a streamed request body ended
+        self.poller = None  # polls the socket before a reuse (`stale`)
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
+        fileno = getattr(transport.get_extra_info("socket"), "fileno", None)
+        if fileno is not None:
+            self.poller = select.poll()
+            self.poller.register(fileno(), select.POLLIN | select.POLLPRI)
+
+    def stale(self) -> bool:
+        """Whether the idle connection has something to read: the instance closed or reset it (an idle HTTP/1.1
+        connection is never sent anything unasked). The event loop learns that on its next turn; a request
+        taken in this turn (the instance was killed a moment ago, and its answers to other clients were just
+        relayed) would be written to a dead connection and fail after being sent, which a POST cannot be
+        retried from. Checked here it is refused before anything is sent, and the request goes elsewhere or
+        waits (0.65 us: one poll(2) with no wait)."""
+        return self.poller is not None and bool(self.poller.poll(0))
 
     def data_received(self, data: bytes) -> None:
         self.answered = True
@@ -386,7 +401,7 @@ class Pool:
             connection = idle.pop()
             if connection.closed or connection.transport.is_closing():
                 continue
-            if now - connection.idle_since > self.max_idle_age:
+            if now - connection.idle_since > self.max_idle_age or connection.stale():
                 connection.close()
                 continue
             return connection

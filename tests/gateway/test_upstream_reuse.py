@@ -1,0 +1,68 @@
+"""An idle pooled connection whose instance has just died is not reused: the gateway learns of the close on its
+event loop's next turn, but a request taken in this turn would be written to a dead connection and fail once
+sent (a POST is never retried then). `Pool.take` polls the socket first, so such a request goes elsewhere or
+waits for the restarted instance instead of failing (the `instance` fault of bench/faults/run.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+import time
+
+from gateway.upstream import Pool
+
+
+def listen() -> tuple[socket.socket, list]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted: list = []
+    threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
+    return listener, accepted
+
+
+def test_a_connection_the_instance_reset_is_not_taken_even_before_the_loop_sees_it():
+    listener, accepted = listen()
+
+    async def scenario():
+        pool = Pool("127.0.0.1", listener.getsockname()[1])
+        connection = await pool.connect()
+        pool.release(connection)
+        await asyncio.sleep(0.05)
+        assert not connection.stale()
+        # As a killed process's sockets: reset. The loop does not turn before the next take.
+        peer = accepted[0]
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()
+        deadline = time.monotonic() + 5
+        while not connection.stale():  # the reset reaches our socket (no loop turn needed)
+            assert time.monotonic() < deadline, "the reset never reached the socket"
+            time.sleep(0.001)
+        assert not connection.closed  # the loop has not noticed yet
+        return pool.take()
+
+    try:
+        assert asyncio.run(scenario()) is None
+    finally:
+        listener.close()
+
+
+def test_a_healthy_idle_connection_is_reused():
+    listener, accepted = listen()
+
+    async def scenario():
+        pool = Pool("127.0.0.1", listener.getsockname()[1])
+        connection = await pool.connect()
+        pool.release(connection)
+        await asyncio.sleep(0.05)
+        return connection, pool.take()
+
+    try:
+        connection, taken = asyncio.run(scenario())
+        assert taken is connection
+    finally:
+        listener.close()
+        for peer in accepted:
+            peer.close()

@@ -19,7 +19,7 @@ import autoscaler as scalers
 from contracts.engine_load import ENGINE_LOAD_TTL
 from contracts.scaling_records import cron_jobs_read, cron_jobs_write, decision_write
 from services.activations import activation_failed
-from services.models import Service
+from services.models import Phase, Service
 from services.scale import service_instance_count, scale_write
 from services.selectors.quotas import quota_instance_cap
 from services.writes import event_record
@@ -96,6 +96,11 @@ class AutoscalerLoop:
         desired, why = scalers.combine(metric_desired=metric_desired, cron_floor=floor,
                                        min_scale=int(scaler.get("min", 0)), max_scale=scaler.get("max"))
         reason = decision.reason if decision and desired == metric_desired else f"{why}; {cron_reason}"
+        if desired == 0 < current and _first_start(service):
+            # As Knative holds a new revision at its initial scale until it is ready: a new service's instances
+            # (an engine may load for minutes) are not sent to zero before they ever answered. A service woken
+            # from zero is kept by its held requests instead, which count as demand (gateway busy_ms_sum).
+            desired, reason = current, f"{reason}; held at {current} until an instance is ready (still starting)"
         cap = quota_instance_cap(service)
         if cap is not None and desired > cap:
             desired, reason = cap, f"{reason}; held at {cap} by project {service.project.name}'s quota"
@@ -204,6 +209,12 @@ class AutoscalerLoop:
 def _count(service: Service, *, autoscaled: int | None = None) -> int:
     """The instances the service has now, or would have with `autoscaled` as the loop's decision."""
     return service_instance_count(service, autoscaled=autoscaled)
+
+
+def _first_start(service: Service) -> bool:
+    """The service has never been Running (it is being created) and its instances are starting, none ready."""
+    return service.phase in (Phase.CREATING, Phase.WAITING) and service.ready_count == 0 and \
+        service.instances.exists()
 
 
 def _report_unapplied(service: Service, tracked: Tracked, current: int, desired: int, reason: str) -> None:

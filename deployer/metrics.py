@@ -1,7 +1,7 @@
 """Reading what the gateway measures, for the autoscaler loop.
 
 - Its per-second metrics (docs/gateway.md): hashes `metrics_second_key` (contracts/keys.py) with fields requests,
-  errors, status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max, cold_starts.
+  errors, status_<code>, latency_ms_sum, latency_ms_max, concurrency_max, queue_max, cold_starts, busy_ms_sum.
 - The LLM engines' own load its scraper keeps (contracts/engine_load.py): one hash per service, field = instance
   name, value = the instance's last `EngineLoad`.
 """
@@ -15,7 +15,9 @@ from contracts.keys import metrics_second_key
 @dataclass(frozen=True)
 class Second:
     requests: float = 0.0
-    concurrency: float = 0.0  # average in-flight requests over the second (see below)
+    # The average requests in flight or held by the activator over the second (the gateway's busy_ms_sum), as
+    # Knative's KPA reads concurrency: a long request counts in each second it lasts, a held one as demand.
+    concurrency: float = 0.0
     queue: float = 0.0
     # The most requests in flight at once during the second, versions added up. A request still in flight
     # when a second ends is counted in the next one too, so a long stream counts in every second it is open
@@ -42,14 +44,16 @@ def _field(row: dict, name: str) -> float:
 
 
 def _summed(rows: list[dict]) -> Second:
-    requests = latency_ms = queue = in_flight = 0.0
+    requests = busy_ms = queue = in_flight = 0.0
     for row in rows:
         requests += _field(row, "requests")
-        latency_ms += _field(row, "latency_ms_sum")
+        # A gateway older than busy_ms_sum: Little's law over the second from the latencies of the requests
+        # that ended in it.
+        busy = "busy_ms_sum" if row.get(b"busy_ms_sum", row.get("busy_ms_sum")) is not None else "latency_ms_sum"
+        busy_ms += _field(row, busy)
         queue = max(queue, _field(row, "queue_max"))
         in_flight += _field(row, "concurrency_max")
-    # Little's law over one second: the summed time requests spent in flight is the average concurrency.
-    return Second(requests=requests, concurrency=latency_ms / 1000.0, queue=queue, in_flight=in_flight)
+    return Second(requests=requests, concurrency=busy_ms / 1000.0, queue=queue, in_flight=in_flight)
 
 
 def read_engine_loads(redis_client, cluster: str, service: str) -> dict[str, EngineLoad]:

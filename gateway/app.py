@@ -263,7 +263,7 @@ class Gateway:
             seconds = balancer.eject(route.state, instance)
             logger.warning("ejected instance %s of %s for %g s: %s", instance.name, route.name, seconds, failure)
         balancer.release(route.state, instance)
-        stats.inflight -= 1
+        stats.given_back()
         self.counters.retries[route.name] = self.counters.retries.get(route.name, 0) + 1
 
     def response(self, request: Request, admission, status, headers, body, failure):

@@ -256,14 +256,12 @@ async def _wait(state: ServiceState, loop, timeout: float, stats) -> Instance | 
     """Until a slot is handed over (the instance), the table changes or the timeout passes (None)."""
     waiter = loop.create_future()
     state.waiters.append(waiter)
-    stats.queued += 1
-    if stats.queued > stats.sec_queue_max:
-        stats.sec_queue_max = stats.queued
+    stats.enqueued()
     timer = loop.call_later(timeout, _expire, waiter)
     try:
         return await waiter
     finally:
-        stats.queued -= 1
+        stats.dequeued()
         timer.cancel()
         if not waiter.done():
             waiter.cancel()

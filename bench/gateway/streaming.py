@@ -28,9 +28,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
+sys.path[:0] = [str(HERE.parents[1]), str(HERE)]
 
-from run import ROOT, TOKEN, Stack, free_port, start_gateway, start_redis, wait_http  # noqa: E402
+from bench.common import ROOT, Stack, free_port, percentile, publish_route, start_redis, wait_http  # noqa: E402
+from run import TOKEN, start_gateway  # noqa: E402
 
 
 # -- the instance -------------------------------------------------------------------------------------------
@@ -103,11 +104,6 @@ async def measure(targets: dict, *, streams: int, events: int, gap: float, concu
     return results
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(int(len(ordered) * p / 100), len(ordered) - 1)]
-
-
 def report(results: dict, gap: float) -> None:
     print(f"\n{'target':<20}{'streams':>8}{'first p50':>11}{'first p99':>11}{'delay p50':>11}{'delay p99':>11}"
           f"{'gap mean':>10}{'gap max':>9}   (ms; the instance's gap: {gap * 1000:g})")
@@ -123,25 +119,6 @@ def report(results: dict, gap: float) -> None:
             added = percentile(row["delays"], 50) - percentile(direct["delays"], 50)
             print(f"{name}: added per-event delay (p50) {added * 1e6:+.0f} us, added time to first event (p50) "
                   f"{(percentile(row['first'], 50) - percentile(direct['first'], 50)) * 1e6:+.0f} us")
-
-
-def publish_route(redis_url: str, instance_port: int) -> None:
-    import redis
-
-    from contracts import sealing
-    from run import ROUTE_KEY
-
-    token = sealing.token_fields(sealing.decode_key(ROUTE_KEY, "ROUTE_KEY"), TOKEN, "local", "demo_iris")
-    entry = {
-        "service": "demo_iris", "cluster": "local", **token, "project": 1, "running": True, "timeout_ms": 5000,
-        "max_queue_size": 64, "instance_concurrency": 0, "scale_to_zero": False, "mirror": None, "group": "",
-        "group_weight": 100, "traffic_state": "standalone", "generation": 1,
-        "versions": [{"number": 1, "weight": 100,
-                      "instances": [{"name": "sse-0", "address": f"127.0.0.1:{instance_port}"}]}],
-    }
-    client = redis.Redis.from_url(redis_url)
-    client.hset("ferry:routes:local", "demo_iris", json.dumps(entry))
-    client.publish("ferry:routes:local:changed", "demo_iris")
 
 
 def main() -> int:
@@ -165,7 +142,7 @@ def main() -> int:
                                             str(instance_port)])
         wait_http(f"http://127.0.0.1:{instance_port}/ready", "the SSE instance", instance)
         redis_url = start_redis(stack)
-        publish_route(redis_url, instance_port)
+        publish_route(redis_url, "demo_iris", TOKEN, [f"127.0.0.1:{instance_port}"])
         start_gateway(stack, redis_url, gateway_port, "ferry")
         path = "/api/predict/demo_iris"
         targets = {"direct": (instance_port, ""), "gateway": (gateway_port, path)}

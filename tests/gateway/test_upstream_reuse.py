@@ -11,26 +11,39 @@ import struct
 import threading
 import time
 
+import pytest
+
 from gateway.upstream import Pool
 
 
-def listen() -> tuple[socket.socket, list]:
+@pytest.fixture
+def instance():
+    """A listening socket standing for an instance, and the connections it accepted (closed at the end)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     accepted: list = []
     threading.Thread(target=lambda: accepted.append(listener.accept()[0]), daemon=True).start()
-    return listener, accepted
+    yield listener, accepted
+    listener.close()
+    for peer in accepted:
+        peer.close()
 
 
-def test_a_connection_the_instance_reset_is_not_taken_even_before_the_loop_sees_it():
-    listener, accepted = listen()
+async def idle_connection(listener: socket.socket):
+    """A pool holding one idle connection to `listener`, released a loop turn ago."""
+    pool = Pool("127.0.0.1", listener.getsockname()[1])
+    connection = await pool.connect()
+    pool.release(connection)
+    await asyncio.sleep(0.05)
+    return pool, connection
+
+
+def test_a_connection_the_instance_reset_is_not_taken_even_before_the_loop_sees_it(instance):
+    listener, accepted = instance
 
     async def scenario():
-        pool = Pool("127.0.0.1", listener.getsockname()[1])
-        connection = await pool.connect()
-        pool.release(connection)
-        await asyncio.sleep(0.05)
+        pool, connection = await idle_connection(listener)
         assert not connection.stale()
         # As a killed process's sockets: reset. The loop does not turn before the next take.
         peer = accepted[0]
@@ -43,26 +56,15 @@ def test_a_connection_the_instance_reset_is_not_taken_even_before_the_loop_sees_
         assert not connection.closed  # the loop has not noticed yet
         return pool.take()
 
-    try:
-        assert asyncio.run(scenario()) is None
-    finally:
-        listener.close()
+    assert asyncio.run(scenario()) is None
 
 
-def test_a_healthy_idle_connection_is_reused():
-    listener, accepted = listen()
+def test_a_healthy_idle_connection_is_reused(instance):
+    listener, _ = instance
 
     async def scenario():
-        pool = Pool("127.0.0.1", listener.getsockname()[1])
-        connection = await pool.connect()
-        pool.release(connection)
-        await asyncio.sleep(0.05)
+        pool, connection = await idle_connection(listener)
         return connection, pool.take()
 
-    try:
-        connection, taken = asyncio.run(scenario())
-        assert taken is connection
-    finally:
-        listener.close()
-        for peer in accepted:
-            peer.close()
+    connection, taken = asyncio.run(scenario())
+    assert taken is connection

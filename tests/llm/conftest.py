@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -22,12 +21,12 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import psutil
 import psycopg
 import pytest
 import requests
 
-from tests.harness.process import free_port
+from contracts.engine_load import parse_metrics
+from tests.harness.process import free_port, stop_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 300  # migrate, bootstrap and start every process on a busy 2-core machine
@@ -163,26 +162,12 @@ class Platform:
         return self.call("GET", f"/services/local/{name}/endpoints").json()["AccessToken"]
 
     def stop(self) -> None:
-        """SIGTERM as Ctrl-C would, then SIGKILL of whatever of this platform is left (found by its var dir)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        for process in psutil.process_iter():
-            try:
-                if process.environ().get("FERRY_VAR_DIR") == str(self.var_dir) or \
-                        process.environ().get("FERRY_AGENT_VAR_DIR") == str(self.var_dir):
-                    process.kill()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
+        stop_platform(self.proc, self.var_dir, grace=60)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def own_database():
-    """A database of the module's own on the session's PostgreSQL: `make run` migrates it from scratch."""
+    """A database of the platform's own on the session's PostgreSQL: `make run` migrates it from scratch."""
     server = urlsplit(os.environ["DATABASE_URL"])
     name = f"ferry_llm_{uuid.uuid4().hex[:12]}"
     admin = urlunsplit(server._replace(path="/postgres"))
@@ -193,12 +178,58 @@ def own_database():
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def platform(tmp_path_factory, own_database, engine_python, models_root):
+    """One platform for the whole group (each engine start costs a minute of CPU and 3 GB): the modules share
+    it and the `chat` service, and deploy services of their own under other names."""
     running = Platform(tmp_path_factory.mktemp("llm-platform") / "var", own_database,
                        FERRY_VLLM_PYTHON=engine_python, FERRY_FILE_SOURCE_ROOTS=str(models_root))
     yield running
     running.stop()
+
+
+SERVICE = "chat"
+
+
+def chat_file(model_dir, **extra) -> dict:
+    """The shared service: one engine, scaled on its waiting queue (the autoscaler loop measures it) between
+    1 and 1, so nothing the tests do moves its instance."""
+    return {"name": SERVICE, "processor": "vllm", "model_path": model_dir.as_uri() + "/",
+            "processor_params": ["--max-model-len=512"], "metadata": {"instance": 1, "cpu": 2, "memory": 6000},
+            "autoscaler": {"min": 1, "max": 1, "scaleStrategies": [{"metricName": "llm[waiting]", "threshold": 4}]},
+            **extra}
+
+
+def wait_routed(platform: Platform, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while requests.get(f"{platform.gateway}/api/v1/servicediscovery/upstreams/{name}", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, f"the gateway did not route {name}"
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="session")
+def chat(platform, tiny_model) -> str:
+    """The shared service's token, once it is Running and the gateway routes it."""
+    created = platform.call("POST", "/services", json=chat_file(tiny_model))
+    assert created.status_code in (200, 202), created.text
+    platform.wait_for_status(SERVICE, {"Running"}, ENGINE_TIMEOUT)
+    wait_routed(platform, SERVICE)
+    return platform.token(SERVICE)
+
+
+def engine_still_running(port: int, within: float = 2.0) -> bool:
+    """Whether the engine shows a request running within `within` seconds (its gauges are updated as it steps,
+    a moment after the fact): called once a first chunk arrived, it tells a stream relayed as the engine
+    generates (still running, for seconds more) from one held back until the engine had finished (nothing
+    runs any more, whatever the wait)."""
+    deadline = time.monotonic() + within
+    while True:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
+        if parse_metrics(text).running >= 1:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def metric(text: str, name: str) -> list[float]:

@@ -2,12 +2,11 @@
 started by the node agent in its sandbox, called through the gateway with the official OpenAI client as EAS
 invokes LLM services (/api/predict/<service>/v1/...), with the service token as the API key.
 
-One engine serves the whole module: its first start loads torch and vLLM and compiles the model (a minute or
-more on a busy 2-core machine)."""
+One engine (conftest's `chat`) serves the whole group: its first start loads torch and vLLM and compiles the
+model (a minute or more on a busy 2-core machine)."""
 
 from __future__ import annotations
 
-import time
 
 import openai
 import pytest
@@ -15,29 +14,7 @@ import requests
 
 from contracts.engine_load import parse_metrics
 
-from .conftest import ENGINE_TIMEOUT, engine_port, metric
-
-SERVICE = "chat"
-
-
-def chat_file(model_dir, **extra) -> dict:
-    return {"name": SERVICE, "processor": "vllm", "model_path": model_dir.as_uri() + "/",
-            "processor_params": ["--max-model-len=512"],
-            "metadata": {"instance": 1, "cpu": 2, "memory": 6000}, **extra}
-
-
-@pytest.fixture(scope="module")
-def chat(platform, tiny_model) -> str:
-    """The deployed service's token, once it is Running and the gateway routes it."""
-    created = platform.call("POST", "/services", json=chat_file(tiny_model))
-    assert created.status_code in (200, 202), created.text
-    platform.wait_for_status(SERVICE, {"Running"}, ENGINE_TIMEOUT)
-    token = platform.token(SERVICE)
-    deadline = time.monotonic() + 60
-    while requests.get(f"{platform.gateway}/api/v1/servicediscovery/upstreams/{SERVICE}", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, "the gateway did not route the service"
-        time.sleep(0.5)
-    return token
+from .conftest import SERVICE, chat_file, engine_port, engine_still_running, metric
 
 
 @pytest.fixture
@@ -60,6 +37,22 @@ def test_a_completion_through_the_gateway_with_the_openai_client(client):
     again = client.completions.create(model=SERVICE, prompt="Ferry deploys", max_tokens=8, temperature=0)
     assert answer.usage.completion_tokens == 8 and answer.choices[0].text
     assert again.choices[0].text == answer.choices[0].text  # greedy decoding of fixed weights
+
+
+def test_the_openai_api_of_the_gateway_routes_by_model(platform, chat):
+    """base_url=<gateway>/v1, as any OpenAI client is pointed at a provider: the body's `model` names the
+    service, and /v1/models lists what the token opens."""
+    client = openai.OpenAI(base_url=f"{platform.gateway}/v1", api_key=chat, max_retries=0, timeout=300)
+    assert [model.id for model in client.models.list()] == [SERVICE]
+    answer = client.chat.completions.create(model=SERVICE, max_tokens=8,
+                                            messages=[{"role": "user", "content": "Hello"}])
+    assert answer.model == SERVICE and answer.usage.completion_tokens == 8
+    chunks = list(client.completions.create(model=SERVICE, prompt="Ferry", max_tokens=12, stream=True,
+                                            extra_body={"ignore_eos": True}))
+    assert sum(1 for chunk in chunks if chunk.choices and chunk.choices[0].text) >= 10
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="no_such_service", max_tokens=2,
+                                       messages=[{"role": "user", "content": "Hello"}])
 
 
 def test_a_wrong_token_is_refused_by_the_gateway(platform, chat):
@@ -104,10 +97,10 @@ def test_a_stream_through_the_gateway_sends_its_first_chunk_while_the_engine_sti
     chunks = 0
     for chunk in stream:
         if running_at_first is None and chunk.choices and chunk.choices[0].delta.content:
-            running_at_first = parse_metrics(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text).running
+            running_at_first = engine_still_running(port)
         chunks += 1
     assert chunks > 100, chunks
-    assert running_at_first == 1, "the first chunk came only once the engine had finished: the stream was buffered"
+    assert running_at_first, "the first chunk came only once the engine had finished: the stream was buffered"
 
 
 @pytest.mark.parametrize(("change", "reason", "words"), [

@@ -8,27 +8,12 @@ import subprocess
 import pytest
 
 from services.models import Service
-from tests.gateway.conftest import start_gateway
-from tests.streaming.kit import TOKENS, Collected, release, sse_service
+from tests.streaming.kit import TOKENS, Collected, gate, gateway, release, sse_service  # noqa: F401 -- fixtures
 
 from .conftest import eventually
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
 CHAT = json.dumps({"model": "sse", "messages": [{"role": "user", "content": "Say hello"}]})
-
-
-@pytest.fixture
-def gateway(tmp_path):
-    running = start_gateway(tmp_path)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def gate(tmp_path):
-    folder = tmp_path / "gate"
-    folder.mkdir()
-    return folder
 
 
 def answered(ferry, gateway, *args):

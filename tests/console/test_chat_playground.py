@@ -8,35 +8,18 @@ import json
 
 import pytest
 import requests
-from django.test import override_settings
 from playwright.sync_api import expect
 
 from services.models import Project
 from services.selectors import service_token
 from services.writes import service_create
 from tests.agent.kit import wait_for
-from tests.gateway.conftest import start_gateway
-from tests.streaming.kit import TOKENS, release, sse_service
+from tests.streaming.kit import TOKENS, gate, gateway, release, sse_service  # noqa: F401 -- fixtures
 
 from .conftest import log_in, screenshot
 from .test_browser import developer
 
 pytestmark = pytest.mark.django_db(transaction=True, serialized_rollback=True)
-
-
-@pytest.fixture
-def gateway(tmp_path):
-    running = start_gateway(tmp_path)
-    with override_settings(FERRY_GATEWAY_URL=running.url):
-        yield running
-    running.stop()
-
-
-@pytest.fixture
-def gate(tmp_path):
-    folder = tmp_path / "gate"
-    folder.mkdir()
-    return folder
 
 
 def routed(gateway, service) -> None:

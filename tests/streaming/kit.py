@@ -1,5 +1,6 @@
-"""What the streaming tests share: the service file of the gated SSE upstream (sse_server.py) and a reader
-that collects a process's output as it arrives."""
+"""What the streaming tests share: the service file of the gated SSE upstream (sse_server.py), its gate and a
+gateway of the test's own (fixtures: import them into the test module), and a reader that collects a process's
+output as it arrives."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+from django.test import override_settings
+
+from tests.gateway.conftest import start_gateway
+
 SERVER = Path(__file__).with_name("sse_server.py")
 TOKENS = ["Hello", " from", " a", " streaming", " engine", "."]
 
@@ -19,6 +25,23 @@ def sse_service(name: str, gate: Path) -> dict:
     script = f"exec {shlex.quote(sys.executable)} {shlex.quote(str(SERVER))} {shlex.quote(str(gate))}"
     return {"name": name, "processor": "custom", "metadata": {"instance": 1},
             "containers": [{"image": "none", "script": script, "port": 8000}]}
+
+
+@pytest.fixture
+def gateway(tmp_path):
+    """A gateway of the test's own, the one the platform sends users to (FERRY_GATEWAY_URL)."""
+    running = start_gateway(tmp_path)
+    with override_settings(FERRY_GATEWAY_URL=running.url):
+        yield running
+    running.stop()
+
+
+@pytest.fixture
+def gate(tmp_path) -> Path:
+    """The folder sse_server.py watches: its token i is sent once `gate`/<i> exists (release)."""
+    folder = tmp_path / "gate"
+    folder.mkdir()
+    return folder
 
 
 def release(gate: Path, *indexes: int) -> None:

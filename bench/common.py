@@ -9,12 +9,15 @@ this module as `bench.common`.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import math
 import os
 import signal
 import socket
+import shutil
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -70,6 +73,18 @@ class Stack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@contextlib.contextmanager
+def running_stack(prefix: str):
+    """A Stack working in a temp dir of its own; its processes stopped and the dir removed however the run
+    ends."""
+    stack = Stack(Path(tempfile.mkdtemp(prefix=prefix)))
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(stack.work, ignore_errors=True)
 
 
 def start_redis(stack: Stack) -> str:

@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -32,7 +31,8 @@ ROOT = HERE.parents[1]
 TOKEN = "bench-token"
 sys.path.insert(0, str(ROOT))
 
-from bench.common import ROUTE_KEY, Stack, free_port, publish_route, start_redis, wait_http  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROUTE_KEY, Stack, free_port, publish_route, running_stack, start_redis, wait_http)
 
 
 def start_instance(stack: Stack, models: dict, port: int) -> None:
@@ -148,9 +148,8 @@ def main() -> int:
 
     from processors.demo import train_demo_models
 
-    work = Path(tempfile.mkdtemp(prefix="ferry-bench-gateway-"))
-    stack = Stack(work)
-    try:
+    with running_stack("ferry-bench-gateway-") as stack:
+        work = stack.work
         instance_port, gateway_port, nginx_port = free_port(), free_port(), free_port()
         start_instance(stack, train_demo_models(work / "models"), instance_port)
         redis_url = start_redis(stack)
@@ -178,9 +177,6 @@ def main() -> int:
                              rounds=args.rounds, work=work)
         report(latency, saturation)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
-    finally:
-        stack.stop()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

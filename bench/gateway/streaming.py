@@ -21,16 +21,15 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parents[1]), str(HERE)]
 
-from bench.common import ROOT, Stack, free_port, percentile, publish_route, start_redis, wait_http  # noqa: E402
+from bench.common import (  # noqa: E402
+    ROOT, free_port, percentile, publish_route, running_stack, start_redis, wait_http)
 from run import TOKEN, start_gateway  # noqa: E402
 
 
@@ -134,9 +133,7 @@ def main() -> int:
     if args.serve:
         asyncio.run(serve(args.serve))
         return 0
-    work = Path(tempfile.mkdtemp(prefix="ferry-bench-streaming-"))
-    stack = Stack(work)
-    try:
+    with running_stack("ferry-bench-streaming-") as stack:
         instance_port, gateway_port = free_port(), free_port()
         instance = stack.start("instance", [sys.executable, str(Path(__file__).resolve()), "--serve",
                                             str(instance_port)])
@@ -159,9 +156,6 @@ def main() -> int:
                                       concurrency=args.concurrency, rounds=args.rounds))
         report(results, args.gap)
         print(f"load average after: {os.getloadavg()[0]:.2f}")
-    finally:
-        stack.stop()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

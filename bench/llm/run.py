@@ -32,11 +32,9 @@ import http.client
 import json
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -47,7 +45,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import (  # noqa: E402
-    ROUTE_KEY, Stack, free_port, percentile, publish_route, start_redis, wait_http)
+    ROUTE_KEY, Stack, free_port, percentile, publish_route, running_stack, start_redis, wait_http)
 from contracts.engine_load import parse_metrics  # noqa: E402
 
 SERVICE = "chat"
@@ -204,9 +202,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=32)
     args = parser.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="ferry-bench-llm-"))
-    stack = Stack(work)
-    try:
+    with running_stack("ferry-bench-llm-") as stack:
         redis_url = start_redis(stack)
         model = args.model or make_model(stack, args.engine_python)
         print(f"starting 2 engines on {model} (the first start compiles: a minute or more)", flush=True)
@@ -240,9 +236,6 @@ def main() -> int:
                 print(f"round {round_number + 1} {mode}: {len(run['ttfts'])} requests in {run['seconds']:.1f} s, "
                       f"{len(run['errors'])} errors", flush=True)
         report(results, args)
-    finally:
-        stack.stop()
-        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

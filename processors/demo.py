@@ -132,7 +132,7 @@ def _write_json_once(path: Path, make_value) -> None:
         _write_atomically(path, json.dumps(make_value(), indent=1).encode())
 
 
-def _make_readable_dirs(directory: Path) -> None:
+def make_readable_dirs(directory: Path) -> None:
     """mkdir -p, each directory it makes 0755 whatever the umask (`make run` sets 077): instances run as users
     of their own (docs/security.md) and read the demo models in place."""
     missing = [d for d in [directory, *directory.parents] if not d.exists()]
@@ -144,7 +144,7 @@ def _make_readable_dirs(directory: Path) -> None:
 def _write_atomically(path: Path, content: bytes) -> None:
     """Write through a temporary file and rename, so a crash leaves no half file
     that a later run would take as done."""
-    _make_readable_dirs(path.parent)
+    make_readable_dirs(path.parent)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "wb") as file:
         file.write(content)

@@ -41,8 +41,13 @@ def make_tiny_llm(target_dir: Path, texts: list[Path] | None = None) -> Path:
     target_dir = Path(target_dir)
     if (target_dir / MARKER).is_file():
         return target_dir
-    target_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(target_dir, 0o755)  # instances run as users of their own and read it in place
+    # Instances run as users of their own and read it in place: every directory made here is searchable
+    # whatever the umask (`make run` sets 077), parents included (a private `models/` made here first would
+    # hide the other demo models too).
+    missing = [d for d in [target_dir, *target_dir.parents] if not d.exists()]
+    for made in reversed(missing):
+        made.mkdir(exist_ok=True)
+        os.chmod(made, 0o755)
     corpus = _corpus(texts or [Path(__file__).resolve().parent.parent / "docs"])
     _save_tokenizer(target_dir, corpus)
     _save_model(target_dir)

@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from deployer.engines import Engine, install
-from processors.demo import demo_chat_service_file
+from processors.demo import demo_chat_service_file, make_readable_dirs
 from services.models import Project, Service
 from services.writes import service_create
 
@@ -58,6 +58,7 @@ class Command(BaseCommand):
     def _tiny_model(self, python: str) -> Path:
         # Under a file source root (never var/, which sources may not read): deployed by file://, used in place.
         target = Path(settings.FERRY_FILE_SOURCE_ROOTS[0]) / "demo" / "tiny-llm"
+        make_readable_dirs(target.parent)  # before the engine's python, which runs beside the other demo's setup
         done = subprocess.run([python, "-m", "processors.tiny_llm", str(target)], cwd=ROOT, capture_output=True,
                               text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
         if done.returncode != 0:

@@ -21,7 +21,6 @@ import importlib.util
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -30,12 +29,11 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import psutil
 import psycopg
 import pytest
 
 from config.embedded_redis import embedded_redis_url
-from tests.harness.process import free_port
+from tests.harness.process import free_port, stop_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "faults" / "run.py"
@@ -117,21 +115,7 @@ class MakeRun:
                              f"{self.output()[-20000:]}")
 
     def stop(self) -> None:
-        """SIGTERM as Ctrl-C would (the supervisor stops every process in its grace), then SIGKILL of whatever
-        of this platform is left: instances outlive a killed agent, so they are found by their var dir."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        for process in psutil.process_iter():
-            try:
-                if process.environ().get("FERRY_VAR_DIR") == str(self.var_dir):
-                    process.kill()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
+        stop_platform(self.proc, self.var_dir, grace=30)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Process plumbing shared by the PostgreSQL and Redis servers of the test harness."""
+"""Process plumbing shared by the PostgreSQL and Redis servers of the test harness, and by the tests that run a
+whole platform (`make run`)."""
 
 from __future__ import annotations
 
@@ -102,6 +103,29 @@ def stop(proc: subprocess.Popen | None, sig: int, timeout: float = 10.0) -> None
         os.killpg(proc.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
+
+
+def stop_platform(proc: subprocess.Popen, var_dir: Path, grace: float) -> None:
+    """Stop a `make run` whose supervisor is `proc` (in a session of its own): SIGTERM as Ctrl-C would (the
+    supervisor stops every process in its grace), SIGKILL of its group after `grace` seconds, then SIGKILL of
+    whatever of that platform is left: instances outlive a killed agent, so they are found by their var dir
+    (FERRY_VAR_DIR, or FERRY_AGENT_VAR_DIR for what the agent starts)."""
+    import psutil
+
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    for process in psutil.process_iter():
+        try:
+            environ = process.environ()
+            if str(var_dir) in (environ.get("FERRY_VAR_DIR"), environ.get("FERRY_AGENT_VAR_DIR")):
+                process.kill()
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
 
 
 def log_tail(log: Path, lines: int = 20) -> str:

@@ -3,7 +3,6 @@ OpenAI-style chat completion as server-sent events, each token held until the te
 are printed as they arrive, before the rest of the answer exists."""
 
 import json
-import subprocess
 
 import pytest
 

@@ -6,6 +6,7 @@ The e2e fixtures (a real node agent and model servers) come from tests/e2e/conft
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
 import json
@@ -305,3 +306,22 @@ def eas_sdk(python: Path, mode: str, endpoint: str, service: str, token: str, bo
     expected = datetime.now(ZoneInfo(tz)).utcoffset().total_seconds()
     assert result.pop("utc_offset") == expected, f"the SDK did not run in {tz}"
     return result.get("answers", result)
+
+
+def run_coroutine(coroutine):
+    """asyncio.run in a thread of its own: a test that runs after Playwright's sync API (the console's tests)
+    finds an event loop running in the main thread, where asyncio.run refuses to start."""
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["value"] = asyncio.run(coroutine)
+        except BaseException as error:  # noqa: BLE001 -- raised again in the test's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -21,7 +21,7 @@ from contracts.engine_load import ENGINE_LOAD_TTL, EngineLoad, engine_load_key
 from tests.agent.kit import wait_for
 from tests.harness.process import free_port, spawn
 
-from .conftest import HERE, REPO, Routes, call, start_gateway
+from .conftest import HERE, REPO, Routes, call, run_coroutine, start_gateway
 from .test_activator import activation_messages
 
 
@@ -97,6 +97,10 @@ def test_it_routes_an_llm_service_away_from_the_engine_with_a_long_queue(gateway
     name = routes.unique("llm")
     routes.put(name, [(1, 100, backends.instances())], llm=True)
     wait_for(lambda: loads_in_redis(name).get("busy", EngineLoad()).waiting == 40, what="the busy engine scraped")
+    # Another gateway of the suite may have written the hash before this one scraped: its first choices wait for
+    # its own scrape (every 0.5 s).
+    wait_for(lambda: {send(gateway, name, chat(f"probe {n}", "hello")) for n in range(4)} == {"idle"},
+             what="the gateway to read the busy engine's queue")
     # Every request, whatever its prompt (its prefix may prefer the busy one), goes to the idle engine.
     served = Counter(send(gateway, name, chat(f"system prompt {n}", "hello")) for n in range(12))
     assert served == Counter({"idle": 12})
@@ -234,8 +238,8 @@ def test_a_scrape_is_bounded_and_reads_only_a_whole_200_answer():
 
     text = vllm_metrics(waiting=3).decode()
     framed = f"HTTP/1.1 200 OK\r\nContent-Length: {len(text)}\r\n\r\n{text}".encode()
-    assert asyncio.run(serve(framed)) == text
-    assert asyncio.run(serve(f"HTTP/1.0 200 OK\r\n\r\n{text}".encode())) == text  # ends with the connection
-    assert asyncio.run(serve(b"HTTP/1.1 500 X\r\nContent-Length: 2\r\n\r\nno")) is None
-    assert asyncio.run(serve(b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\ncut")) is None
-    assert asyncio.run(serve(None)) is None
+    assert run_coroutine(serve(framed)) == text
+    assert run_coroutine(serve(f"HTTP/1.0 200 OK\r\n\r\n{text}".encode())) == text  # ends with the connection
+    assert run_coroutine(serve(b"HTTP/1.1 500 X\r\nContent-Length: 2\r\n\r\nno")) is None
+    assert run_coroutine(serve(b"HTTP/1.1 200 OK\r\nContent-Length: 999\r\n\r\ncut")) is None
+    assert run_coroutine(serve(None)) is None

@@ -14,6 +14,7 @@ import time
 import pytest
 
 from gateway.upstream import Pool
+from tests.gateway.conftest import run_coroutine
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_a_connection_the_instance_reset_is_not_taken_even_before_the_loop_sees_
         assert not connection.closed  # the loop has not noticed yet
         return pool.take()
 
-    assert asyncio.run(scenario()) is None
+    assert run_coroutine(scenario()) is None
 
 
 def test_a_healthy_idle_connection_is_reused(instance):
@@ -66,5 +67,5 @@ def test_a_healthy_idle_connection_is_reused(instance):
         pool, connection = await idle_connection(listener)
         return connection, pool.take()
 
-    connection, taken = asyncio.run(scenario())
+    connection, taken = run_coroutine(scenario())
     assert taken is connection

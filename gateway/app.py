@@ -273,6 +273,8 @@ class Gateway:
                 admission.instance.refusals = 0
             headers = response_headers(headers, request.method == "HEAD" or status == 304)
         else:
+            if retry.ejects(failure):  # it died under the request: later ones go elsewhere or wait for it
+                balancer.eject(admission.route.state, admission.instance)
             status, headers, body = self._failure(admission.route, failure)
         headers.append(admission.version.header)
         return status, headers, body

@@ -17,11 +17,17 @@ Go retries an `UpstreamClosed` request only on a reused connection ("a fresh con
 closed"); here a fresh one is retried too, because a killed instance closes fresh connections as well and
 the methods retried are safe to repeat by definition.
 
-Ejection (Envoy's outlier detection, reduced to one signal): a refused connection means the instance's
-process is gone or not listening, so it is skipped for `ejection_seconds` while the control plane has not
-yet taken it out of the routing table (a crash is seen by the node agent, then the reconcile, then the
-table: about 0.5 s). A close after the request was written is not a signal: a keep-alive race closes
-healthy instances' connections too.
+Ejection (Envoy's outlier detection, reduced to two signals): a refused connection means the instance's
+process is gone or not listening, and a connection closed before the answer to a request written on it
+means the process died (or is dying) under it, so the instance is skipped for `ejection_seconds` while the
+control plane has not yet taken it out of the routing table (a crash is seen by the node agent, then the
+reconcile, then the table: about 0.5 s). A dying process's listening socket still completes connections for
+tens of milliseconds (they wait in its backlog, then are reset): without the ejection, the requests its
+clients send again at once after their 502s go there and fail too (measured: 2 more than the 4 in flight,
+bench/faults/run.py). A keep-alive race (an idle connection the instance closed as a request was written)
+would eject a healthy instance for a second; the pool makes it rare: a connection idle longer than
+`max_idle` (2 s, under uvicorn's 5 s keep-alive) is not reused, and one the instance closed is seen before
+reuse (upstream.py `Connection.stale`).
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ def may_retry(failure: Exception, method: str, headers, replayable: bool = True)
 
 
 def ejects(failure: Exception) -> bool:
-    """Whether this failure takes the instance out of the balancing for a while."""
-    return isinstance(failure, UpstreamConnectError)
+    """Whether this failure takes the instance out of the balancing for a while: it refused a connection, or
+    closed one before answering the request written on it (its process died, or is dying)."""
+    return isinstance(failure, (UpstreamConnectError, UpstreamClosed))
 
 
 def ejection_seconds(refusals_in_a_row: int) -> float:

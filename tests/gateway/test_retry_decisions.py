@@ -28,10 +28,11 @@ def test_failures_after_an_answer_began_and_timeouts_are_never_retried():
         assert not may_retry(failure, "GET", [(b"idempotency-key", b"1")])
 
 
-def test_only_a_refused_connection_ejects_the_instance():
+def test_a_refused_connection_or_one_closed_before_the_answer_ejects_the_instance():
     assert ejects(REFUSED)
-    assert not ejects(CLOSED)  # a keep-alive race closes healthy instances' connections too
-    assert not ejects(UpstreamTimeout("late"))
+    assert ejects(CLOSED)  # the process died under the request (the pool keeps keep-alive races out)
+    assert not ejects(UpstreamTimeout("late"))  # a slow instance is alive
+    assert not ejects(UpstreamError("the instance closed the connection"))  # after an answer began
 
 
 def test_ejections_grow_with_refusals_in_a_row_up_to_a_cap():

@@ -22,21 +22,27 @@ def token_digest(key: bytes, authorization: bytes) -> bytes:
 
 def precheck(table, authorization: bytes | None):
     """Before the body is read: the token must at least be some service's (401 otherwise, the body unread);
-    `target` checks, with the body, that it is the named service's. None when it passes."""
+    the gateway checks, with the body, that it is the named service's. None when it passes."""
+    refusal = _unusable(authorization)
+    if refusal is None and not table.routes_for_token(token_digest(table.key, authorization)):
+        refusal = error(401, auth.WRONG_TOKEN, UNAUTHORIZED)
+    return refusal
+
+
+def _unusable(authorization: bytes | None):
     if not authorization:
         return error(401, auth.MISSING, UNAUTHORIZED)
     if authorization[:4] == b"EAS ":
         return error(401, "the OpenAI API takes the service's token as Authorization: Bearer <token>; a signed "
                           "call goes to /api/predict/<service>/v1/...", UNAUTHORIZED)
-    if not table.routes_for_token(token_digest(table.key, authorization)):
-        return error(401, auth.WRONG_TOKEN, UNAUTHORIZED)
     return None
 
 
 def target(table, parsed, body: bytes, authorization: bytes | None):
     """The target the body names (its `model`; when it names none, the one service the token opens), or the
-    refusal (status, headers, body). The gateway then checks the token against that service as for any path."""
-    refusal = precheck(table, authorization)
+    refusal (status, headers, body). The gateway then checks the token against that service as for any path
+    (`precheck` looked it up in the table before the body was read: not again here)."""
+    refusal = _unusable(authorization)
     if refusal is not None:
         return refusal
     try:

@@ -25,15 +25,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 
 from config.embedded_redis import embedded_redis_url
-from tests.harness.process import free_port, stop_platform
+from tests.harness.process import free_port, scratch_database, stop_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench" / "faults" / "run.py"
@@ -60,14 +57,8 @@ def load_bench():
 def own_database():
     """A database of this test's own on the session's PostgreSQL: `make run` migrates it from scratch, and
     nothing it writes meets the other tests' rows."""
-    server = urlsplit(os.environ["DATABASE_URL"])
-    name = f"ferry_faults_{uuid.uuid4().hex[:12]}"
-    admin = urlunsplit(server._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield urlunsplit(server._replace(path=f"/{name}"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("ferry_faults") as url:
+        yield url
 
 
 class MakeRun:

@@ -146,3 +146,24 @@ def wait_until(check, *, proc: subprocess.Popen, what: str, log: Path, timeout: 
         if time.monotonic() > deadline:
             raise HarnessError(f"{what} was not ready after {timeout:.0f} s:\n{log_tail(log)}")
         time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str):
+    """The URL of a database of its own on the session's PostgreSQL (DATABASE_URL's server), dropped after:
+    a `make run` under test migrates it from scratch, and nothing it writes meets the other tests' rows."""
+    import uuid
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+
+    server = urlsplit(os.environ["DATABASE_URL"])
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = urlunsplit(server._replace(path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(server._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -17,16 +17,13 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 import requests
 
 from contracts.engine_load import parse_metrics
-from tests.harness.process import free_port, stop_platform
+from tests.harness.process import free_port, scratch_database, stop_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 300  # migrate, bootstrap and start every process on a busy 2-core machine
@@ -168,14 +165,8 @@ class Platform:
 @pytest.fixture(scope="session")
 def own_database():
     """A database of the platform's own on the session's PostgreSQL: `make run` migrates it from scratch."""
-    server = urlsplit(os.environ["DATABASE_URL"])
-    name = f"ferry_llm_{uuid.uuid4().hex[:12]}"
-    admin = urlunsplit(server._replace(path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield urlunsplit(server._replace(path=f"/{name}"))
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database("ferry_llm") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

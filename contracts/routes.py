@@ -14,7 +14,9 @@ The JSON is an object with these fields (and their reading when absent, as a gat
     max_queue_size                requests that may wait per service (0)
     instance_concurrency          requests per instance at once, 0: unlimited (0)
     scale_to_zero                 the autoscaler's minimum is 0 (false)
-    versions                      [{number, weight, instances: [{name, address: "host:port"}]}], oldest first
+    versions                      [{number, weight, instances: [{name, address: "host:port"}], model}], oldest
+                                  first; `model`: the name the instances serve this version under (a pool
+                                  model's key `<service>-v<number>`), "" for the service's own name ("")
     mirror                        {targets: [service names], ratio: percent} or null
     group, group_weight           the service group it serves in ("") and its weight there (100)
     traffic_state                 standalone, grouped, ... (standalone)
@@ -24,6 +26,12 @@ The JSON is an object with these fields (and their reading when absent, as a gat
                                   scrapes its instances' load and routes by it, with prefix affinity (false)
     activation_timeout_ms         how long a request may be held while the service wakes from zero; 0: the
                                   gateway's own setting, FERRY_GATEWAY_ACTIVATION_TIMEOUT (0)
+    pool                          the pool service whose instances serve this pool model (the model mesh): its
+                                  versions list, as instances, the pool instances where each is loaded; ""
+                                  for an ordinary service ("")
+    upstream_token_sealed         the token the gateway presents to the instances (a pool model's: the pool's),
+                                  sealed as token_sealed is (bound to this entry's cluster and service name);
+                                  "" sends the entry's own token (""). Clients still present the entry's own.
 
 What the gateway makes of odd values (negative sizes, a ratio over 100) is the gateway's reading: these
 values carry what was published, converted to their types only.
@@ -52,6 +60,7 @@ class RouteVersion:
     number: int
     weight: int  # the traffic share applied now (percent); 0: takes no traffic unless pinned
     instances: tuple[RouteInstance, ...] = ()
+    model: str = ""  # the name the instances serve this version under ("": the service's); pool models' key
 
 
 @dataclass(frozen=True)
@@ -81,6 +90,8 @@ class RouteEntry:
     failed: str = ""
     llm: bool = False
     activation_timeout_ms: int = 0
+    pool: str = ""
+    upstream_token_sealed: str = ""
 
     def instance_names(self) -> dict[str, str]:
         """address -> name of the instances of every version."""
@@ -100,7 +111,8 @@ class RouteEntry:
             "instance_concurrency": self.instance_concurrency,
             "scale_to_zero": self.scale_to_zero,
             "versions": [{"number": v.number, "weight": v.weight,
-                          "instances": [{"name": i.name, "address": i.address} for i in v.instances]}
+                          "instances": [{"name": i.name, "address": i.address} for i in v.instances],
+                          "model": v.model}
                          for v in self.versions],
             "mirror": (None if self.mirror is None
                        else {"targets": list(self.mirror.targets), "ratio": self.mirror.ratio}),
@@ -111,6 +123,8 @@ class RouteEntry:
             "failed": self.failed,
             "llm": self.llm,
             "activation_timeout_ms": self.activation_timeout_ms,
+            "pool": self.pool,
+            "upstream_token_sealed": self.upstream_token_sealed,
         }
 
     def to_json(self) -> str:
@@ -149,6 +163,8 @@ class RouteEntry:
             failed=entry.get("failed") or "",
             llm=_bool(entry, "llm"),
             activation_timeout_ms=_int(entry, "activation_timeout_ms", 0),
+            pool=_optional_text(entry, "pool"),
+            upstream_token_sealed=_optional_text(entry, "upstream_token_sealed"),
         )
 
 
@@ -156,6 +172,16 @@ def _text(entry: dict, name: str) -> str:
     value = entry.get(name)
     if not isinstance(value, str) or not value:
         raise RouteEntryError(f"{name} is missing from the route entry (or is not a string)")
+    return value
+
+
+def _optional_text(entry: dict, name: str, where: str = "") -> str:
+    """An absent or null field reads as ""; anything but a string is refused."""
+    value = entry.get(name)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise RouteEntryError(f"{where}{name} must be a string, not {value!r}")
     return value
 
 
@@ -193,7 +219,7 @@ def _version(version, index: int) -> RouteVersion:
             raise RouteEntryError(f"versions[{index}].instances[{position}].address is missing")
         instances.append(RouteInstance(name=instance.get("name") or address, address=address))
     return RouteVersion(number=_int(version, "number", 0), weight=_int(version, "weight", 0),
-                        instances=tuple(instances))
+                        instances=tuple(instances), model=_optional_text(version, "model", f"versions[{index}]."))
 
 
 def _mirror(mirror) -> RouteMirror | None:

@@ -7,7 +7,10 @@ model server checks). So a route entry carries
   with the same HMAC of a presented plain or Bearer token; keyed, so that whoever reads Redis cannot test
   guesses of a weak, user-chosen token against it;
 - `token_sealed`: the token encrypted with AES-256-GCM under the route key, bound to its cluster and service
-  name (the associated data), so a sealed token moved into another entry does not open.
+  name (the associated data), so a sealed token moved into another entry does not open;
+- `upstream_token_sealed` (a pool model's entry only): the token the instances check when it is not the entry's
+  own (the pool's), sealed the same way; the gateway presents it to the instances and never accepts it from a
+  client.
 
 The route key is shared by the control plane (which seals) and the gateway (which opens) and is never in Redis:
 `FERRY_ROUTE_KEY` (32 bytes, urlsafe base64), else the file `route-key` in FERRY_VAR_DIR, made (mode 0600) by
@@ -105,3 +108,11 @@ def unseal(key: bytes, sealed: str, cluster: str, service: str) -> bytes:
 def token_fields(key: bytes, token: str, cluster: str, service: str) -> dict:
     """The two fields of a route entry that stand for the token."""
     return {"token_digest": digest(key, token.encode()).hex(), "token_sealed": seal(key, token, cluster, service)}
+
+
+def upstream_token_fields(key: bytes, upstream_token: str, cluster: str, service: str) -> dict:
+    """The route entry field for the token the gateway presents to the instances when it is not the entry's own
+    (a pool model's instances are the pool's, which check the pool's token): sealed exactly as `token_sealed`,
+    bound to this entry's cluster and service name, so it opens only in this entry. No digest: clients never
+    present it (they present the entry's own token)."""
+    return {"upstream_token_sealed": seal(key, upstream_token, cluster, service)}

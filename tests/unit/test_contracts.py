@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from contracts import keys
+from contracts import keys, sealing
 from contracts.routes import RouteEntry, RouteEntryError, RouteInstance, RouteMirror, RouteVersion
 from contracts.weighted_round_robin import next_choice
 
@@ -31,9 +31,9 @@ def test_the_json_has_the_fields_and_order_the_control_plane_always_wrote():
     assert list(written) == [
         "service", "cluster", "project", "token_digest", "token_sealed", "running", "timeout_ms", "max_queue_size",
         "instance_concurrency", "scale_to_zero", "versions", "mirror", "group", "group_weight", "traffic_state",
-        "generation", "failed", "llm", "activation_timeout_ms"]
+        "generation", "failed", "llm", "activation_timeout_ms", "pool", "upstream_token_sealed"]
     assert written["versions"][1] == {"number": 2, "weight": 20, "instances": [
-        {"name": "iris-2-a", "address": "[::1]:9002"}, {"name": "iris-2-b", "address": "h:9003"}]}
+        {"name": "iris-2-a", "address": "[::1]:9002"}, {"name": "iris-2-b", "address": "h:9003"}], "model": ""}
     assert written["mirror"] == {"targets": ["shadow"], "ratio": 50}
     assert json.loads(RouteEntry("a", "local", "00", "v1:x").to_json())["mirror"] is None
 
@@ -47,6 +47,8 @@ def test_absent_fields_read_as_the_gateway_always_read_them():
     assert (entry.traffic_state, entry.generation, entry.failed, entry.project) == ("standalone", None, "", None)
     assert (entry.llm, entry.activation_timeout_ms) == (False, 0)  # an older entry: not an LLM, the gateway's deadline
     assert entry.versions == (RouteVersion(1, 0, (RouteInstance("h:1", "h:1"),)),)  # unnamed: named by address
+    assert entry.versions[0].model == ""  # served under the service's own name
+    assert (entry.pool, entry.upstream_token_sealed) == ("", "")  # an ordinary service, sent its own token
     assert entry.instance_names() == {"h:1": "h:1"}
 
 
@@ -73,10 +75,44 @@ def test_a_group_weight_of_zero_stays_zero_and_null_reads_as_100():
                  "llm": "yes"}), "llm"),
     (json.dumps({"service": "a", "cluster": "local", "token_digest": "00", "token_sealed": "v1:x",
                  "activation_timeout_ms": "long"}), "activation_timeout_ms"),
+    (json.dumps({"service": "a", "cluster": "local", "token_digest": "00", "token_sealed": "v1:x",
+                 "pool": 3}), "pool"),
+    (json.dumps({"service": "a", "cluster": "local", "token_digest": "00", "token_sealed": "v1:x",
+                 "upstream_token_sealed": {"v1": "x"}}), "upstream_token_sealed"),
+    (json.dumps({"service": "a", "cluster": "local", "token_digest": "00", "token_sealed": "v1:x",
+                 "versions": [{"number": 1}, {"number": 2, "model": ["m-v2"]}]}), "versions[1].model"),
 ])
 def test_an_unreadable_entry_is_refused_naming_the_field(raw, named):
     with pytest.raises(RouteEntryError, match=named.replace("[", r"\[").replace("]", r"\]")):
         RouteEntry.from_json(raw)
+
+
+POOL_MODEL = RouteEntry(
+    service="m1", cluster="local", token_digest="cd" * 32, token_sealed="v1:own", scale_to_zero=True,
+    versions=(RouteVersion(1, 0, (RouteInstance("pool1-a", "127.0.0.1:9001"),), model="m1-v1"),
+              RouteVersion(2, 100, (), model="m1-v2")),
+    activation_timeout_ms=30_000, pool="pool1", upstream_token_sealed="v1:pools",
+)
+
+
+def test_a_pool_model_entry_reads_back_with_its_pool_upstream_token_and_served_names():
+    assert RouteEntry.from_json(POOL_MODEL.to_json()) == POOL_MODEL
+    written = json.loads(POOL_MODEL.to_json())
+    assert (written["pool"], written["upstream_token_sealed"]) == ("pool1", "v1:pools")
+    assert [v["model"] for v in written["versions"]] == ["m1-v1", "m1-v2"]
+    base = {"service": "a", "cluster": "local", "token_digest": "00", "token_sealed": "v1:x"}
+    nulls = RouteEntry.from_dict({**base, "pool": None, "upstream_token_sealed": None,
+                                  "versions": [{"number": 1, "model": None}]})
+    assert (nulls.pool, nulls.upstream_token_sealed, nulls.versions[0].model) == ("", "", "")
+
+
+def test_the_upstream_token_is_sealed_to_its_entry_and_has_no_digest():
+    key = bytes(range(32))
+    fields = sealing.upstream_token_fields(key, "pool-token", "local", "m1")
+    assert list(fields) == ["upstream_token_sealed"]
+    assert sealing.unseal(key, fields["upstream_token_sealed"], "local", "m1") == b"pool-token"
+    with pytest.raises(sealing.SealError):  # moved into another model's entry, it does not open
+        sealing.unseal(key, fields["upstream_token_sealed"], "local", "m2")
 
 
 def test_an_entry_is_immutable():

@@ -21,6 +21,7 @@ from deployer.kubernetes.desired import ServiceDesired
 from deployer.kubernetes.meta import dns_name, service_selector
 from deployer.kubernetes.observe import EventEntry, event_entries, knative_problems, observed_instances
 from deployer.kubernetes.pod import CONTAINER
+from deployer.kubernetes.pool import mesh_role
 from deployer.kubernetes.render import namespace_manifest, render
 from deployer.kubernetes.token import token_secret
 from deployer.kubernetes.volumes import RenderError
@@ -93,12 +94,15 @@ class KubernetesDriver:
         Pods are named by the cluster, so status counts them per version rather than by name."""
         if not desired.running:
             return {}
+        role = mesh_role(desired)
+        if role == "pool-model":  # loaded into the pool's pods (docs/mesh.md): no pod of its own to wait for
+            return {version.number: 0 for version in desired.versions}
         autoscaler = desired.autoscaler or {}
         expected = {}
         for version in desired.versions:
             if not autoscaler:
                 expected[version.number] = version.replicas
-            elif desired.cluster.flavor == "raw":
+            elif desired.cluster.flavor == "raw" or role == "pool":  # a pool is a Deployment + HPA on both
                 expected[version.number] = max(1, int(autoscaler.get("min", 1))) if version.replicas else 0
             else:  # Knative may scale a version to zero; only the template's min-scale is promised
                 template = version.number == desired.newest.number
@@ -111,8 +115,14 @@ class KubernetesDriver:
         from services.selectors import service_token
 
         desired = prepared.desired
+        rendered = self.manifests(desired)
+        if mesh_role(desired) == "pool-model":
+            # Nothing of its own runs (its versions live in the pool's pods): no namespace, no token Secret;
+            # the empty apply still prunes whatever an earlier reconcile left.
+            return apply_manifests(self.api, [], namespace=desired.namespace,
+                                   selector=service_selector(desired.name)).created
         # The token Secret first, so no pod starts without it; never part of render() (what users are shown).
-        manifests = [token_secret(desired, service_token(service)), *self.manifests(desired)]
+        manifests = [token_secret(desired, service_token(service)), *rendered]
         self.api.apply(namespace_manifest(desired.namespace, desired.project, desired.cluster.pod_security))
         result = apply_manifests(self.api, manifests, namespace=desired.namespace,
                                  selector=service_selector(desired.name))

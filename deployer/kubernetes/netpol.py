@@ -56,11 +56,11 @@ def network_policy(desired: ServiceDesired) -> dict:
     front = _unique([*ingress_namespaces, cluster.ferry_namespace] if cluster.ferry_namespace
                     else ingress_namespaces)
     if front:
-        rules.append(_rule(front, serving))
+        rules.append(ingress_rule(front, serving))
     if ingress_only and ingress_namespaces:
-        rules.append(_rule(ingress_namespaces, ingress_only))
+        rules.append(ingress_rule(ingress_namespaces, ingress_only))
     if scraped and cluster.monitoring_namespaces:
-        rules.append(_rule(_unique(cluster.monitoring_namespaces), scraped))
+        rules.append(ingress_rule(_unique(cluster.monitoring_namespaces), scraped))
     # No rule at all still selects the pods with policyTypes Ingress: then nothing may reach them.
     return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": metadata(desired, policy_name(desired)),
@@ -68,7 +68,7 @@ def network_policy(desired: ServiceDesired) -> dict:
                      "ingress": rules}}
 
 
-def _rule(namespaces: list[str], ports: list[int]) -> dict:
+def ingress_rule(namespaces: list[str], ports: list[int]) -> dict:
     return {"from": [{"namespaceSelector": {"matchExpressions": [
                 {"key": NAMESPACE_NAME_LABEL, "operator": "In", "values": list(namespaces)}]}}],
             "ports": [{"protocol": "TCP", "port": port} for port in sorted(set(ports))]}

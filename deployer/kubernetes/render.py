@@ -14,6 +14,7 @@ from .hpa import has_hpa, hpa
 from .knative import knative_service
 from .meta import FIELD_MANAGER, MANAGED_BY, PROJECT_LABEL
 from .netpol import network_policy
+from .pool import mesh_role, render_pool
 from .raw import deployment, stable_service, version_service
 from .tenancy import DEFAULT_POD_SECURITY
 from .traffic import destination_rule, http_route, virtual_service
@@ -22,6 +23,10 @@ from .traffic import destination_rule, http_route, virtual_service
 def render(desired: ServiceDesired) -> list[dict]:
     if not desired.versions:
         return []
+    # The model mesh (pool.py): a pool is plain Deployments on either flavor, a pool model runs nothing.
+    role = mesh_role(desired)
+    if role:
+        return render_pool(desired) if role == "pool" else []
     if desired.cluster.flavor == "knative":
         # Stopped: no Knative Service at all (Knative would wake a revision on the next request).
         return [knative_service(desired), network_policy(desired)] if desired.running else []

@@ -16,11 +16,18 @@ EXAMPLE_NAMES = ("bert_tfserving", "custom_container", "digits_onnx", "iris_skle
 # LLM engines' service files (tests/kubernetes/llm/): vLLM on CPU, vLLM on two GPUs, SGLang with its model on NFS.
 LLM_DIR = Path(__file__).resolve().parent / "llm"
 LLM_NAMES = ("chat_vllm", "chat_vllm_gpu", "chat_sglang")
+# The model mesh's service files (tests/kubernetes/mesh/, docs/mesh.md): a pool, an autoscaled pool, a pool model.
+# Used as written: what they render to must not depend on how services/servicefile normalizes them.
+MESH_DIR = Path(__file__).resolve().parent / "mesh"
+MESH_NAMES = ("pool1", "pool1_autoscaled")
+POOL_MODEL_NAMES = ("m1",)
 # (flavor, traffic API) pairs every example is rendered in.
 CLUSTER_KINDS = (("raw", "gateway-api"), ("raw", "istio"), ("knative", "gateway-api"))
 
 
 def example(name: str) -> dict:
+    if name in MESH_NAMES + POOL_MODEL_NAMES:
+        return json.loads((MESH_DIR / f"{name}.json").read_text())
     path = (LLM_DIR if name in LLM_NAMES else EXAMPLES_DIR) / f"{name}.json"
     if not path.exists():
         pytest.skip(f"the example service files are not here ({EXAMPLES_DIR} is missing)")
@@ -40,7 +47,7 @@ def desired_for(doc: dict, *, flavor: str = "raw", traffic_api: str = "gateway-a
                 **extra) -> ServiceDesired:
     """One version at 100 % unless `versions` [(number, weight, replicas, doc)] says otherwise."""
     chosen = tuple(VersionDesired(*v) for v in versions) if versions else (
-        VersionDesired(1, 100, doc["metadata"]["instance"], doc),)
+        VersionDesired(1, 100, doc["metadata"].get("instance", 1), doc),)
     settings = extra.pop("cluster", None) or cluster(flavor, traffic_api)
     extra.setdefault("autoscaler", doc.get("autoscaler"))
     return ServiceDesired(name=doc["name"], namespace="ferry-team-a", versions=chosen, cluster=settings,

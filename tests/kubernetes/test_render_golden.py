@@ -1,5 +1,6 @@
 """Golden files: every example service file, and the LLM engines' (tests/kubernetes/llm/), rendered for raw
-(HTTPRoute), raw (Istio) and Knative clusters, and every rendered object valid against the real schemas.
+(HTTPRoute), raw (Istio) and Knative clusters, the model mesh's pools (tests/kubernetes/mesh/) once, and every
+rendered object valid against the real schemas.
 
 A change to rendering shows as a diff of tests/kubernetes/golden/*.yaml. After checking that the diff is
 what you meant: FERRY_UPDATE_GOLDEN=1 python -m pytest tests/kubernetes/test_render_golden.py
@@ -11,10 +12,20 @@ import pytest
 import yaml
 
 from deployer.kubernetes.render import render, to_yaml
-from tests.kubernetes.helpers import CLUSTER_KINDS, EXAMPLE_NAMES, GOLDEN_DIR, LLM_NAMES, desired_for, example
+from tests.kubernetes.helpers import (
+    CLUSTER_KINDS,
+    EXAMPLE_NAMES,
+    GOLDEN_DIR,
+    LLM_NAMES,
+    MESH_NAMES,
+    desired_for,
+    example,
+)
 from tests.kubernetes.schemas import validate
 
-CASES = [(name, flavor, api) for name in EXAMPLE_NAMES + LLM_NAMES for flavor, api in CLUSTER_KINDS]
+# A model mesh pool renders the same on every kind of cluster (test_render_pool.py): one golden file each.
+CASES = [(name, flavor, api) for name in EXAMPLE_NAMES + LLM_NAMES for flavor, api in CLUSTER_KINDS] + \
+    [(name, "raw", "gateway-api") for name in MESH_NAMES]
 
 
 def _golden_path(name: str, flavor: str, api: str):

@@ -1,6 +1,7 @@
 from .accounts import AccessKey, ApiToken, CredentialScope, Project, ProjectMembership, ProjectRole
 from .clusters import Cluster, ClusterFlavor, ClusterGrant, ClusterKind, TrafficApi
 from .inference import DesiredState, Event, EventType, Instance, Phase, Service, Version
+from .mesh import ModelPlacement, PlacementState
 
 __all__ = [
     "AccessKey",
@@ -14,7 +15,9 @@ __all__ = [
     "Event",
     "EventType",
     "Instance",
+    "ModelPlacement",
     "Phase",
+    "PlacementState",
     "Project",
     "ProjectMembership",
     "ProjectRole",

@@ -105,6 +105,9 @@ class Version(models.Model):
     requested_weight = models.PositiveSmallIntegerField(null=True, blank=True)
     weight = models.PositiveSmallIntegerField(default=0)
     message = models.CharField(max_length=255, blank=True)
+    # A pool model's version (docs/mesh.md): the memory its last load took on a pool instance, which the placer
+    # plans with before loading it again. None: never loaded.
+    model_memory_bytes = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -11,6 +11,7 @@ from autoscaler import kpa_settings_from_annotations  # the same reading the sca
 from processors.codes import LLM_PROCESSORS, PROCESSORS_NEEDING_A_MODEL, resolve_processor
 
 from .errors import FieldError, format_path
+from .mesh import MODEL_POOL, check_mesh, is_pool, pool_name
 
 LOCATION_FIELDS = ("model_path", "processor_path", "warm_up_data_path")
 LOCATION_SCHEMES = ("file", "http", "https", "s3", "oss")
@@ -34,6 +35,7 @@ def cross_field_errors(doc: dict) -> list[FieldError]:
         check_storage,
         check_autoscaler,
         check_rollout,
+        check_mesh,
         check_not_supported_yet,
     )
     return [error for check in checks for error in check(doc)]
@@ -52,6 +54,8 @@ def check_name(doc: dict) -> Iterator[FieldError]:
 def check_processor(doc: dict) -> Iterator[FieldError]:
     processor, problems = _resolved_processor(doc)
     yield from problems
+    if pool_name(doc) or is_pool(doc):  # the pool's processor serves its models' files: services/servicefile/mesh.py
+        return
     has_containers = "containers" in doc
     if processor == "custom" and not has_containers:
         yield FieldError("containers", 'is required by processor "custom"')
@@ -248,8 +252,8 @@ def check_rollout(doc: dict) -> Iterator[FieldError]:
 # EAS settings Ferry does not do yet. Accepting one and ignoring it would let a file that relies on it
 # deploy and behave differently from EAS, so each is refused by name until it works.
 NOT_SUPPORTED_YET = {
-    "metadata.type": "typed services (Async queue services, LLM services, ...) are not supported yet; "
-                     "remove it to deploy a standard service",
+    "metadata.type": f'typed services other than "{MODEL_POOL}" (a model mesh pool, docs/mesh.md) are not '
+                     "supported yet (Async queue services, ...); remove it to deploy a standard service",
     "metadata.workload_type": "workload types other than the default service are not supported yet; remove it",
     "metadata.rpc.batching": "server-side batching is not supported yet; remove it or set it to false",
     "metadata.rpc.max_batch_size": "server-side batching is not supported yet; remove it",
@@ -259,7 +263,7 @@ NOT_SUPPORTED_YET = {
 }
 # The values that mean "off", which a file may spell out.
 OFF_VALUES = {"metadata.rpc.batching": (False,), "metadata.rpc.rate_limit": (0,),
-              "metadata.resource_rebalancing": (False,), "metadata.type": ("",), "metadata.workload_type": ("",)}
+              "metadata.resource_rebalancing": (False,), "metadata.type": ("", MODEL_POOL), "metadata.workload_type": ("",)}
 
 
 def check_not_supported_yet(doc: dict) -> Iterator[FieldError]:

@@ -22,6 +22,12 @@ METADATA_DEFAULTS = {
     "enable_grpc": False,
     "enable_webservice": False,
 }
+POOL_MODEL_METADATA_DEFAULTS = {
+    "instance": 0,
+    "resource": "",
+    "enable_grpc": False,
+    "enable_webservice": False,
+}
 RPC_DEFAULTS = {
     "keepalive": 5000,
     "io_threads": 4,
@@ -83,8 +89,14 @@ def normalized(doc: dict) -> dict:
     metadata = doc.pop("metadata", {})
     name = doc.pop("name", None) or metadata.get("name")
     metadata.pop("name", None)  # one place for the name: the top level
-    result = {"name": name, **_with_processor(doc)}
-    result["metadata"] = _with_metadata_defaults(metadata)
+    if metadata.get("pool"):
+        # A model in a pool has no process: no resources or count to default, and its processor is the pool's,
+        # filled in when it is written (services/writes/mesh.py).
+        result = {"name": name, **doc}
+        result["metadata"] = _with_metadata_defaults(metadata, POOL_MODEL_METADATA_DEFAULTS)
+    else:
+        result = {"name": name, **_with_processor(doc)}
+        result["metadata"] = _with_metadata_defaults(metadata)
     result["rollout"] = _with_rollout_defaults(result.get("rollout", {}))
     for mount in result.get("storage", []):
         _fill_read_only(mount)
@@ -113,8 +125,8 @@ def _with_processor(doc: dict) -> dict:
     return doc
 
 
-def _with_metadata_defaults(metadata: dict) -> dict:
-    filled = {**METADATA_DEFAULTS, **metadata}
+def _with_metadata_defaults(metadata: dict, defaults: dict = METADATA_DEFAULTS) -> dict:
+    filled = {**defaults, **metadata}
     filled["rpc"] = {**RPC_DEFAULTS, **metadata.get("rpc", {})}
     return filled
 

@@ -131,6 +131,8 @@ METADATA = closed_object(
         "enable_grpc": boolean(),
         "enable_webservice": boolean(),
         "type": string(),
+        # Ferry's model mesh (docs/mesh.md): the pool service (type "ModelPool") this model is served by.
+        "pool": SERVICE_NAME,
         "workload_type": string(),
         "resource_rebalancing": boolean(),
         "rpc": RPC,
@@ -304,6 +306,19 @@ CLOUD = closed_object(
 )
 
 # Ferry's own extension: how a new version replaces the running one.
+# Ferry's model mesh (docs/mesh.md): how a pool (metadata.type "ModelPool") places its models.
+MODEL_MESH = closed_object(
+    {
+        "rate_per_copy": number(exclusiveMinimum=0, description="Requests/s one loaded copy takes before another "
+                                "copy is loaded on another instance."),
+        "max_copies": integer(0, description="Copies of one model at most; 0: up to every instance."),
+        "idle_seconds": number(0, description="A copy beyond the first unused this long is unloaded."),
+        "load_timeout": integer(1, 3600, description="Seconds a request may wait for its model to load."),
+        "model_memory": integer(1, description="MB per instance for models; default: metadata.memory less "
+                                "what the empty server uses."),
+    }
+)
+
 ROLLOUT = closed_object(
     {
         "strategy": one_of_values("rolling", "canary", "blue-green"),
@@ -346,6 +361,7 @@ SERVICE_FILE_SCHEMA = closed_object(
         "runtime": closed_object({"enable_crash_block": boolean()}),
         "autoscaler": AUTOSCALER,
         "rollout": ROLLOUT,
+        "model_mesh": MODEL_MESH,
     },
     **{
         "$schema": JSON_SCHEMA_DIALECT,

@@ -23,6 +23,7 @@ from .gateway_names import gateway_names_check, traffic_references_changed
 from .labels import labels_after_update, labels_changed_message, labels_checked
 from .reconcile import reconcile_request
 from .kubernetes_support import kubernetes_check_allowed
+from .mesh import mesh_change_checked, pool_delete_checked, pool_model_checked
 from .quotas import scaling_checked
 from .scaling_support import autoscaler_check_supported
 
@@ -83,6 +84,7 @@ def service_create(*, actor, project: Project, document: object, labels: dict | 
     # A user's deploy needs the cluster granted to the project; the system's own (actor None) is trusted.
     cluster = cluster_for_file(service_file, project=project if actor is not None else None)
     spec, token = _without_token(service_file)
+    spec = pool_model_checked(spec, project=project, cluster=cluster)
     name = spec["name"]
     autoscaler_check_supported(spec.get("autoscaler"), cluster=cluster, service_name=name)
     scaling_checked(project=project, spec=spec, cron_scaler=None)
@@ -167,6 +169,8 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
         raise InvalidRequest.at("metadata.resource", "a service cannot move to another cluster; create it there")
     labels = labels_checked(labels_after_update(service.labels, new_file, update_type), "labels")
     spec, token = _without_token(new_file)
+    mesh_change_checked(service, spec)
+    spec = pool_model_checked(spec, project=service.project, cluster=service.cluster)
     if spec.get("autoscaler") != service.autoscaler:  # a service made before a refusal may keep what it has
         autoscaler_check_supported(spec.get("autoscaler"), cluster=service.cluster, service_name=service.name)
     scaling_checked(project=service.project, spec=spec, cron_scaler=service.cron_scaler, service_pk=service.pk,
@@ -272,6 +276,7 @@ def service_delete(*, actor, service: Service) -> Service:
     require_unlocked(service, "DeleteService")
     if service.deletion_requested_at is not None:
         return service
+    pool_delete_checked(service)
     event_record(service=service, reason="DeletionRequested", message=f"Requested deletion of {service.name}",
                  actor=actor)
     traffic_references_changed(service)

@@ -13,6 +13,7 @@ from services.selectors.quotas import service_demand
 
 from .catalog import desired_state_changed, service_update
 from .events import event_record
+from .mesh import pool_model_scale_refused
 from .quotas import scaling_checked
 from .scaling_support import cron_scaler_check_supported
 
@@ -82,6 +83,7 @@ def cron_scaler_set(*, actor, service: Service, scale_jobs: list[dict], exclude_
     if errors:
         raise InvalidRequest("; ".join(f"{e['Path']}: {e['Message']}" for e in errors), errors=errors)
     service = Service.objects.select_for_update().select_related("cluster").get(pk=service.pk)
+    pool_model_scale_refused(service)
     cron_scaler_check_supported(service)
     new_scaler = {"ScaleJobs": scale_jobs, "ExcludeDates": exclude_dates}
     scaling_checked(project=service.project, spec=service.spec, cron_scaler=new_scaler, service_pk=service.pk,

@@ -39,7 +39,9 @@ from .tenancy import service_file_problems
 from .token import token_env
 from .volumes import FETCH_SECRET, RenderError
 
-MODEL_POOL = "ModelPool"  # services/servicefile's name for the service file's metadata.type of a pool
+# As services/servicefile/mesh.py reads a service file (is_pool, pool_name); not imported, so the renderers stay
+# standalone (tests/kubernetes/test_render_pool.py checks that both agree).
+MODEL_POOL = "ModelPool"
 POOL_PORT = 8080
 READY_PATH = "/v2/health/ready"
 LIVE_PATH = "/v2/health/live"

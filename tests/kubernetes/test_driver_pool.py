@@ -7,9 +7,8 @@ import json
 import pytest
 
 from deployer.drivers import driver_for
-from services.encryption import encrypt
-from services.models import Project, Service, Version
-from services.servicefile import instance_spec
+from services.models import Project, Service
+from services.writes import service_create
 from services.writes.clusters import cluster_register
 from tests.kubernetes.helpers import MESH_DIR
 from tests.kubernetes.test_driver import kubeconfig
@@ -23,18 +22,11 @@ def cluster(fake):
     return cluster_register(actor=None, name="kube", kubeconfig=kubeconfig(fake.url))
 
 
-def _stored(cluster, name: str, **changes) -> Service:
-    """The rows service_create makes, from the mesh's service file as written (checking those files is
-    services/servicefile's part; here only what the driver makes of them matters)."""
-    spec = {**json.loads((MESH_DIR / f"{name}.json").read_text()), **changes}
-    metadata = spec["metadata"]
-    service = Service.objects.create(uid=f"fs-{name}", project=Project.objects.get(name="default"), cluster=cluster,
-                                     name=spec["name"], spec=spec, token_encrypted=encrypt(f"token-of-{name}"),
-                                     instance_count=metadata.get("instance", 1), autoscaler=spec.get("autoscaler"),
-                                     last_rolled_out_version=1)
-    Version.objects.create(service=service, number=1, instance_spec=instance_spec(spec), service_file=spec,
-                           weight=100, requested_weight=100)
-    return service
+def _stored(cluster, name: str) -> Service:
+    """Created as a user creates it (validated, the pool's processor given to its models), on the fake's cluster."""
+    document = json.loads((MESH_DIR / f"{name}.json").read_text())
+    document["metadata"]["resource"] = cluster.name
+    return service_create(actor=None, project=Project.objects.get(name="default"), document=document)
 
 
 def _apply(service):
@@ -77,6 +69,7 @@ def test_a_pool_on_a_knative_cluster_is_the_same_plain_deployment(cluster, fake)
 
 
 def test_a_pool_model_applies_nothing_observes_nothing_and_deletes_at_once(cluster, fake):
+    _stored(cluster, "pool1")  # a model names a pool that exists
     model = _stored(cluster, "m1")
     driver, prepared, created = _apply(model)
     assert created == [] and prepared.expected == 0

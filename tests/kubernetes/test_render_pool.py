@@ -5,8 +5,11 @@ from dataclasses import replace
 
 import pytest
 
+from deployer.kubernetes.pool import is_pool, is_pool_model
 from deployer.kubernetes.render import render
 from deployer.kubernetes.volumes import RenderError
+from services.servicefile.mesh import is_pool as file_is_pool
+from services.servicefile.mesh import pool_name
 from tests.kubernetes.helpers import CLUSTER_KINDS, by_kind, cluster, desired_for, example
 from tests.kubernetes.schemas import validate
 
@@ -128,3 +131,10 @@ def test_a_pool_feature_kubernetes_would_not_accept_is_refused_by_name():
     with pytest.raises(RenderError) as caught:
         render(desired_for(doc))
     assert caught.value.path == "features.sidecar.istio.io/inject"
+
+
+@pytest.mark.parametrize("name", ["pool1", "pool1_autoscaled", "m1", "iris_sklearn"])
+def test_the_renderer_tells_pools_and_their_models_apart_as_the_service_files_do(name):
+    """pool.py keeps its own reading (the renderers import no Django app's code); it must agree with the owner."""
+    doc = example(name)
+    assert (is_pool(doc), is_pool_model(doc)) == (file_is_pool(doc), bool(pool_name(doc)))

@@ -9,6 +9,7 @@ from services.models import Cluster, Event, Instance, Service, Version
 from services.rollouts import rollout_of
 from services.selectors import service_token
 from services.selectors.masking import masked_service_file
+from services.servicefile.mesh import pool_name
 
 
 def eas_time(moment) -> str:
@@ -91,6 +92,8 @@ def service_body(service: Service, *, with_token: bool = False, with_secrets: bo
         "LastRolledOutVersion": service.last_rolled_out_version,
         "Rollout": rollout_body(service.rollout),
     }
+    if pool_name(service.spec):  # a model in a pool: where it is served (its copies: .../placements)
+        body["Pool"] = pool_name(service.spec)
     if with_token:
         body["AccessToken"] = service_token(service)
     return body

@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from .views import clone, diagnosis, groups, labels, observe, rollouts, scaling, traffic
+from .views import clone, diagnosis, groups, labels, mesh, observe, rollouts, scaling, traffic
 from .views import services as svc
 
 SERVICE = "services/<str:cluster_id>/<str:service_name>"
@@ -32,6 +32,7 @@ urlpatterns = [
     path(f"{SERVICE}/lock", labels.SafetyLockView.as_view()),
     path(f"{SERVICE}/clone", clone.CloneView.as_view()),
     path(f"{SERVICE}/diagnosis", diagnosis.ServiceDiagnosisView.as_view()),
+    path(f"{SERVICE}/placements", mesh.PlacementsView.as_view()),  # Ferry's own: the model mesh (docs/mesh.md)
     path(f"{INSTANCE}/diagnosis", diagnosis.InstanceDiagnosisView.as_view()),
     path(f"{INSTANCE}/containers", diagnosis.ContainersView.as_view()),
     path("public/instance_types", diagnosis.MachineSpecView.as_view()),

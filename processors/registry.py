@@ -7,6 +7,8 @@ reconciler and the Kubernetes driver share one table:
 - `local_launch(service_file, ...)` -> the command the node agent starts for an
   instance on this host, or `ProcessorUnavailable` saying why it cannot run here
   and what to install;
+- `local_pool_launch(service_file, ...)` -> the command of one instance of a pool
+  service (the model mesh): a built-in model server that starts with no model;
 - `kubernetes_image(processor)`, `inference_protocol(processor)`,
   `metrics_path(processor)` -> what a Kubernetes driver needs.
 
@@ -25,6 +27,8 @@ from urllib.parse import unquote, urlparse
 
 PORT = "{port}"
 BUILTIN_PROCESSORS = frozenset({"sklearn", "xgboost", "lightgbm", "onnx", "python"})
+# The processors whose model server can run as a pool (load and unload models on demand).
+POOL_PROCESSORS = BUILTIN_PROCESSORS
 FERRY_RUNTIME_IMAGE = "ferry/runtime:0.1.0"
 # Where a Kubernetes driver mounts the fetched model in the container.
 KUBERNETES_MODEL_DIR = "/mnt/models"
@@ -196,6 +200,32 @@ def local_launch(
             "to serve the model on this host, convert it to ONNX and use the onnx processor",
         )
     raise _unknown(processor)
+
+
+def local_pool_launch(service_file: dict, *, service_name: str, python: str) -> LocalLaunch:
+    """The command that runs one instance of the pool service `service_file` (normalized) here: Ferry's model
+    server with `--pool`, which listens at once with no model and is ready as soon as it listens; the models
+    (their directories, a python processor's handler) come later, in each load's body
+    (processors/modelserver/pool.py).
+
+    Raises ProcessorUnavailable naming the processor when it cannot serve a pool.
+    """
+    processor = service_file.get("processor") or "custom"
+    if processor not in POOL_PROCESSORS:
+        raise ProcessorUnavailable(
+            "ProcessorCannotPool",
+            f'the {processor} processor cannot serve a model pool; a pool runs Ferry\'s built-in model server: '
+            f'{", ".join(sorted(POOL_PROCESSORS))}',
+        )
+    grace = _grace_period(service_file)
+    argv = [python, "-m", "processors.modelserver", "--pool", "--model-name", service_name,
+            "--processor", processor, "--http-port", PORT, "--host", "127.0.0.1"]
+    worker_threads = service_file.get("metadata", {}).get("rpc", {}).get("worker_threads")
+    if worker_threads:
+        argv += ["--worker-threads", str(worker_threads)]
+    argv += ["--grace-period", str(grace)]
+    env = {"PYTHONPATH": _with_project_root(os.environ.get("PYTHONPATH"))}
+    return LocalLaunch(argv, env, _PROJECT_ROOT, "/v2/health/ready", BUILTIN_READY_TIMEOUT_SECONDS, grace)
 
 
 def kubernetes_image(processor: str, service_file: dict | None = None) -> tuple[str, list[str]]:

@@ -4,6 +4,9 @@ The node agent starts this with the command from processors.registry.local_launc
 Exit status 1 with a one-line reason on stderr when the model, the handler or
 the warm-up file cannot be used; 0 after SIGTERM or SIGINT.
 
+`python -m processors.modelserver --pool --model-name <pool> --processor <p> --http-port P` is the pool
+mode (pool.py): no model at start; the placer loads and unloads models through the model-repository API.
+
 `python -m processors.modelserver --standby` is the standby mode of the node
 agent's warm pool (standby.py): it imports the libraries, then waits to be
 given exactly the arguments above and goes on as `main` would.
@@ -24,7 +27,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description="Ferry's built-in model server (KServe V1 + V2 protocols, EAS /api/predict, /metrics).",
         allow_abbrev=False,
     )
-    parser.add_argument("--model-name", required=True, help="name the model is served under (the service's name)")
+    parser.add_argument("--pool", action="store_true",
+                        help="start with no model; models are loaded by POST /v2/repository/models/<key>/load")
+    parser.add_argument("--model-name", required=True,
+                        help="name the model is served under (the service's name); with --pool, the pool's name")
     parser.add_argument("--processor", required=True, choices=PROCESSORS)
     parser.add_argument("--model-dir", help="directory holding the model (or the model file); optional for python")
     parser.add_argument("--model-entry", help="the model file inside --model-dir, when it holds several")
@@ -35,6 +41,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--worker-threads", type=int, default=5, help="threads that run predictions")
     parser.add_argument("--grace-period", type=int, default=30, help="seconds to finish requests on SIGTERM")
     args = parser.parse_args(argv)
+    if args.pool:
+        given = [option for option, value in (("--model-dir", args.model_dir), ("--model-entry", args.model_entry),
+                                              ("--handler", args.handler), ("--warmup-file", args.warmup_file))
+                 if value]
+        if given:
+            parser.error(f"{', '.join(given)}: not with --pool (a pool loads each model with POST "
+                         "/v2/repository/models/<key>/load, its parameters naming model_dir, model_entry, handler)")
+        return args
     if args.processor != "python" and not args.model_dir:
         parser.error(f"--model-dir is required for the {args.processor} processor")
     if args.processor == "python" and not args.handler:
@@ -83,6 +97,10 @@ def main(argv: list[str]) -> None:
 def run(args: argparse.Namespace, started: float, pooled: dict | None = None) -> None:
     """Load, warm up, serve. `started`: when this instance was asked for (the process start, or for a
     standby its assignment); `pooled`: what a standby did before it (its imports), else None."""
+    if args.pool:
+        from .pool import run_pool
+
+        return run_pool(args, started, pooled)
     from concurrent.futures import ThreadPoolExecutor
 
     from .handler import HandlerError

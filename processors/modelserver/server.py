@@ -93,13 +93,16 @@ class EasEntry:
       itself (gateway/proxy.py replaces the caller's Authorization with it); a direct caller presents it.
       The token comes from the environment (FERRY_SERVICE_TOKEN), never the command line. Without a token
       (a server started by hand) nothing is checked, and the server says so when it starts.
+    - A pool instance (pool.py, `serves` given) takes /api/predict/<key> for any key it has loaded, once the
+      credentials are checked, and tells the EAS route which key was named (pool.MODEL_SCOPE_KEY).
     """
 
-    def __init__(self, app, model_name: str, token: str | None):
+    def __init__(self, app, model_name: str, token: str | None, serves=None):
         self.app = app
         self.model_name = model_name
         self.token = token.encode() if token else None
         self.replays = Replays()
+        self.serves = serves  # pool mode: key -> whether it is loaded here
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -111,7 +114,7 @@ class EasEntry:
                 target = parse_path(path, None)
             except BadPath as problem:
                 return await _answer(send, 404, str(problem))
-            if target.name != self.model_name:
+            if self.serves is None and target.name != self.model_name:
                 return await _answer(send, 404, f"this instance serves {self.model_name}, not {target.name}")
         elif self.token is None or (path.split("?", 1)[0] in OPEN_PATHS and scope["method"] in OPEN_METHODS):
             return await self.app(scope, receive, send)
@@ -124,6 +127,12 @@ class EasEntry:
         if problem:
             return await _answer(send, 401, problem)
         if target is not None:
+            if self.serves is not None:
+                from .pool import MODEL_SCOPE_KEY, not_loaded_message
+
+                if not self.serves(target.name):
+                    return await _answer(send, 404, not_loaded_message(target.name))
+                scope = {**scope, MODEL_SCOPE_KEY: target.name}
             scope = {**scope, "path": unquote(target.upstream), "raw_path": target.upstream.encode("latin-1")}
         await self.app(scope, _replaying(body, receive) if body else receive, send)
 
@@ -171,29 +180,23 @@ async def _answer(send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def add_eas_routes(dataplane: DataPlane, model_name: str) -> None:
+def add_eas_routes(dataplane: DataPlane, model_name: str, serves=None) -> None:
     """EAS predictions on `POST /` (what the gateway sends for /api/predict/<service>) and, through EasEntry,
-    on every path under /api/predict/<model_name> (direct connections)."""
+    on every path under /api/predict/<model_name> (direct connections). A pool (`serves` given) answers for
+    every key it has loaded under /api/predict/<key>, and `POST /` names no model there."""
 
     async def eas_predict(request: Request) -> Response:
-        if not await dataplane.model_ready(model_name, True):
-            raise ModelNotReady(model_name)
-        headers = dict(request.headers.items())
-        body, attributes = dataplane.decode(body=await request.body(), headers=headers)
-        # Passed on as decoded: the built-in processors read a body with "inputs" as V2, while a python
-        # handler gets the JSON it was sent.
-        response, response_headers = await dataplane.infer(model_name=model_name, request=body, headers=headers)
-        response, more_headers = dataplane.encode(
-            model_name=model_name, response=response, headers=headers, req_attributes=attributes
-        )
-        response_headers.update(more_headers)
-        response_headers.pop("content-length", None)
-        if isinstance(response, (bytes, str)):
-            return Response(content=response, headers=response_headers)
-        if isinstance(response, AsyncIterator):
-            return StreamingResponse(content=response)
-        content = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
-        return Response(content=content, media_type="application/json", headers=response_headers)
+        if serves is None:
+            target = model_name
+        else:
+            from .pool import MODEL_SCOPE_KEY
+
+            target = request.scope.get(MODEL_SCOPE_KEY)
+            if target is None:
+                content = orjson.dumps({"error": f"{model_name} is a pool: call /api/predict/<model> to name the "
+                                                 "model"})
+                return Response(content=content, status_code=404, media_type="application/json")
+        return await _eas_infer(dataplane, target, request)
 
     app = kserve_model_server.app
     app.add_api_route("/", eas_predict, methods=["POST"], tags=["EAS"])
@@ -201,7 +204,28 @@ def add_eas_routes(dataplane: DataPlane, model_name: str) -> None:
     if not token:
         logger.warning("FERRY_SERVICE_TOKEN is not set: every route of this server is open to anyone who can "
                        "reach it")
-    app.add_middleware(EasEntry, model_name=model_name, token=token)
+    app.add_middleware(EasEntry, model_name=model_name, token=token, serves=serves)
+
+
+async def _eas_infer(dataplane: DataPlane, model_name: str, request: Request) -> Response:
+    if not await dataplane.model_ready(model_name, True):
+        raise ModelNotReady(model_name)
+    headers = dict(request.headers.items())
+    body, attributes = dataplane.decode(body=await request.body(), headers=headers)
+    # Passed on as decoded: the built-in processors read a body with "inputs" as V2, while a python
+    # handler gets the JSON it was sent.
+    response, response_headers = await dataplane.infer(model_name=model_name, request=body, headers=headers)
+    response, more_headers = dataplane.encode(
+        model_name=model_name, response=response, headers=headers, req_attributes=attributes
+    )
+    response_headers.update(more_headers)
+    response_headers.pop("content-length", None)
+    if isinstance(response, (bytes, str)):
+        return Response(content=response, headers=response_headers)
+    if isinstance(response, AsyncIterator):
+        return StreamingResponse(content=response)
+    content = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(content=content, media_type="application/json", headers=response_headers)
 
 
 class FerryModelServer(ModelServer):
@@ -218,25 +242,36 @@ class FerryModelServer(ModelServer):
         A stop signal exits at once before listening; while listening,
         uvicorn finishes requests in flight (up to the grace period) first.
         """
-        signal.signal(signal.SIGTERM, _exit_now)
-        signal.signal(signal.SIGINT, _exit_now)
         self._register_and_check_atleast_one_model_is_ready([model])
         add_eas_routes(self.dataplane, model.name)
+
+        async def warm_up_first() -> None:
+            began = time.monotonic()
+            await warm_up(model, warm_up_requests)
+            if warm_up_requests:
+                logger.info("warmed up with %d requests in %.3f s", len(warm_up_requests), time.monotonic() - began)
+
+        self.listen(warm_up_first, f"model {model.name}")
+
+    def listen(self, before_listening, what: str) -> None:
+        """Run `before_listening()` (a coroutine function) on the server's event loop, then listen until
+        SIGTERM or SIGINT. The dataplane and the routes must be in place: the REST routes take the dataplane
+        when they are built."""
+        signal.signal(signal.SIGTERM, _exit_now)
+        signal.signal(signal.SIGINT, _exit_now)
         rest_server = RESTServer(
             FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
             grace_period=self.grace_period, event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
         )
         rest_server.config.host = self.host
         self._rest_server = rest_server
-        asyncio.run(self._warm_up_then_listen(model, warm_up_requests, rest_server))
 
-    async def _warm_up_then_listen(self, model, warm_up_requests: list, rest_server: RESTServer) -> None:
-        began = time.monotonic()
-        await warm_up(model, warm_up_requests)
-        if warm_up_requests:
-            logger.info("warmed up with %d requests in %.3f s", len(warm_up_requests), time.monotonic() - began)
-        logger.info("serving model %s on http://%s:%d", model.name, self.host, self.http_port)
-        await rest_server.start()
+        async def then_listen() -> None:
+            await before_listening()
+            logger.info("serving %s on http://%s:%d", what, self.host, self.http_port)
+            await rest_server.start()
+
+        asyncio.run(then_listen())
 
 
 def _exit_now(signum, frame) -> None:

@@ -15,6 +15,7 @@ from processors.registry import (
     inference_protocol,
     kubernetes_image,
     local_launch,
+    local_pool_launch,
     metrics_path,
     urls_to_fetch,
 )
@@ -110,6 +111,36 @@ def test_it_explains_that_pmml_and_unknown_processors_do_not_run_here():
     assert "onnx" in str(pmml.value)
     assert unknown.value.reason == "UnknownProcessor"
     assert "sklearn" in str(unknown.value)
+
+
+def test_it_runs_a_pool_of_a_builtin_processor_with_no_model_on_its_command_line():
+    service_file = validate_service_file({
+        "name": "mesh", "processor": "lightgbm", "model_path": "s3://b/m/",
+        "metadata": {"rpc": {"worker_threads": 3}, "eas": {"termination_grace_period": 12}},
+    })
+
+    result = local_pool_launch(service_file, service_name="mesh", python="/usr/bin/python3")
+
+    assert result.argv[:4] == ["/usr/bin/python3", "-m", "processors.modelserver", "--pool"]
+    arguments = dict(zip(result.argv[4::2], result.argv[5::2]))
+    assert arguments == {
+        "--model-name": "mesh", "--processor": "lightgbm", "--http-port": "{port}", "--host": "127.0.0.1",
+        "--worker-threads": "3", "--grace-period": "12",
+    }
+    assert result.health_path == "/v2/health/ready"
+    assert result.grace_period_seconds == 12
+    assert result.cwd == launch({"name": "svc", "processor": "sklearn"}).cwd
+    assert result.env["PYTHONPATH"].split(":")[0] == result.cwd
+
+
+@pytest.mark.parametrize("processor", ["triton", "vllm", "custom", "tfserving"])
+def test_only_the_builtin_processors_run_as_a_pool(processor):
+    with pytest.raises(ProcessorUnavailable) as raised:
+        local_pool_launch({"name": "mesh", "processor": processor}, service_name="mesh", python="/usr/bin/python3")
+
+    assert raised.value.reason == "ProcessorCannotPool"
+    assert f"the {processor} processor cannot serve a model pool" in str(raised.value)
+    assert "sklearn" in str(raised.value)
 
 
 def test_it_runs_a_custom_container_script_with_its_env_and_port():

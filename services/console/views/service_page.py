@@ -8,6 +8,7 @@ from django.views.decorators.http import require_safe
 
 from ..rendering import render
 from ..access import can_write, service_or_404
+from ..mesh import mesh_panel
 from .base import POLL_SECONDS, fragment, progress, wants_fragment
 from .tabs import LIVE_TABS, TABS, log_filters, log_lines
 
@@ -52,6 +53,8 @@ def service_page(request, cluster_id: str, name: str, tab: str = "overview"):
     if tab == "logs" and wants_fragment(request, "log-lines"):
         context = page_context(request, service, tab)
         return render(request, "console/service/tabs/_log_lines.html", {**context, "polling": context["filters"]["tail"]})
+    if tab == "overview" and wants_fragment(request, "mesh-part"):  # the model mesh panel polls on its own
+        return render(request, "console/service/tabs/_mesh.html", {"service": service, **mesh_panel(service)})
     if tab == "monitoring" and wants_fragment(request, "charts"):
         return render(request, "console/service/tabs/_charts.html", page_context(request, service, tab))
     return render_tab(request, service, tab)

@@ -15,6 +15,7 @@ from services.models import Service
 from services.selectors.logs import service_log_lines
 
 from .. import chat, invoke, metrics
+from ..mesh import mesh_panel
 from ..documents import pretty
 from ..forms import (
     AutoscalerForm,
@@ -52,7 +53,7 @@ def overview(request, service: Service, **_) -> dict:
     curl = (f"curl -X POST '{predict_url(service.name)}' \\\n  -H \"Authorization: $FERRY_TOKEN\" \\\n"
             f"  -H 'Content-Type: application/json' \\\n  -d '{invoke.sample_body(service)}'")
     return {"endpoints": endpoints, "curl": curl, "current_version": selectors.current_version(service),
-            "latest_version": selectors.latest_version_number(service)}
+            "latest_version": selectors.latest_version_number(service), **mesh_panel(service)}
 
 
 def traffic_versions(service: Service) -> tuple:

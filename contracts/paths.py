@@ -16,6 +16,23 @@ by the caller. Ferry's built-in model server serves each model under its service
 in a V1/V2 path is the service; the V1/V2 upstream path is rebuilt from the service name, so a mirrored copy
 or a group member gets a path naming itself.
 
+A pool model's version (the model mesh: docs/gateway.md) is served by the pool's instances under its key
+(`<service>-v<number>`, the route version's `model`): `upstream_path(service, served_as=key)` names the key
+instead, and EAS paths keep their prefix, as the pool's model server serves every loaded key side by side:
+
+| path                                          | sent to the pool's instance as                        |
+|-----------------------------------------------|-------------------------------------------------------|
+| /api/predict/<svc>[/<rest>]                   | /api/predict/<key>[/<rest>]                           |
+| /v1/models/<m>:<verb>, /v1/models/<m>          | /v1/models/<key>:<verb>, /v1/models/<key>            |
+| /v2/models/<m>[/versions/<n>][/ready|/infer]   | /v2/models/<key>[/ready|/infer]                      |
+| /v2/health/{live,ready}, /v2 with `model: <m>` | unchanged: the server's own health and metadata      |
+| the OpenAI API's paths                         | unchanged (the body names the model)                 |
+
+The `model` header's paths ask about the server, not a model (KServe V2: server liveness, readiness and
+metadata), and the server a pool model's request reaches is the pool's instance, where the version is
+loaded (the route lists only those): so they go unchanged; a client asking about the model itself uses
+`/v2/models/<m>[/ready]`, which names the key.
+
 The OpenAI API names the model in the JSON body, not the path: `parse` returns a target without a name
 (`by_body`), and once the body is read `openai_target(path, body)` names the service from its `model` (an LLM
 service serves its model under the service's name). `GET /v1/models` is answered by the gateway itself (the
@@ -58,7 +75,11 @@ class Target:
             self.upstream = prefix if prefix in _UNCHANGED else prefix + name + suffix
         self.signed = signed_resources(name, path)
 
-    def upstream_path(self, service: str) -> str:
+    def upstream_path(self, service: str, served_as: str = "") -> str:
+        """The path (without query) sent to an instance of `service`; `served_as`: the name the instance serves
+        the chosen version under when it is not the service's (a pool model's key)."""
+        if served_as:  # a pool model: first, so that an ordinary service's call pays one test for it
+            return self.upstream if self.prefix in _UNCHANGED else self.prefix + served_as + self.suffix
         if service == self.name or self.eas or self.prefix in _UNCHANGED:
             return self.upstream
         return self.prefix + service + self.suffix

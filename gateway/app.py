@@ -159,9 +159,10 @@ class Gateway:
         the bookkeeping (slot, metrics, mirror) is done after the answer left."""
         route = admission.route
         body = request.body
-        head = build_head(request.method, request.parsed.upstream_path(route.name) + request.query,
+        head = build_head(request.method,
+                          request.parsed.upstream_path(route.name, admission.version.model) + request.query,
                           admission.instance, request.headers, len(body) if body.__class__ is bytes else None,
-                          route.token_bytes, request.client)
+                          route.upstream_token, request.client)
         stats = stats_for(route.state, admission.version.number)
 
         def done(status, headers, answer, failure):
@@ -211,8 +212,8 @@ class Gateway:
             stats = stats_for(request.route.state, admission.version.number)
             stats.started()
             try:
-                answer = await send_upstream(admission, request.method,
-                                             request.parsed.upstream_path(admission.route.name) + request.query,
+                path = request.parsed.upstream_path(admission.route.name, admission.version.model)
+                answer = await send_upstream(admission, request.method, path + request.query,
                                              request.headers, request.body, request.client)
                 failure = None
             except UpstreamError as problem:

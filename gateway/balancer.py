@@ -9,8 +9,9 @@
   An LLM service's request (it comes with an affinity key, possibly empty) goes by the engines' own load with
   prefix affinity instead (llm_choice.py), among the same instances.
 - Ejected instances (they refused a connection: gateway/retry.py) are skipped until their ejection ends or
-  the table drops them; when every listed instance is ejected, the request waits as at zero (the activator's
-  deadline), for the crashed instance's restart, without asking the activator (the service is not at zero).
+  the table drops them (a pool's instance, shared by its models, is ejected for all of them); when every
+  listed instance is ejected, the request waits as at zero (the activator's deadline), for the crashed
+  instance's restart, without asking the activator (the service is not at zero).
 - Waiting: when every instance is at its limit, or there is no ready instance at all (scaled to zero, or still
   starting: the activator case), the request joins the service's bounded FIFO queue until a slot is handed
   to it (a finishing request gives its slot to the first waiter, so newcomers cannot overtake the queue) or
@@ -82,8 +83,14 @@ def eject(state: ServiceState, instance: Instance) -> float:
     seconds = retry.ejection_seconds(instance.refusals)
     instance.ejected_until = now + seconds
     instance.pool.drain()
-    asyncio.get_running_loop().call_later(seconds, state.wake_all)
+    asyncio.get_running_loop().call_later(seconds, _ejection_over, state, instance)
     return seconds
+
+
+def _ejection_over(state: ServiceState, instance: Instance) -> None:
+    state.wake_all()
+    if instance.shared is not None:  # a pool's instance: every model listing it may use it again
+        instance.shared.wake_claimants(instance, but=state)
 
 
 def reachable(route: Route) -> bool:
@@ -245,11 +252,15 @@ def _reserve(route: Route, version: Version, instance: Instance, cold: bool) -> 
 
 
 def release(state: ServiceState, instance: Instance) -> None:
-    """Gives a slot back: to the first waiting request if any (still listed instances only), else free."""
+    """Gives a slot back: to the first waiting request if any (still listed instances only), else free. A pool's
+    instance (shared by its models: gateway/table.py) also wakes the other models' waiting requests, which
+    look at it again (no hand-off across services: their versions may not list it)."""
     if state.waiters and state.instances.get(instance.address) is instance and not ejected(instance) \
             and state.hand_off(instance):
         return
     instance.outstanding -= 1
+    if instance.shared is not None:
+        instance.shared.wake_claimants(instance, but=state)
 
 
 async def _wait(state: ServiceState, loop, timeout: float, stats) -> Instance | None:

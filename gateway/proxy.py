@@ -12,8 +12,9 @@ from .stream import drain
 from .upstream import HOP_BY_HOP, Connection, UpstreamTimeout, request_head
 
 logger = logging.getLogger("ferry.gateway")
-# Headers the gateway replaces: the instance gets its own service's token, whatever the client sent (a group
-# member, a mirror target and a signed request all authenticate differently at the gateway).
+# Headers the gateway replaces: the instance gets its own service's token (a pool model's instance: the pool's,
+# `Route.upstream_token`), whatever the client sent (a group member, a mirror target and a signed request all
+# authenticate differently at the gateway).
 REPLACED = HOP_BY_HOP | {b"authorization", b"x-forwarded-for"}
 
 
@@ -31,7 +32,7 @@ async def send(admission, method: str, target: str, headers, body: bytes, client
     route = admission.route
     instance = admission.instance
     length = len(body) if body.__class__ is bytes else None
-    head = build_head(method, target, instance, headers, length, route.token_bytes, client)
+    head = build_head(method, target, instance, headers, length, route.upstream_token, client)
     connection = instance.pool.take() or await instance.pool.connect()
     return await connection.exchange(head, body, route.timeout, method == "HEAD")
 
@@ -68,8 +69,8 @@ class Mirror:
         began = time.perf_counter()
         status = 502
         try:
-            path = parsed.upstream_path(name) + query
-            head = build_head(method, path, instance, headers, len(body), route.token_bytes, client)
+            path = parsed.upstream_path(name, version.model) + query
+            head = build_head(method, path, instance, headers, len(body), route.upstream_token, client)
             connection = await instance.pool.acquire()
             status, _, answer = await connection.exchange(head, body, route.timeout, method == "HEAD")
             if answer.__class__ is Connection:  # a stream: read to its end, so the target does the whole work

@@ -5,6 +5,25 @@ A `Route` is an immutable snapshot of one service's entry; requests read `state.
 the snapshot they got, so a change never affects a request in flight. What must outlive a change lives in
 `ServiceState`: the queue of waiting requests, per-version metrics, and the `Instance` objects (kept by
 address, so their outstanding-request counts and connection pools survive a weight change).
+
+Pool models (the model mesh, docs/gateway.md): a pool model's entry names its `pool`, and its versions list as
+instances the pool's instances where each version is loaded (served under the version's `model` key). The pool
+and all its models must use the same `Instance` objects, so that outstanding counts, connection pools and
+ejections are the pool's: a slow request of one model steers another model's requests to other instances.
+The rule:
+- Every `ServiceState` has a *home*, the state whose `instances` dict holds its instances: itself, or for a
+  pool model the pool's state (created empty if the pool's entry is not applied yet). A pool model's state
+  shares that dict (`state.instances is home.instances`).
+- Each route *claims* in its home the addresses its entry lists (`home.claims`: state -> addresses). A new
+  address gets an `Instance` whichever route lists it first; an instance is closed only when no route of the
+  home claims it any more. So the order entries arrive in does not matter (a model before its pool), and a
+  pool's entry that drops an instance a model's entry still lists keeps it until the model's next entry.
+- A removed pool model gives its claims back (a removed ordinary service keeps its instances, as before); a
+  model that changes pool moves its claims. A pool is not itself a pool model: such an entry is refused.
+- An instance claimed by more than one route knows its home (`Instance.shared`), so a freed slot or the end
+  of an ejection also wakes the other models' waiting requests (gateway/balancer.py).
+The token sent to the instances is `Route.upstream_token` (the pool's, from `upstream_token_sealed`; else the
+service's own); a client's credentials are checked against the service's own token only.
 """
 
 from __future__ import annotations
@@ -22,7 +41,7 @@ logger = logging.getLogger("ferry.gateway")
 
 class Instance:
     __slots__ = ("name", "address", "host", "port", "host_header", "outstanding", "pool", "ejected_until",
-                 "refusals", "load", "scraped_outstanding")
+                 "refusals", "load", "scraped_outstanding", "shared")
 
     def __init__(self, name: str, address: str, pool_options: dict):
         self.name = name
@@ -41,13 +60,16 @@ class Instance:
         # the gateway's outstanding count at that moment: requests sent since then are not in the load yet.
         self.load = None
         self.scraped_outstanding = 0
+        # The home ServiceState when more than one route claims this instance (a pool's), else None.
+        self.shared = None
 
 
 class Version:
-    __slots__ = ("number", "weight", "instances", "label", "header", "cursor")
+    __slots__ = ("number", "weight", "instances", "label", "header", "cursor", "model")
 
-    def __init__(self, number: int, weight: int, instances: list[Instance]):
+    def __init__(self, number: int, weight: int, instances: list[Instance], model: str = ""):
         self.number = number
+        self.model = model  # the name the instances serve it under ("": the service's; a pool model's key)
         self.weight = weight
         self.instances = instances
         self.label = str(number)
@@ -63,7 +85,8 @@ class Route:
         "name", "cluster", "token", "running", "timeout", "max_queue", "concurrency", "scale_to_zero",
         "versions", "by_number", "weighted", "total_weight", "mirror_targets", "mirror_ratio", "group",
         "group_weight", "traffic_state", "generation", "state", "token_bytes", "token_digest", "failed",
-        "smooth_credit", "mirror_credit", "project", "weights", "llm", "activation_timeout",
+        "smooth_credit", "mirror_credit", "project", "weights", "llm", "activation_timeout", "upstream_token",
+        "pool",
     )
 
     def __init__(self, entry: RouteEntry, state: ServiceState, instances: dict[str, Instance], key: bytes):
@@ -75,6 +98,11 @@ class Route:
         self.token_digest = bytes.fromhex(entry.token_digest)
         if not hmac.compare_digest(sealing.digest(key, self.token_bytes), self.token_digest):
             raise ValueError("token_digest does not match the sealed token")
+        # What the instances are sent: a pool model's instances are the pool's, which check the pool's token.
+        # Never accepted from a client (authorization compares token_digest and signs with token_bytes).
+        self.upstream_token = (sealing.unseal(key, entry.upstream_token_sealed, self.cluster, self.name)
+                               if entry.upstream_token_sealed else self.token_bytes)
+        self.pool = entry.pool
         self.running = entry.running
         self.failed = entry.failed  # why a wake-up from zero failed: answer at once, do not hold
         self.llm = entry.llm  # an LLM engine: its load is scraped (engines.py) and routed by (llm_choice.py)
@@ -85,7 +113,7 @@ class Route:
         self.concurrency = max(entry.instance_concurrency, 0)
         self.scale_to_zero = entry.scale_to_zero
         self.versions = [
-            Version(v.number, max(v.weight, 0), [instances[i.address] for i in v.instances])
+            Version(v.number, max(v.weight, 0), [instances[i.address] for i in v.instances], v.model)
             for v in entry.versions
         ]
         self.by_number = {v.number: v for v in self.versions}
@@ -116,12 +144,14 @@ class Route:
 class ServiceState:
     """What outlives changes of one service's route."""
 
-    __slots__ = ("name", "route", "instances", "waiters", "stats", "last_activation")
+    __slots__ = ("name", "route", "instances", "waiters", "stats", "last_activation", "home", "claims")
 
     def __init__(self, name: str):
         self.name = name
         self.route: Route | None = None
-        self.instances: dict[str, Instance] = {}
+        self.instances: dict[str, Instance] = {}  # a pool model's: its home's (the pool's) dict itself
+        self.home: ServiceState = self  # whose `instances` this service's routes use (module docstring)
+        self.claims: dict[ServiceState, frozenset[str]] = {}  # as a home: the addresses each route lists
         self.waiters: deque = deque()
         self.stats: dict = {}  # version number -> metrics.VersionStats
         self.last_activation = 0.0
@@ -132,6 +162,13 @@ class ServiceState:
             waiter = self.waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+
+    def wake_claimants(self, instance: Instance, but: ServiceState | None = None) -> None:
+        """As a home: wakes the waiting requests of every other route listing `instance` (a slot of it was
+        freed, or its ejection ended), so a pool model's requests see what another model's did."""
+        for state, addresses in self.claims.items():
+            if state is not but and state.waiters and instance.address in addresses:
+                state.wake_all()
 
     def hand_off(self, instance) -> bool:
         """Gives a freed slot on `instance` straight to the first waiting request (its `outstanding` stays
@@ -173,7 +210,7 @@ class RouteTable:
         state = self.state(name)
         try:
             entry = RouteEntry.from_json(raw) if raw is not None else None
-            route = self._parse(state, entry) if entry is not None else None
+            route = self._parse(state, entry) if entry is not None else self._removed(state)
         except (ValueError, KeyError, TypeError) as error:  # RouteEntryError and sealing.SealError are ValueErrors
             # Keep serving the last good route rather than failing the service on a bad entry.
             logger.error("ignored an unreadable route entry for %s: %s", name, error)
@@ -202,16 +239,58 @@ class RouteTable:
     def _parse(self, state: ServiceState, entry: RouteEntry) -> Route:
         if entry.service != state.name or entry.cluster != self.cluster:
             raise ValueError(f"the entry names {entry.cluster}/{entry.service}, not {self.cluster}/{state.name}")
+        home = self._home_for(state, entry)
+        # Instances are added before the route is built and claims changed only once it was: an entry refused
+        # below (a token that does not open) leaves the claims as they were.
+        instances = home.instances if home is not state or state.home is state else {}
         wanted = entry.instance_names()
-        for address in [a for a in state.instances if a not in wanted]:
-            state.instances.pop(address).pool.close()
         for address, instance_name in wanted.items():
-            instance = state.instances.get(address)
+            instance = instances.get(address)
             if instance is None:
-                state.instances[address] = Instance(instance_name, address, self.pool_options)
+                instances[address] = Instance(instance_name, address, self.pool_options)
             else:
                 instance.name = instance_name
-        return Route(entry, state, state.instances, self.key)
+        route = Route(entry, state, instances, self.key)
+        if state.home is not home:  # became a pool model, left its pool, or moved to another pool
+            old = state.home
+            old.claims.pop(state, None)
+            self._collect(old)
+            state.home, state.instances = home, instances
+        home.claims[state] = frozenset(wanted)
+        self._collect(home)
+        return route
+
+    def _home_for(self, state: ServiceState, entry: RouteEntry) -> ServiceState:
+        """The state whose instances this entry's route uses: its own, or its pool's."""
+        if not entry.pool:
+            return state
+        if entry.pool == state.name:
+            raise ValueError(f"pool names the service itself ({entry.pool})")
+        if any(other is not state for other in state.claims):
+            raise ValueError(f"{state.name} is the pool of other services, so it cannot be a pool model itself")
+        home = self.state(entry.pool)
+        if home.home is not home:
+            raise ValueError(f"the pool {entry.pool} is itself a pool model (of {home.home.name})")
+        return home
+
+    def _removed(self, state: ServiceState) -> None:
+        """A removed pool model gives its claims back (an ordinary service keeps its instances, as always)."""
+        home = state.home
+        if home is not state:
+            home.claims.pop(state, None)
+            self._collect(home)
+            state.home, state.instances = state, {}
+        return None
+
+    @staticmethod
+    def _collect(home: ServiceState) -> None:
+        """Closes the instances no route claims any more, and marks the shared ones (module docstring)."""
+        claimed = frozenset().union(*home.claims.values())
+        for address in [a for a in home.instances if a not in claimed]:
+            home.instances.pop(address).pool.close()
+        shared = home if len(home.claims) > 1 else None
+        for instance in home.instances.values():
+            instance.shared = shared
 
     def routes_for_token(self, digest: bytes) -> list[Route]:
         return self.by_token.get(digest, [])

@@ -178,7 +178,9 @@ class _Plan:
     def __init__(self, ready: list[PoolInstance]) -> None:
         self.instances = {instance.name: instance for instance in ready}
         self.loaded = {instance.name: dict(instance.loaded) for instance in ready}
-        self.fresh: set[tuple[str, str]] = set()  # (instance, key) loaded by this plan: never evicted by it
+        # (instance, key) loaded by this plan, never evicted by it. The load order already ensures it (what was
+        # loaded before is not colder); kept so that a change to the order cannot make a plan load and unload a copy.
+        self.fresh: set[tuple[str, str]] = set()
         self.counts = Counter(key for loaded in self.loaded.values() for key in loaded)
         self.actions: list[Action] = []
 

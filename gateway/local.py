@@ -65,11 +65,15 @@ def answer(gateway, method: str, path: str, authorization: bytes | None = None):
 def discovery(table, name: str):
     """EAS direct connection: the ready instances with their share of traffic (the SDK balances itself):
     instances of weighted versions, each `version weight x 100 / its instances`; while no weighted version has
-    one, every ready instance alike."""
+    one, every ready instance alike. A pool model lists none (it is reached through the gateway only)."""
     route = table.get(name.strip("/"))
     if route is None:
         return error(404, f"no service named {name}")
     versions = [v for _, v in route.weighted if v.instances] or route.ready_versions()
+    if route.pool:
+        # A pool model's instances are the pool's: they serve its versions under their keys and check the
+        # pool's token, so a direct call (the model's name and token) would be refused there. None listed.
+        versions = []
     items = []
     for version in versions:
         share = (version.weight or 100) * 100 // len(version.instances)

@@ -69,6 +69,14 @@ def test_a_pool_models_calls_name_its_key_on_every_protocol_and_carry_the_pools_
     assert got["path"] == "/v2/health/ready" and got["authorization"] == f"token-of-{pool}"
 
 
+def test_a_pool_model_lists_no_instance_for_direct_connection(gateway, mesh):
+    _, pool, m1, _ = mesh
+    status, _, body = call(gateway, f"/api/v1/servicediscovery/upstreams/{m1}", method="GET")
+    assert status == 200 and json.loads(body)["endpoints"]["items"] == []  # they would refuse its name and token
+    status, _, body = call(gateway, f"/api/v1/servicediscovery/upstreams/{pool}", method="GET")
+    assert len(json.loads(body)["endpoints"]["items"]) == 2
+
+
 def test_a_client_must_present_the_models_own_token_not_the_pools(gateway, mesh):
     _, pool, m1, _ = mesh
     status, _, body = call(gateway, f"/api/predict/{m1}", headers={"Authorization": f"token-of-{pool}"})

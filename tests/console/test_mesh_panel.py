@@ -31,6 +31,8 @@ def make_mesh(actor):
     models = [service_create(actor=actor, project=project, document={"name": name, "model_path": f"/tmp/{name}",
                                                                      "metadata": {"pool": "pool1"}})
               for name in ("m1", "m2")]
+    # The instances are the test's own: the slots the create's reconcile mirrored (never started) go.
+    Instance.objects.filter(service=pool).delete()
     version = pool.versions.get(number=1)
     instances = [Instance.objects.create(service=pool, version=version, name=f"pool1-{n}", ready=True,
                                          state="Running") for n in range(2)]

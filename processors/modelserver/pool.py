@@ -4,8 +4,8 @@ A pool instance starts with no model and listens at once (/v2/health/ready is 20
 empty instance is ready to take loads). The control plane's placer loads and unloads models on it through the
 V2 model-repository API, and the gateway sends each request to an instance that has the model loaded:
 
-    POST /v2/repository/models/{key}/load     {"parameters": {"model_dir", "model_entry", "handler",
-                                                "served_name", "version"}}
+    POST /v2/repository/models/{key}/load     {"parameters": {"model_dir" | "model_uri", "model_entry",
+                                                "handler", "served_name", "version"}}
         -> 200 {"name": key, "loaded": true, "memory_bytes": N, "load_seconds": x}
     POST /v2/repository/models/{key}/unload   -> 200 {"name": key, "unloaded": true}
     POST /v2/repository/index                 -> [{"name", "version", "state", "reason"}]  (Triton's shape)
@@ -16,6 +16,11 @@ nothing: its repository has no model directory). A loaded model answers by its k
 (`/api/predict/<key>[/<rest>]`) and names itself by its served_name and version in its answers; a key that is
 not loaded answers 404 "model <key> is not loaded on this instance" (PoolDataPlane).
 
+`model_dir` is a directory (or file) on this host (the local cluster, which fetched it); `model_uri` a URL the
+pool fetches itself into its model cache (a Kubernetes pod: FERRY_MODEL_CACHE_DIR), under the fetch policy of
+the init container's fetcher, read from FERRY_FETCH_ALLOWED_NETWORKS, FERRY_FETCH_MAX_BYTES and
+FERRY_FETCH_TIMEOUT_SECONDS: no local path, no non-public network unless listed.
+
 Loads run one at a time in their own thread: the event loop keeps serving the loaded models meanwhile, and the
 resident memory a load adds (RSS after minus before) is the model's alone, not another load's too.
 """
@@ -25,10 +30,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import ipaddress
 import os
+import tempfile
 import time
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
 
 import orjson
 import psutil
@@ -81,11 +90,16 @@ class LoadRequest:
     handler: str | None
     served_name: str
     version: str
+    model_uri: str | None = None
 
     @property
     def source(self) -> tuple:
         """What makes two loads of a key the same load."""
-        return (self.model_dir, self.model_entry, self.handler)
+        return (self.model_dir, self.model_uri, self.model_entry, self.handler)
+
+    @property
+    def where(self) -> str:
+        return self.model_dir or self.model_uri or self.handler or ""
 
 
 def parse_load_request(body: bytes, key: str, processor: str) -> LoadRequest:
@@ -100,7 +114,7 @@ def parse_load_request(body: bytes, key: str, processor: str) -> LoadRequest:
     if not isinstance(parameters, dict):
         raise LoadRefused(400, "parameters must be a JSON object")
     values = {}
-    for name in ("model_dir", "model_entry", "handler", "served_name", "version"):
+    for name in ("model_dir", "model_uri", "model_entry", "handler", "served_name", "version"):
         value = parameters.get(name)
         if value is not None and not isinstance(value, str):
             raise LoadRefused(400, f"parameters.{name} must be a string, not {type(value).__name__}")
@@ -112,6 +126,11 @@ def parse_load_request(body: bytes, key: str, processor: str) -> LoadRequest:
             if not os.path.isabs(values[name]):
                 raise LoadRefused(400, f"parameters.{name} must be an absolute path (got {values[name]})")
             values[name] = os.path.normpath(values[name])
+    if values["model_dir"] is not None and values["model_uri"] is not None:
+        raise LoadRefused(400, "parameters.model_uri: give model_dir (a path here) or model_uri (a URL), not both")
+    if values["model_uri"] is not None and urlparse(values["model_uri"]).scheme.lower() in ("", "file"):
+        raise LoadRefused(400, f"parameters.model_uri must be a URL to fetch (http(s)://, s3://, oss://), not a "
+                               f"local path ({values['model_uri']}): give a local path as model_dir")
     if processor == "python":
         if values["handler"] is None:
             raise LoadRefused(400, "parameters.handler is required by the python processor: the handler file")
@@ -119,12 +138,36 @@ def parse_load_request(body: bytes, key: str, processor: str) -> LoadRequest:
         if values["handler"] is not None:
             raise LoadRefused(400, f"parameters.handler is for the python processor only; this pool serves "
                                    f"{processor} models")
-        if values["model_dir"] is None:
-            raise LoadRefused(400, "parameters.model_dir is required: the directory (or file) of the model")
-    if values["model_entry"] is not None and values["model_dir"] is None:
+        if values["model_dir"] is None and values["model_uri"] is None:
+            raise LoadRefused(400, "parameters.model_dir is required: the directory (or file) of the model "
+                                   "(or parameters.model_uri, a URL to fetch it from)")
+    if values["model_entry"] is not None and values["model_dir"] is None and values["model_uri"] is None:
         raise LoadRefused(400, "parameters.model_entry needs parameters.model_dir")
     return LoadRequest(values["model_dir"], values["model_entry"], values["handler"],
-                       values["served_name"] or key, values["version"] or "")
+                       values["served_name"] or key, values["version"] or "", values["model_uri"])
+
+
+def fetch_settings(environ) -> dict:
+    """The pool's own fetches (model_uri): the cache directory and the policy's limits, from the environment
+    the pod is given (deployer/kubernetes/pool.py); ValueError naming the variable that is wrong."""
+    networks = [net.strip() for net in environ.get("FERRY_FETCH_ALLOWED_NETWORKS", "").split(",") if net.strip()]
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"FERRY_FETCH_ALLOWED_NETWORKS: {network!r} is not a CIDR network") from None
+    limits = {}
+    for variable, kind, key in (("FERRY_FETCH_MAX_BYTES", int, "max_bytes"),
+                                ("FERRY_FETCH_TIMEOUT_SECONDS", float, "timeout_seconds")):
+        text = environ.get(variable, "").strip()
+        try:
+            limits[key] = kind(text) if text else None
+        except ValueError:
+            raise ValueError(f"{variable}: {text!r} is not a number") from None
+        if limits[key] is not None and limits[key] <= 0:
+            raise ValueError(f"{variable} must be positive, not {text}")
+    cache_dir = environ.get("FERRY_MODEL_CACHE_DIR") or os.path.join(tempfile.gettempdir(), "ferry-pool-models")
+    return {"cache_dir": cache_dir, "allowed_networks": networks, **limits}
 
 
 @dataclass
@@ -151,8 +194,8 @@ def resident_bytes() -> int:
 
 
 class Pool:
-    """The models of one pool instance, by key. Every method runs on the event loop; only `_load_now` runs in
-    the load thread."""
+    """The models of one pool instance, by key. Every method runs on the event loop but `_fetched` (in a fetch
+    thread: downloads may overlap, and do not hold up loads) and `_load_now` (in the load thread)."""
 
     def __init__(self, name: str, processor: str, registry, predict_executor: Executor):
         self.name = name
@@ -160,8 +203,10 @@ class Pool:
         self.registry = registry  # kserve's ModelRepository: what the dataplane serves
         self.predict_executor = predict_executor
         self.load_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load")
+        self.fetch_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fetch")
         self.entries: dict[str, Entry] = {}
         self.baseline_bytes = 0
+        self.fetch = fetch_settings({})  # run_pool sets the environment's
 
     def serves(self, key: str) -> bool:
         entry = self.entries.get(key)
@@ -171,10 +216,9 @@ class Pool:
         entry = self.entries.get(key)
         if entry is not None and entry.state != UNAVAILABLE:
             if entry.request.source != request.source:
-                where = entry.request.model_dir or entry.request.handler
                 doing = "loaded" if entry.state == READY else "loading"
-                raise LoadRefused(409, f"model {key} is already {doing} from {where}; unload it "
-                                       f"before loading it from {request.model_dir or request.handler}")
+                raise LoadRefused(409, f"model {key} is already {doing} from {entry.request.where}; unload it "
+                                       f"before loading it from {request.where}")
             if entry.loading is not None:  # the same load under way: answer when it ends, load once
                 await asyncio.shield(entry.loading)
             return entry.loaded_answer()
@@ -188,9 +232,12 @@ class Pool:
 
     async def _load(self, entry: Entry) -> None:
         loop = asyncio.get_running_loop()
+        began = time.monotonic()
         try:
-            model, memory, seconds = await loop.run_in_executor(self.load_executor, self._load_now, entry.key,
-                                                                entry.request)
+            model_dir = entry.request.model_dir
+            if entry.request.model_uri:
+                model_dir = await loop.run_in_executor(self.fetch_executor, self._fetched, entry.request.model_uri)
+            model, memory = await loop.run_in_executor(self.load_executor, self._load_now, entry.request, model_dir)
         except Exception as error:
             refusal = error if isinstance(error, LoadRefused) else \
                 LoadRefused(500, f"loading {entry.key} failed: {type(error).__name__}: {error}")
@@ -200,27 +247,29 @@ class Pool:
         model.enable_latency_logging = False
         model.start()
         self.registry.update(model, entry.key)
-        entry.state, entry.memory_bytes, entry.load_seconds = READY, memory, seconds
+        entry.state, entry.memory_bytes, entry.load_seconds = READY, memory, time.monotonic() - began
         entry.loaded_at, entry.loading = time.time(), None
         logger.info("pool %s: loaded %s (%s, served as %s) in %.3f s, %d bytes resident", self.name, entry.key,
-                    entry.request.model_dir or entry.request.handler, entry.request.served_name, seconds, memory)
+                    entry.request.where, entry.request.served_name, entry.load_seconds, memory)
 
-    def _load_now(self, key: str, request: LoadRequest):
-        """In the load thread: build and load the model; (model, resident bytes it added, seconds)."""
+    def _load_now(self, request: LoadRequest, model_dir: str | None):
+        """In the load thread: build and load the model from `model_dir` (given, or fetched); (model, resident
+        bytes it added)."""
         from .handler import HandlerError, PythonHandlerModel
         from .models import BUILTIN_MODELS, ModelFileError
 
-        before, began = resident_bytes(), time.monotonic()
+        before = resident_bytes()
         if request.model_dir and not os.path.exists(request.model_dir):
             raise LoadRefused(400, f"parameters.model_dir: {request.model_dir} does not exist")
         if self.processor == "python":
             model = PythonHandlerModel(request.served_name, handler_path=request.handler,
-                                       model_dir=request.model_dir, executor=self.predict_executor)
+                                       model_dir=model_dir, executor=self.predict_executor)
             blamed, source = "handler", request.handler
         else:
-            model = BUILTIN_MODELS[self.processor](request.served_name, model_dir=request.model_dir,
+            model = BUILTIN_MODELS[self.processor](request.served_name, model_dir=model_dir,
                                                    model_entry=request.model_entry, executor=self.predict_executor)
-            blamed, source = "model_dir", request.model_dir
+            blamed = "model_uri" if request.model_uri else "model_dir"
+            source = request.where
         try:
             model.load()
         except (ModelFileError, HandlerError) as error:
@@ -229,10 +278,24 @@ class Pool:
             problem = f"parameters.{blamed}: cannot load the {self.processor} model from {source}: " \
                       f"{type(error).__name__}: {error}"
         else:
-            return model, max(0, resident_bytes() - before), time.monotonic() - began
+            return model, max(0, resident_bytes() - before)
         del model
         gc.collect()  # give back what the failed load took before the next one measures
         raise LoadRefused(400, problem)
+
+    def _fetched(self, url: str) -> str:
+        """In a fetch thread: the local directory of what `url` names, fetched into the cache (once: the cache
+        revalidates and downloads nothing when the source is unchanged)."""
+        from processors.fetch import ModelFetchError, fetch_model
+        from processors.fetch_policy import FetchPolicy
+
+        settings = dict(self.fetch)
+        cache_dir = Path(settings.pop("cache_dir"))
+        policy = FetchPolicy.build(file_roots=(), forbidden_dirs=(), **settings)
+        try:
+            return str(fetch_model(url, cache_dir=cache_dir, policy=policy))
+        except ModelFetchError as error:
+            raise LoadRefused(400, f"parameters.model_uri: could not fetch {error}") from None
 
     async def unload(self, key: str) -> dict:
         entry = self.entries.get(key)
@@ -382,6 +445,10 @@ def run_pool(args, started: float, pooled: dict | None = None) -> None:
         fail(f"the {args.processor} processor cannot run here: {error}")
     predict_executor = ThreadPoolExecutor(max_workers=args.worker_threads, thread_name_prefix="predict")
     pool = Pool(args.model_name, args.processor, server.registered_models, predict_executor)
+    try:
+        pool.fetch = fetch_settings(os.environ)
+    except ValueError as error:
+        fail(str(error))
     server.dataplane = PoolDataPlane(server.registered_models, pool)
     add_pool_routes(kserve_model_server.app, pool)
     add_eas_routes(server.dataplane, args.model_name, serves=pool.serves)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import http.server
 import subprocess
 import sys
 import textwrap
@@ -31,13 +33,13 @@ DEADLINE_SECONDS = 30
 
 @pytest.fixture(scope="module")
 def start_pool(tmp_path_factory):
-    """start_pool(processor, name) -> a ready pool server with the token in its environment; all are stopped at
-    the end of the module."""
+    """start_pool(processor, name, env) -> a ready pool server with the token (and `env`) in its environment;
+    all are stopped at the end of the module."""
     started: list[ServerProcess] = []
 
-    def start(processor: str = "sklearn", name: str = "mesh") -> ServerProcess:
+    def start(processor: str = "sklearn", name: str = "mesh", env: dict | None = None) -> ServerProcess:
         launch = local_pool_launch({"name": name, "processor": processor}, service_name=name, python=sys.executable)
-        launch = dataclasses.replace(launch, env={**launch.env, "FERRY_SERVICE_TOKEN": TOKEN})
+        launch = dataclasses.replace(launch, env={**launch.env, "FERRY_SERVICE_TOKEN": TOKEN, **(env or {})})
         server = ServerProcess(launch, tmp_path_factory.mktemp("pool-logs") / f"{name}-{processor}.log")
         started.append(server)
         return server.wait_ready()
@@ -49,7 +51,8 @@ def start_pool(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pool(start_pool) -> ServerProcess:
-    return start_pool()
+    # No network allowed to its fetches (the test harness allows loopback to every process it starts).
+    return start_pool(env={"FERRY_FETCH_ALLOWED_NETWORKS": ""})
 
 
 @pytest.fixture(scope="module")
@@ -345,6 +348,42 @@ def test_an_xgboost_pool_loads_and_serves_a_booster(start_pool, tmp_path):
     assert report(server)["models"][0]["state"] == "READY"
 
 
+@pytest.fixture
+def model_site(forest_dir):
+    """The forest model served over HTTP on loopback, as an object store would serve it."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(forest_dir))
+    site = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=site.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{site.server_address[1]}"
+    site.shutdown()
+    site.server_close()
+
+
+def test_a_pool_fetches_a_model_uri_into_its_cache_under_the_fetch_policy(start_pool, model_site, tmp_path):
+    server = start_pool(name="fetching", env={"FERRY_FETCH_ALLOWED_NETWORKS": "127.0.0.0/8",
+                                              "FERRY_MODEL_CACHE_DIR": str(tmp_path / "cache")})
+
+    loaded = load(server, "fetched", model_uri=f"{model_site}/model.joblib", version="2")
+    answer = server.post("/v1/models/fetched:predict", json=V1_BODY, headers=AUTH)
+    again = load(server, "fetched", model_uri=f"{model_site}/model.joblib", version="2")
+
+    assert loaded.status_code == 200, loaded.text
+    assert answer.status_code == 200 and answer.json() == {"predictions": [SETOSA]}
+    assert again.status_code == 200 and again.json() == loaded.json()
+    assert list((tmp_path / "cache").rglob("model.joblib"))
+
+
+def test_a_model_uri_the_policy_refuses_answers_400_naming_it(pool, model_site, forest_dir):
+    loopback = load(pool, "refused", model_uri=f"{model_site}/model.joblib")  # loopback not allowed here
+    local = load(pool, "local", model_uri=f"file://{forest_dir}/model.joblib")
+    both = load(pool, "both", model_uri=f"{model_site}/model.joblib", model_dir=str(forest_dir))
+
+    assert loopback.status_code == 400 and loopback.json()["error"].startswith("parameters.model_uri: could not fetch")
+    assert local.status_code == 400 and "parameters.model_uri must be a URL" in local.json()["error"]
+    assert both.status_code == 400 and "not both" in both.json()["error"]
+
+
 @pytest.mark.parametrize("option", [["--model-dir", "/models/m"], ["--handler", "/code/app.py"]])
 def test_a_pool_refuses_a_model_on_its_command_line(option):
     result = subprocess.run(
@@ -354,3 +393,26 @@ def test_a_pool_refuses_a_model_on_its_command_line(option):
 
     assert result.returncode == 2
     assert f"{option[0]}: not with --pool" in result.stderr
+
+
+@pytest.mark.parametrize("environ, named", [
+    ({"FERRY_FETCH_ALLOWED_NETWORKS": "10.0.0.0/8,not-a-network"}, "FERRY_FETCH_ALLOWED_NETWORKS: 'not-a-network'"),
+    ({"FERRY_FETCH_MAX_BYTES": "lots"}, "FERRY_FETCH_MAX_BYTES: 'lots' is not a number"),
+    ({"FERRY_FETCH_TIMEOUT_SECONDS": "-1"}, "FERRY_FETCH_TIMEOUT_SECONDS must be positive"),
+])
+def test_the_fetch_settings_of_a_pool_name_the_variable_that_is_wrong(environ, named):
+    from processors.modelserver.pool import fetch_settings
+
+    with pytest.raises(ValueError, match=named):
+        fetch_settings(environ)
+
+
+def test_the_fetch_settings_of_a_pool_come_from_its_environment():
+    from processors.modelserver.pool import fetch_settings
+
+    settings = fetch_settings({"FERRY_FETCH_ALLOWED_NETWORKS": "10.1.0.0/16, 192.168.0.0/24",
+                               "FERRY_FETCH_MAX_BYTES": "1000", "FERRY_FETCH_TIMEOUT_SECONDS": "2.5",
+                               "FERRY_MODEL_CACHE_DIR": "/cache"})
+
+    assert settings == {"cache_dir": "/cache", "allowed_networks": ["10.1.0.0/16", "192.168.0.0/24"],
+                        "max_bytes": 1000, "timeout_seconds": 2.5}

@@ -312,7 +312,9 @@ class Pool:
         if entry.state == READY:
             # Requests already running hold the model and finish; new ones find no model (404).
             self.registry.unload(key)
-            await asyncio.get_running_loop().run_in_executor(self.load_executor, gc.collect)
+            # Dropping the last reference frees most of a model at once; the collection (cycles) runs in the
+            # load thread, between loads' measurements, and the answer does not wait for a load under way.
+            self.load_executor.submit(gc.collect)
         logger.info("pool %s: unloaded %s", self.name, key)
         return {"name": key, "unloaded": True}
 

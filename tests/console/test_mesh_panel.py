@@ -99,6 +99,8 @@ def test_the_panel_is_only_on_mesh_services_and_answers_its_own_poll(alice, alic
     polled = alice_client.get("/services/local/pool1/", HTTP_HX_REQUEST="true", HTTP_HX_TARGET="mesh-part")
     html = polled.content.decode()
     assert polled.status_code == 200 and html.lstrip().startswith('<div id="mesh-part"') and "<nav" not in html
+    assert alice_client.get("/services/local/echo/", HTTP_HX_REQUEST="true",
+                            HTTP_HX_TARGET="mesh-part").status_code == 404
     outsider = signed_in(get_user_model().objects.create_user("mallory"))
     assert outsider.get("/services/local/pool1/", HTTP_HX_REQUEST="true",
                         HTTP_HX_TARGET="mesh-part").status_code == 404

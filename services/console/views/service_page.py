@@ -54,7 +54,10 @@ def service_page(request, cluster_id: str, name: str, tab: str = "overview"):
         context = page_context(request, service, tab)
         return render(request, "console/service/tabs/_log_lines.html", {**context, "polling": context["filters"]["tail"]})
     if tab == "overview" and wants_fragment(request, "mesh-part"):  # the model mesh panel polls on its own
-        return render(request, "console/service/tabs/_mesh.html", {"service": service, **mesh_panel(service)})
+        panel = mesh_panel(service)
+        if panel["mesh"] is None:
+            raise Http404(f"{service.name} is not in the model mesh.")
+        return render(request, "console/service/tabs/_mesh.html", {"service": service, **panel})
     if tab == "monitoring" and wants_fragment(request, "charts"):
         return render(request, "console/service/tabs/_charts.html", page_context(request, service, tab))
     return render_tab(request, service, tab)

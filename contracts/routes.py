@@ -110,9 +110,10 @@ class RouteEntry:
             "max_queue_size": self.max_queue_size,
             "instance_concurrency": self.instance_concurrency,
             "scale_to_zero": self.scale_to_zero,
+            # A version's `model` only when it has one (a pool model's): other entries read as they always did.
             "versions": [{"number": v.number, "weight": v.weight,
                           "instances": [{"name": i.name, "address": i.address} for i in v.instances],
-                          "model": v.model}
+                          **({"model": v.model} if v.model else {})}
                          for v in self.versions],
             "mirror": (None if self.mirror is None
                        else {"targets": list(self.mirror.targets), "ratio": self.mirror.ratio}),

@@ -12,13 +12,20 @@ from services.models import Service
 from services.scale import activation_count, service_instance_count
 from services.writes import event_record
 
+from .mesh.placer import place_for_request
 from .reconcile import reconcile
 
 logger = logging.getLogger("ferry.deployer")
 
 
 def activate(service_name: str, cluster_name: str) -> bool:
-    """Raises a service at zero to its activation count and reconciles at once. True when it did."""
+    """Raises a service at zero to its activation count and reconciles at once. True when it did. A model in a
+    pool (docs/mesh.md) is never at zero: a request found it loaded nowhere, and the placer loads it now."""
+    model = (Service.objects.select_related("cluster")
+             .filter(name=service_name, cluster__name=cluster_name, deletion_requested_at__isnull=True,
+                     desired_state="running", spec__metadata__pool__isnull=False).first())
+    if model is not None:
+        return place_for_request(model)
     with transaction.atomic():
         service = (Service.objects.select_for_update()
                    .filter(name=service_name, cluster__name=cluster_name, deletion_requested_at__isnull=True).first())

@@ -22,9 +22,12 @@ from services.activations import activation_failed
 from services.models import Phase, Service
 from services.scale import service_instance_count, scale_write
 from services.selectors.quotas import quota_instance_cap
+from services.servicefile.mesh import is_pool
 from services.writes import event_record
 
 from .engine_samples import EngineSampler
+from .mesh.load import pool_seconds
+from .mesh.signals import ask_for_placement_passes
 from .metrics import read_engine_loads, read_seconds
 from .scaling_failures import scaling_failed, scaling_recovered
 
@@ -71,6 +74,7 @@ class AutoscalerLoop:
                 changes.append(change)
         for gone in set(self.tracked) - {service.pk for service in services}:
             del self.tracked[gone]
+        ask_for_placement_passes()
         try:
             self.engines.sample(now)
         except (db.OperationalError, db.InterfaceError):
@@ -155,8 +159,11 @@ class AutoscalerLoop:
         seconds = list(range(tracked.observed_until + 1, int(now)))
         if not seconds:
             return
-        versions = list(service.versions.values_list("number", flat=True))
-        samples = read_seconds(self.redis, service.cluster.name, service.name, versions, seconds)
+        if is_pool(service.spec):  # a model mesh pool scales on the traffic of all its models
+            samples = pool_seconds(self.redis, service, seconds)
+        else:
+            versions = list(service.versions.values_list("number", flat=True))
+            samples = read_seconds(self.redis, service.cluster.name, service.name, versions, seconds)
         for second in seconds:
             sample = samples[second]
             if tracked.kind == "kpa":

@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from processors.registry import ProcessorUnavailable, local_launch, urls_to_fetch
+from processors.registry import ProcessorUnavailable, local_launch, local_pool_launch, urls_to_fetch
 from services.encryption import encrypt
 from services.models import Service, Version
 from services.selectors import service_token
+from services.servicefile.mesh import is_pool
 
 from .drivers.base import PermanentError
 from .engines import EnginePending, engine_cache_dir, engine_dirs, engine_python
@@ -19,6 +20,8 @@ from .fetches import FetchPending, fetched_dir
 
 def version_launch(service: Service, version: Version, *, restart_token: str) -> dict:
     service_file = version.service_file
+    if is_pool(service_file):
+        return _pool_launch(service, service_file, restart_token)
     engine, installing = None, None
     try:  # an LLM engine's environment (refused at once when this host cannot run it), installed beside the fetch
         engine = engine_python(service, service_file)
@@ -35,10 +38,24 @@ def version_launch(service: Service, version: Version, *, restart_token: str) ->
         )
     except ProcessorUnavailable as exc:
         raise PermanentError(exc.reason, exc.message) from exc
-    metadata = service_file.get("metadata", {})
     # What the agent's sandbox shows an engine besides the usual: its environment (read-only) and the service's
     # compile cache (read-write).
     engine_view = {"read_only_dirs": engine_dirs(engine), "shared_dirs": [engine_cache_dir(service)]} if engine else {}
+    return {**_launch_fields(service, service_file, launch, restart_token), **engine_view}
+
+
+def _pool_launch(service: Service, service_file: dict, restart_token: str) -> dict:
+    """A pool's instance (docs/mesh.md): the model server with no model, which the placer fills. It reads the
+    models from the shared cache, which every instance's sandbox shows read-only."""
+    try:
+        launch = local_pool_launch(service_file, service_name=service.name, python=sys.executable)
+    except ProcessorUnavailable as exc:
+        raise PermanentError(exc.reason, exc.message) from exc
+    return _launch_fields(service, service_file, launch, restart_token)
+
+
+def _launch_fields(service: Service, service_file: dict, launch, restart_token: str) -> dict:
+    metadata = service_file.get("metadata", {})
     return {
         "argv": launch.argv,
         "env": launch.env,
@@ -50,7 +67,6 @@ def version_launch(service: Service, version: Version, *, restart_token: str) ->
         "memory_limit_mb": int(metadata.get("memory") or 0) or None,
         "cpu": metadata.get("cpu"),
         "restart_token": restart_token,
-        **engine_view,
     }
 
 

@@ -19,12 +19,15 @@ from services.activations import Activation, Verdict, activation_of, activation_
 from services.models import Phase, Service
 from services.rollouts import Rollout, rollout_of
 from services.scale import service_instance_count
+from services.servicefile.mesh import pool_name
 from services.writes import event_record
 
 from . import status_writer
 from .drivers import PermanentError, Prepared, driver_for
 from .instances import record_observed
 from .locks import reconcile_lock
+from .mesh.members import pool_model_state
+from .mesh.signals import request_placement
 from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
 from .routing import activation_timeout_seconds, publish_route, unpublish_route
@@ -56,6 +59,8 @@ def reconcile(service_id: int) -> Outcome:
             return _without_driver(service)
         if service.deletion_requested_at is not None:
             return _finalize_deletion(service, driver)
+        if pool_name(service.spec):
+            return _converge_pool_model(service)
         return _converge(service, driver)
 
 
@@ -88,6 +93,21 @@ def _converge(service: Service, driver) -> Outcome:
     return Outcome(status.phase, requeue)
 
 
+def _converge_pool_model(service: Service) -> Outcome:
+    """A model in a pool (docs/mesh.md) runs nothing of its own: its versions are ready when the pool can serve
+    them, and the placer (deployer/mesh/placer.py) loads them where requests need them. Weights, canaries and
+    rollouts follow the same planner as any service."""
+    generation = service.generation
+    state = pool_model_state(service)
+    plan = _follow_plan(service, generation, _plan(service, [], ready=state.ready, total=1))
+    status = _while_rolling_out(rollout_of(service.rollout), state.status)
+    requeue = status_writer.converged(service, generation, status)
+    publish_route(service.pk)
+    if plan.rolled_out is not None or plan.events:
+        request_placement(service)  # the versions to keep loaded changed
+    return Outcome(status.phase, requeue)
+
+
 def _failed(service: Service, generation: int, error: PermanentError) -> Outcome:
     status_writer.failed(service, generation, error)
     publish_route(service.pk)  # instances of an older version may still serve
@@ -115,14 +135,16 @@ def _follow_activation(service: Service, observed) -> None:
         event_record(service=service, reason="ActivationFailed", warning=True, message=message)
 
 
-def _plan(service: Service, observed) -> Plan:
-    total = service_instance_count(service)
+def _plan(service: Service, observed, *, ready: Counter | None = None, total: int | None = None) -> Plan:
+    """`ready` and `total` default to the observed instances and the service's count (a pool model gives its
+    own: deployer/mesh/members.py)."""
+    total = service_instance_count(service) if total is None else total
     rollout = rollout_of(service.rollout)
     if rollout is None:  # no rollout: the plan is what was asked
         return steady_plan(weights={v.number: v.asked_weight for v in service.versions.all()}, total=total)
     # A rollout is the ask: it moves traffic on from where it stands now, the applied weights.
     weights = {v.number: v.weight for v in service.versions.all()}
-    ready = Counter(o.version for o in observed if o.ready)
+    ready = Counter(o.version for o in observed if o.ready) if ready is None else ready
     rolling = RollingLimits.of(_rolling_strategy(service), total)
     return rollout_plan(rollout, total=total, ready=ready, weights=weights, now=timezone.now(),
                         deadline=service_deadline(service), service=service.name, rolling=rolling)

@@ -26,7 +26,10 @@ from processors.codes import LLM_PROCESSORS
 from services.activations import activation_failure
 from services.models import Service
 from services.selectors.traffic_refs import published_group, published_mirror
-from services.models.clusters import Cluster, ClusterKind
+from services.models.clusters import Cluster
+from services.servicefile.mesh import pool_name
+
+from .mesh.routes import pool_model_fields
 
 logger = logging.getLogger("ferry.routing")
 
@@ -39,30 +42,24 @@ def route_entry(service: Service, token: str, key: bytes | None = None) -> Route
     key, read once per process when not given)."""
     metadata = service.spec.get("metadata", {})
     rpc = metadata.get("rpc", {})
-    instances = list(service.instances.all())
-    versions = []
-    for version in sorted(service.versions.all(), key=lambda v: v.number):
-        endpoints = tuple(RouteInstance(name=i.name, address=f"{i.host}:{i.port}")
-                          for i in instances if i.version_id == version.pk and i.ready and i.port)
-        # The weight applied by the reconciler, never the one asked: a share moves once the plan has it.
-        versions.append(RouteVersion(number=version.number, weight=version.weight, instances=endpoints))
+    key = key if key is not None else _route_key()
     autoscaler = service.autoscaler or {}
     cluster = service.cluster.name
     # Targets and group as checked now, by identity within the project and cluster
     # (services/selectors/traffic_refs.py): a deleted target, a foreign group are not published.
     mirror = published_mirror(service)
-    return RouteEntry(
+    fields = dict(
         service=service.name,
         cluster=cluster,
         # Groups are partitioned by project in the gateway: a member of another project never joins this one's.
         project=service.project_id,
-        **sealing.token_fields(key if key is not None else _route_key(), token, cluster, service.name),
+        **sealing.token_fields(key, token, cluster, service.name),
         running=service.desired_state == "running" and service.deletion_requested_at is None,
         timeout_ms=int(rpc.get("keepalive") or 5000),
         max_queue_size=int(rpc.get("max_queue_size") or 64),
         instance_concurrency=int(metadata.get("container_concurrency") or 0),
         scale_to_zero=autoscaler.get("min") == 0,
-        versions=tuple(versions),
+        versions=tuple(_own_versions(service)),
         mirror=RouteMirror(targets=tuple(mirror["targets"]), ratio=mirror["ratio"]) if mirror is not None else None,
         group=published_group(service),
         group_weight=service.group_weight,
@@ -72,6 +69,21 @@ def route_entry(service: Service, token: str, key: bytes | None = None) -> Route
         llm=is_llm(service),
         activation_timeout_ms=activation_timeout_seconds(service) * 1000,
     )
+    if pool_name(service.spec):
+        # Served by its pool's instances where the placer loaded it (deployer/mesh/routes.py).
+        fields.update(pool_model_fields(service, key))
+    return RouteEntry(**fields)
+
+
+def _own_versions(service: Service) -> list[RouteVersion]:
+    instances = list(service.instances.all())
+    versions = []
+    for version in sorted(service.versions.all(), key=lambda v: v.number):
+        endpoints = tuple(RouteInstance(name=i.name, address=f"{i.host}:{i.port}")
+                          for i in instances if i.version_id == version.pk and i.ready and i.port)
+        # The weight applied by the reconciler, never the one asked: a share moves once the plan has it.
+        versions.append(RouteVersion(number=version.number, weight=version.weight, instances=endpoints))
+    return versions
 
 
 def is_llm(service: Service) -> bool:
@@ -110,7 +122,7 @@ def publish_route(service_id: int) -> None:
 
 
 def republish_if_lost() -> bool:
-    """Writes the whole table of each local cluster when Redis restarted since its last complete publish (its
+    """Writes the whole table of each cluster when Redis restarted since its last complete publish (its
     run id changed): a Redis without persistence lost every entry, one restored from a dump holds old ones,
     and a steady service is not reconciled again on its own. Costs one INFO and one GET per local cluster
     otherwise. Never raises."""
@@ -119,7 +131,8 @@ def republish_if_lost() -> bool:
     try:
         client = _redis()
         run_id = client.info("server")["run_id"]
-        clusters = list(Cluster.objects.filter(kind=ClusterKind.LOCAL).values_list("name", flat=True))
+        # Every cluster: a Kubernetes cluster's own gateway (platform/kubernetes/gateway.yaml) reads its table too.
+        clusters = list(Cluster.objects.values_list("name", flat=True))
         lost = [name for name in clusters if needs_republish(client.get(complete_key(name)), run_id)]
         if not lost:
             return False

@@ -58,3 +58,12 @@ def reconcile_due() -> int:
 def activate_service(service_name: str, cluster_name: str) -> bool:
     """The gateway's activator holds a request for a service at zero and asks for instances at once."""
     return activate(service_name, cluster_name)
+
+
+@shared_task(name="deployer.place_pool", acks_late=True, expires=30)
+def place_pool_task(pool_id: int) -> list[str]:
+    """One pass of the model mesh's placer over one pool (deployer/mesh/placer.py); asked for by the autoscaler
+    loop every tick and after a pool model's versions change. Skipped when another pass holds the pool."""
+    from .mesh.placer import place_pool
+
+    return place_pool(pool_id)

@@ -33,7 +33,7 @@ def test_the_json_has_the_fields_and_order_the_control_plane_always_wrote():
         "instance_concurrency", "scale_to_zero", "versions", "mirror", "group", "group_weight", "traffic_state",
         "generation", "failed", "llm", "activation_timeout_ms", "pool", "upstream_token_sealed"]
     assert written["versions"][1] == {"number": 2, "weight": 20, "instances": [
-        {"name": "iris-2-a", "address": "[::1]:9002"}, {"name": "iris-2-b", "address": "h:9003"}], "model": ""}
+        {"name": "iris-2-a", "address": "[::1]:9002"}, {"name": "iris-2-b", "address": "h:9003"}]}  # no model: none
     assert written["mirror"] == {"targets": ["shadow"], "ratio": 50}
     assert json.loads(RouteEntry("a", "local", "00", "v1:x").to_json())["mirror"] is None
 

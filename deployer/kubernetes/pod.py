@@ -139,14 +139,7 @@ def pod_spec(desired: ServiceDesired, version: VersionDesired, *, knative: bool)
     if not knative:
         grace = llm.grace_seconds(doc) if llm.is_llm(doc) else grace_period(doc)
         spec["terminationGracePeriodSeconds"] = grace + desired.cluster.drain_seconds
-    if cluster.node_selector:
-        spec["nodeSelector"] = dict(cluster.node_selector)
-    if cluster.tolerations:
-        spec["tolerations"] = [dict(t) for t in cluster.tolerations]
-    if cluster.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": name} for name in cluster.image_pull_secrets]
-    if cluster.service_account:
-        spec["serviceAccountName"] = cluster.service_account
+    spec.update(cluster_pod_fields(cluster))
     spread = _spread(doc, desired, version)
     if spread:
         spec["topologySpreadConstraints"] = spread
@@ -371,3 +364,18 @@ def _spread(doc: dict, desired: ServiceDesired, version: VersionDesired) -> list
         return []
     return [{"maxSkew": 1, "topologyKey": keys[policy], "whenUnsatisfiable": "ScheduleAnyway",
              "labelSelector": {"matchLabels": version_labels(desired, version.number)}}]
+
+
+def cluster_pod_fields(cluster) -> dict:
+    """What the cluster's settings put in every pod spec: node selector, tolerations, pull secrets, service
+    account (each only when set)."""
+    fields: dict = {}
+    if cluster.node_selector:
+        fields["nodeSelector"] = dict(cluster.node_selector)
+    if cluster.tolerations:
+        fields["tolerations"] = [dict(t) for t in cluster.tolerations]
+    if cluster.image_pull_secrets:
+        fields["imagePullSecrets"] = [{"name": name} for name in cluster.image_pull_secrets]
+    if cluster.service_account:
+        fields["serviceAccountName"] = cluster.service_account
+    return fields

@@ -29,6 +29,7 @@ from .pod import (
     CONTAINER,
     RUNTIME_UID,
     TMP_VOLUME,
+    cluster_pod_fields,
     container_security,
     grace_period,
     metrics_endpoint,
@@ -164,15 +165,7 @@ def _pod_spec(desired: ServiceDesired, version: VersionDesired) -> dict:
         "volumes": [{"name": MODEL_CACHE_VOLUME, **cache}, {"name": TMP_VOLUME, "emptyDir": {}}],
         "terminationGracePeriodSeconds": grace_period(doc) + cluster.drain_seconds,
     }
-    if cluster.node_selector:
-        spec["nodeSelector"] = dict(cluster.node_selector)
-    if cluster.tolerations:
-        spec["tolerations"] = [dict(t) for t in cluster.tolerations]
-    if cluster.image_pull_secrets:
-        spec["imagePullSecrets"] = [{"name": name} for name in cluster.image_pull_secrets]
-    if cluster.service_account:
-        spec["serviceAccountName"] = cluster.service_account
-    return spec
+    return spec | cluster_pod_fields(cluster)
 
 
 def _container(desired: ServiceDesired, version: VersionDesired) -> dict:

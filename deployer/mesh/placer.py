@@ -146,9 +146,10 @@ def _version_of(pool: Service, key: str, versions: dict[str, Version]) -> Versio
 
 def _pool_instance(pool: Service, instance: Instance, report: dict, demands: dict[str, ModelDemand]) -> PoolInstance:
     # A copy still loading has no measured size yet: it counts as its estimate, so the plan does not fill its room.
+    # A failed load holds nothing and may be tried again.
     loaded = {m["name"]: int(m.get("memory_bytes") or 0) or (demands[m["name"]].size_bytes if m["name"] in demands
                                                                 else 0)
-              for m in report.get("models", []) if m.get("name")}
+              for m in report.get("models", []) if m.get("name") and m.get("state") in STATES}
     return PoolInstance(name=instance.name, ready=True, loaded=loaded,
                         budget_bytes=budget_bytes(pool.spec, int(report.get("baseline_bytes") or 0)))
 

@@ -2,7 +2,8 @@
 rate): latency of many models served by a small pool, the memory they take, and a first request's wait.
 
     .venv/bin/python bench/mesh/run.py [--models 100] [--instances 2] [--memory 2048] [--rate 100]
-                                       [--seconds 30] [--first 10] [--gateway URL] [--keep]
+                                       [--seconds 30] [--windows 6] [--first 10] [--samples FILE]
+                                       [--gateway URL] [--keep]
 
 Run it beside `make run`, from the same tree and with the same environment (like bench/faults: FERRY_VAR_DIR,
 DATABASE_URL, REDIS_URL; the embedded Redis on 127.0.0.1:$FERRY_REDIS_PORT when REDIS_URL is unset; the gateway
@@ -23,11 +24,14 @@ at FERRY_GATEWAY_URL, i.e. 127.0.0.1:$FERRY_GATEWAY_PORT). In this process, thro
      over its instances (each with its children; under the sandbox the agent's pid is bubblewrap's: the command
      is the first non-bwrap process below it), against the RSS of meshbench_single's process times --models,
      i.e. one dedicated process per model. Their USS (memory no other process shares) beside it;
-  4. --seconds of constant-rate load through the gateway, as fortio -qps --rate -c 1 sends it: ONE keep-alive
-     connection, request i sent at start + i / rate (at once when the previous answer came later), latency
-     from sending to the whole answer. First round robin over all the pool's models (POST
+  4. --seconds of constant-rate load through the gateway for each target, as fortio -qps --rate -c 1 sends it:
+     ONE keep-alive connection, request i sent at start + i / rate (at once when the previous answer came
+     later), latency from sending to the whole answer. The pool: round robin over all its models (POST
      /api/predict/meshbench_m<k>, each with its own token; an answer other than 200 {"predictions": [k % 3]}
-     is an error), then the same against meshbench_single; 2 s of the same load before each, not counted;
+     is an error); the dedicated service: the same against meshbench_single; and, to tell the pool's path from
+     the round robin over many models, the pool's model 0 alone. The three alternate in --windows windows
+     each (pool, single, model 0, pool, ...) so that other work on the machine falls on all alike; 2 s of
+     each first, not counted. --samples keeps every request's send time and latency;
   5. prints the table, seed 002's figures beside ours, and deletes what it created (the models, then the
      pool, then meshbench_single) and the model files; --keep leaves them.
 """
@@ -78,6 +82,13 @@ class Latencies:
     seconds: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     elapsed: float = 0.0
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (wall clock when sent, latency s)
+
+    def add(self, other: "Latencies") -> None:
+        self.seconds += other.seconds
+        self.errors += other.errors
+        self.elapsed += other.elapsed
+        self.samples += other.samples
 
     def summary(self) -> dict:
         ms = [s * 1000 for s in self.seconds] or [float("nan")]
@@ -256,7 +267,7 @@ def constant_rate(client: Client, targets: list[tuple[str, str, int]], rate: flo
         if wait > 0:
             time.sleep(wait)
         name, token, index = targets[i % len(targets)]
-        sent = time.monotonic()
+        sent, wall = time.monotonic(), time.time()
         try:
             status, body = client.predict(name, token)
         except (OSError, http.client.HTTPException) as error:
@@ -268,6 +279,7 @@ def constant_rate(client: Client, targets: list[tuple[str, str, int]], rate: flo
             result.errors.append(f"{name}: {wrong}")
         else:
             result.seconds.append(took)
+            result.samples.append((wall, took))
     result.elapsed = time.monotonic() - start
     return result
 
@@ -329,16 +341,17 @@ def mib(value: float) -> str:
     return f"{value / 2**20:,.0f} MiB"
 
 
-def report(options, pool_load: dict, single_load: dict, firsts: list[float], burst: list[float], empty: dict,
-           full: dict, single: dict) -> str:
+def report(options, pool_load: dict, single_load: dict, one_load: dict, firsts: list[float], burst: list[float],
+           empty: dict, full: dict, single: dict) -> str:
     lines = [f"Model mesh, {options.models} models on a pool of {options.instances} instances "
              f"({options.memory} MB each); load {options.rate:g} requests/s, 1 keep-alive connection, "
-             f"{options.seconds:g} s, through the gateway",
+             f"{options.seconds:g} s each (in {options.windows} alternating windows), through the gateway",
              "",
              "| load | requests | errors | achieved rate (/s) | mean (ms) | p50 (ms) | p99 (ms) | max (ms) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for label, row in ((f"pool: round robin over {options.models} models", pool_load),
-                       ("dedicated single-model service (1 instance)", single_load)):
+                       ("dedicated single-model service (1 instance)", single_load),
+                       (f"pool: {PREFIX}0 alone (the pool's path, one model)", one_load)):
         lines.append(f"| {label} | {row['requests']} | {row['errors']} | {row['rate']:.1f} | {row['mean_ms']:.2f} "
                      f"| {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['max_ms']:.2f} |")
     lines.append(f"| seed 002 (KServe ModelMesh, fortio 100 qps -c 1) | | | | {SEED_002['mean_ms']} | "
@@ -374,12 +387,16 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=2048, help="MB per pool instance")
     parser.add_argument("--rate", type=float, default=100.0, help="requests/s")
     parser.add_argument("--seconds", type=float, default=30.0, help="of load, per target")
+    parser.add_argument("--windows", type=int, default=6, help="the load alternates pool/single this many times")
+    parser.add_argument("--samples", help="also write every request's (send time, latency) to this JSON file")
     parser.add_argument("--first", type=int, default=10, help="models whose first request is timed")
     parser.add_argument("--gateway", help="default: FERRY_GATEWAY_URL")
     parser.add_argument("--keep", action="store_true", help="leave the services and model files")
     options = parser.parse_args()
     if not 0 < options.first < options.models:
         parser.error("--first must be at least 1 and below --models")
+    if options.windows < 1 or options.rate <= 0 or options.seconds <= 0:
+        parser.error("--windows, --rate and --seconds must be positive")
 
     import django
 
@@ -418,19 +435,28 @@ def main() -> None:
                   "task queue)", flush=True)
         poll(lambda: {f"{n}-v1" for n in names} <= loaded_keys(POOL), 120, "every model to be Loaded")
 
-        pool_targets = targets
-        single_targets = [(SINGLE, tokens[SINGLE], 0)]
-        constant_rate(client, pool_targets, options.rate, 2)
-        pool_load = constant_rate(client, pool_targets, options.rate, options.seconds).summary()
-        print(f"pool: {pool_load}", flush=True)
-        constant_rate(client, single_targets, options.rate, 2)
-        single_load = constant_rate(client, single_targets, options.rate, options.seconds).summary()
-        print(f"single: {single_load}", flush=True)
+        # The two loads alternate in --windows windows each, on the same connection, so that whatever else
+        # runs on the machine meanwhile falls on both alike; 2 s of each first, not counted.
+        loads = {"pool": (targets, Latencies()), "single": ([(SINGLE, tokens[SINGLE], 0)], Latencies()),
+                 "pool_one": (targets[:1], Latencies())}
+        for which, (chosen, _) in loads.items():
+            constant_rate(client, chosen, options.rate, 2)
+        for window in range(options.windows):
+            for which, (chosen, total) in loads.items():
+                part = constant_rate(client, chosen, options.rate, options.seconds / options.windows)
+                total.add(part)
+                summary = part.summary()
+                print(f"  window {window + 1} {which}: mean {summary['mean_ms']:.2f} ms, p99 "
+                      f"{summary['p99_ms']:.2f} ms, {summary['errors']} errors", flush=True)
+        pool_load, single_load, one_load = (loads[which][1].summary() for which in ("pool", "single", "pool_one"))
+        if options.samples:
+            Path(options.samples).write_text(json.dumps({which: {"samples": total.samples, "errors": total.errors}
+                                                         for which, (_, total) in loads.items()}))
         if not {f"{n}-v1" for n in names} <= loaded_keys(POOL):
             print("note: some models were no longer Loaded after the load", flush=True)
         full = memory_of(POOL)
         single = memory_of(SINGLE)
-        print("\n" + report(options, pool_load, single_load, firsts, burst, empty, full, single), flush=True)
+        print("\n" + report(options, pool_load, single_load, one_load, firsts, burst, empty, full, single), flush=True)
     finally:
         if not options.keep:
             delete_all([*names, POOL, SINGLE])

@@ -172,6 +172,13 @@ def openai_model(body: bytes) -> str | None:
     return model
 
 
+def with_model(body: bytes, model: str) -> bytes:
+    """An OpenAI request body (already read as JSON by `openai_model`) with its `model` replaced."""
+    document = json.loads(body)
+    document["model"] = model
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
 def openai_target(path: str, model: str) -> Target:
     """The target of an OpenAI call once its body named `model`: the service `model`, the path unchanged."""
     return Target(model, path, "", path=path)

@@ -11,7 +11,7 @@ from processors.registry import ProcessorUnavailable, local_launch, local_pool_l
 from services.encryption import encrypt
 from services.models import Service, Version
 from services.selectors import service_token
-from services.servicefile.mesh import is_pool
+from services.servicefile.mesh import is_adapter_pool, is_pool
 
 from .drivers.base import PermanentError
 from .engines import EnginePending, engine_cache_dir, engine_dirs, engine_python
@@ -20,7 +20,7 @@ from .fetches import FetchPending, fetched_dir
 
 def version_launch(service: Service, version: Version, *, restart_token: str) -> dict:
     service_file = version.service_file
-    if is_pool(service_file):
+    if is_pool(service_file) and not is_adapter_pool(service_file):  # an adapter pool is an engine, launched as one
         return _pool_launch(service, service_file, restart_token)
     engine, installing = None, None
     try:  # an LLM engine's environment (refused at once when this host cannot run it), installed beside the fetch

@@ -158,7 +158,7 @@ class Gateway:
         """The hot path's exchange: `reply` is called from the callback that reads the instance's answer, and
         the bookkeeping (slot, metrics, mirror) is done after the answer left."""
         route = admission.route
-        body = request.body
+        body = request.body if not admission.version.model else openai_api.upstream_body(request, admission.version)
         head = build_head(request.method,
                           request.parsed.upstream_path(route.name, admission.version.model) + request.query,
                           admission.instance, request.headers, len(body) if body.__class__ is bytes else None,
@@ -213,8 +213,8 @@ class Gateway:
             stats.started()
             try:
                 path = request.parsed.upstream_path(admission.route.name, admission.version.model)
-                answer = await send_upstream(admission, request.method, path + request.query,
-                                             request.headers, request.body, request.client)
+                answer = await send_upstream(admission, request.method, path + request.query, request.headers,
+                                             openai_api.upstream_body(request, admission.version), request.client)
                 failure = None
             except UpstreamError as problem:
                 answer, failure = (0, None, None), problem

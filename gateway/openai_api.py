@@ -74,3 +74,11 @@ def models(table, method: str, authorization: bytes | None):
         return error(401, "the token is not a service's token")
     listed = [{"id": name, "object": "model", "created": 0, "owned_by": "ferry"} for name in dict.fromkeys(names)]
     return 200, [JSON], json.dumps({"object": "list", "data": listed}).encode()
+
+
+def upstream_body(request, version) -> bytes:
+    """The body sent to the instance: an OpenAI request to a pool model's version names the key its engine
+    loaded the adapter under (docs/mesh.md, LoRA adapters) instead of the service; any other body as it came."""
+    if version.model and request.parsed.prefix in paths.OPENAI_PATHS and request.body.__class__ is bytes:
+        return paths.with_model(request.body, version.model)
+    return request.body

@@ -34,6 +34,9 @@ SUPPORTED_MACHINES = frozenset({"x86_64", "amd64", "aarch64", "arm64"})
 ENGINE_OVERHEAD_MB = 3072
 MIN_MEMORY_MB = ENGINE_OVERHEAD_MB + 1024
 DEFAULT_KV_CACHE_GIB = 1
+# An adapter pool's defaults (model_mesh.max_adapters, max_lora_rank): vLLM's own.
+DEFAULT_MAX_ADAPTERS = 4
+DEFAULT_MAX_LORA_RANK = 16
 # Options Ferry sets itself: given again in processor_params they would contradict it (the agent picks the
 # port, the gateway reaches the instance on loopback, the model is the fetched model_path served under the
 # service's name).
@@ -65,9 +68,24 @@ def local_launch(service_file: dict, *, processor: str, service_name: str, model
     # read and add to. The cache lies in a directory only the service's instances are shown (sandbox.engine_view);
     # everything else an instance writes is in its own 0700 directory or its private /tmp and /dev/shm.
     argv = ["/bin/sh", "-c", 'umask 000 && exec "$@"', "vllm", python, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", model_dir, "--served-model-name", service_name, "--host", "127.0.0.1", "--port", PORT, *params]
-    return LocalLaunch(argv, engine_env(service_file, cache_dir), model_dir, HEALTH_PATH, READY_TIMEOUT_SECONDS,
-                       grace)
+            "--model", model_dir, "--served-model-name", service_name, "--host", "127.0.0.1", "--port", PORT,
+            *adapter_options(service_file), *params]
+    env = engine_env(service_file, cache_dir)
+    if adapter_options(service_file):
+        env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # the placer loads and unloads the pool's adapters
+    return LocalLaunch(argv, env, model_dir, HEALTH_PATH, READY_TIMEOUT_SECONDS, grace)
+
+
+def adapter_options(service_file: dict) -> list[str]:
+    """An adapter pool's engine (docs/mesh.md): LoRA on, as many adapters held as the pool's `max_adapters`
+    (vLLM then never evicts one on its own: Ferry's placer decides), up to `max_lora_rank`. [] for any other
+    service."""
+    if (service_file.get("metadata") or {}).get("type") != "ModelPool":
+        return []
+    mesh = service_file.get("model_mesh") or {}
+    adapters = str(int(mesh.get("max_adapters") or DEFAULT_MAX_ADAPTERS))
+    return ["--enable-lora", "--max-loras", adapters, "--max-cpu-loras", adapters,
+            "--max-lora-rank", str(int(mesh.get("max_lora_rank") or DEFAULT_MAX_LORA_RANK))]
 
 
 def unavailable_here(processor: str) -> ProcessorUnavailable | None:

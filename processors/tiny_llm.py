@@ -103,12 +103,50 @@ def _save_model(target_dir: Path) -> None:
     GenerationConfig(bos_token_id=0, eos_token_id=1, pad_token_id=2).save_pretrained(str(target_dir))
 
 
+LORA_RANK = 8
+LORA_TARGETS = ("q_proj", "v_proj")
+
+
+def make_lora_adapter(target_dir: Path, base_dir: Path, seed: int) -> Path:
+    """A LoRA adapter of the tiny model (PEFT's layout: adapter_config.json and adapter_model.safetensors), with
+    seeded random weights, so that adapters made with different seeds answer differently: for the model mesh's
+    adapter pools (docs/mesh.md). Kept when already complete."""
+    import torch
+    from safetensors.torch import save_file
+
+    target_dir = Path(target_dir)
+    if (target_dir / "adapter_model.safetensors").is_file():
+        return target_dir
+    target_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(target_dir, 0o755)
+    generator = torch.Generator().manual_seed(seed)
+    tensors = {}
+    for layer in range(LAYERS):
+        for module in LORA_TARGETS:
+            prefix = f"base_model.model.model.layers.{layer}.self_attn.{module}"
+            tensors[f"{prefix}.lora_A.weight"] = torch.randn(LORA_RANK, HIDDEN_SIZE, generator=generator) * 0.5
+            tensors[f"{prefix}.lora_B.weight"] = torch.randn(HIDDEN_SIZE, LORA_RANK, generator=generator) * 0.5
+    save_file(tensors, str(target_dir / "adapter_model.safetensors"))
+    config = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": LORA_RANK, "lora_alpha": 2 * LORA_RANK,
+              "lora_dropout": 0.0, "bias": "none", "fan_in_fan_out": False, "target_modules": list(LORA_TARGETS),
+              "base_model_name_or_path": str(base_dir), "modules_to_save": None}
+    (target_dir / "adapter_config.json").write_text(json.dumps(config))
+    for path in target_dir.iterdir():
+        os.chmod(path, 0o644)
+    return target_dir
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m processors.tiny_llm", description=__doc__.split("\n\n")[0])
     parser.add_argument("target_dir", type=Path)
     parser.add_argument("--text", type=Path, action="append", help="a text file or a directory of .md files")
+    parser.add_argument("--lora-of", type=Path, help="make a LoRA adapter of this tiny model instead")
+    parser.add_argument("--seed", type=int, default=1, help="the adapter's seed (with --lora-of)")
     args = parser.parse_args(argv)
-    print(make_tiny_llm(args.target_dir, args.text))
+    if args.lora_of:
+        print(make_lora_adapter(args.target_dir, args.lora_of, args.seed))
+    else:
+        print(make_tiny_llm(args.target_dir, args.text))
     return 0
 
 

@@ -20,6 +20,7 @@ pods, so it renders nothing (and the driver applies nothing for it, not even its
 
 from __future__ import annotations
 
+from processors.codes import LLM_PROCESSORS
 from processors.registry import FERRY_RUNTIME_IMAGE
 
 from .desired import ServiceDesired, VersionDesired
@@ -100,6 +101,10 @@ def pool_deployment(desired: ServiceDesired, version: VersionDesired) -> dict:
     doc = version.service_file
     if not doc.get("processor"):
         raise RenderError("processor", "a pool names the processor its model server loads models with")
+    if doc.get("processor") in LLM_PROCESSORS:
+        raise RenderError("processor", f"an adapter pool ({doc['processor']}: LoRA adapters loaded at run time) runs "
+                                       "on the local cluster only for now; on Kubernetes deploy the adapters as "
+                                       "--lora-modules of an LLM service")
     spec: dict = {}
     if not desired.running:
         spec["replicas"] = 0

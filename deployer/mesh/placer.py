@@ -18,6 +18,7 @@ from contextlib import contextmanager
 
 import requests
 from django.conf import settings
+from django.db import DatabaseError, IntegrityError
 from django.utils import timezone
 
 from contracts.mesh import model_key, parse_model_key
@@ -33,9 +34,9 @@ from ..routing import publish_route
 from .members import model_source
 from .placement import Action, ModelDemand, PoolInstance, plan_placement
 from .pool_settings import budget_bytes, load_timeout_seconds, placement_settings, size_estimate
+from .servers import server_for
 
 logger = logging.getLogger("ferry.mesh")
-OBSERVE_TIMEOUT = 2.0
 RATE_WINDOW_SECONDS = 10
 STATES = {"READY": PlacementState.LOADED, "LOADING": PlacementState.LOADING}
 
@@ -58,14 +59,25 @@ def place_for_request(service: Service) -> bool:
     pool = pool_of(service)
     if pool is None:
         return False
+    if _loaded_on_ready_instance(service):
+        # A burst of first requests asks once per request: a pass that already loaded it answered them all, or
+        # the gateway has not read the route yet. Publish again instead of planning again.
+        publish_route(service.pk)
+        return True
     place_pool(pool.pk, waiting=service, wait=True)
     return True
 
 
+def _loaded_on_ready_instance(service: Service) -> bool:
+    serving = service.versions.filter(weight__gt=0).values_list("pk", flat=True)
+    return not ModelPlacement.objects.filter(version__in=list(serving), state=PlacementState.LOADED,
+                                             instance__ready=True).values("version").distinct().count() < len(serving)
+
+
 def _pass(pool: Service, waiting: Service | None) -> list[str]:
-    token = service_token(pool)
+    server = server_for(pool, service_token(pool))
     instances = list(pool.instances.filter(ready=True, port__isnull=False).order_by("name"))
-    reports = {i.pk: _observe(i, token) for i in instances}
+    reports = {i.pk: _observe(server, i) for i in instances}
     instances = [i for i in instances if reports[i.pk] is not None]
     versions = _served_versions(pool)
     changed = _sync_rows(pool, instances, reports, versions)
@@ -76,7 +88,7 @@ def _pass(pool: Service, waiting: Service | None) -> list[str]:
     by_name = {i.name: i for i in instances}
     done = []
     for action in sorted(plan, key=lambda a: a.kind != "unload"):  # unloads first: they make the room
-        sentence = _act(pool, action, by_name.get(action.instance), versions, token, changed)
+        sentence = _act(pool, action, by_name.get(action.instance), versions, server, changed)
         if sentence:
             done.append(sentence)
     for service_id in changed:
@@ -84,12 +96,9 @@ def _pass(pool: Service, waiting: Service | None) -> list[str]:
     return done
 
 
-def _observe(instance: Instance, token: str) -> dict | None:
+def _observe(server, instance: Instance) -> dict | None:
     try:
-        answer = requests.get(f"http://{instance.host}:{instance.port}/ferry/pool", timeout=OBSERVE_TIMEOUT,
-                              headers={"Authorization": token})
-        answer.raise_for_status()
-        return answer.json()
+        return server.observe(_base(instance))
     except (requests.RequestException, ValueError) as error:
         logger.info("Pool instance %s did not report its models: %s", instance.name, error)
         return None
@@ -126,7 +135,10 @@ def _sync_rows(pool: Service, instances: list[Instance], reports: dict, versions
                 row.last_used_at = now
             row.state, row.memory_bytes, row.requests = state, int(model.get("memory_bytes") or 0), \
                 int(model.get("requests") or 0)
-            row.save()
+            try:
+                row.save()
+            except (IntegrityError, DatabaseError):  # its model was deleted meanwhile: the plan unloads it
+                continue
     for row in rows.values():  # the instance restarted, went away or stopped answering: the copy is gone
         changed.add(row.version.service_id)
         row.delete()
@@ -189,7 +201,7 @@ def _rates(pool: Service, versions: dict[str, Version], now: float) -> dict[str,
     return rates
 
 
-def _act(pool: Service, action: Action, instance: Instance | None, versions: dict[str, Version], token: str,
+def _act(pool: Service, action: Action, instance: Instance | None, versions: dict[str, Version], server,
          changed: set[int]) -> str:
     version = versions.get(action.model)
     if action.kind == "unplaceable":
@@ -197,30 +209,34 @@ def _act(pool: Service, action: Action, instance: Instance | None, versions: dic
     if instance is None:
         return ""
     if action.kind == "unload":
-        return _unload(pool, instance, action, token, changed)
+        return _unload(pool, instance, action, server, changed)
     if version is None:
         return ""
-    return _load(pool, instance, version, action, token, changed)
+    return _load(pool, instance, version, action, server, changed)
 
 
-def _unload(pool: Service, instance: Instance, action: Action, token: str, changed: set[int]) -> str:
+def _unload(pool: Service, instance: Instance, action: Action, server, changed: set[int]) -> str:
     row = ModelPlacement.objects.filter(instance=instance, key=action.model).select_related("version").first()
+    service_id = row.version.service_id if row is not None else None
     if row is not None:
         # Out of the route first: no new request goes there while it unloads.
-        changed.add(row.version.service_id)
+        changed.add(service_id)
         row.delete()
-        publish_route(row.version.service_id)
+        publish_route(service_id)
     try:
-        _post(instance, f"/v2/repository/models/{action.model}/unload", token, {}, timeout=30)
+        server.unload(_base(instance), action.model)
     except requests.RequestException as error:
-        logger.warning("Could not unload %s from %s: %s", action.model, instance.name, error)
+        # The instance may be stopping (its pool is being deleted): the next pass sees what it holds.
+        logger.info("Could not unload %s from %s: %s", action.model, instance.name, error)
         return ""
     message = f"Unloaded {action.model} from {instance.name}: {action.reason}"
-    _record(pool, row.version.service if row is not None else None, "UnloadedModel", message, instance.name)
+    # The model itself may be gone (deleted): then only the pool's timeline says so.
+    _record(pool, Service.objects.filter(pk=service_id).first() if service_id else None, "UnloadedModel", message,
+            instance.name)
     return message
 
 
-def _load(pool: Service, instance: Instance, version: Version, action: Action, token: str, changed: set[int]) -> str:
+def _load(pool: Service, instance: Instance, version: Version, action: Action, server, changed: set[int]) -> str:
     service = version.service
     try:
         source = model_source(service, version)
@@ -230,22 +246,23 @@ def _load(pool: Service, instance: Instance, version: Version, action: Action, t
         _record(pool, service, "ModelLoadFailed", f"Could not load {action.model}: {error.message}", instance.name,
                 warning=True)
         return ""
-    ModelPlacement.objects.update_or_create(instance=instance, key=action.model, defaults={
-        "pool": pool, "version": version, "state": PlacementState.LOADING, "reason": action.reason[:255]})
+    try:
+        ModelPlacement.objects.update_or_create(instance=instance, key=action.model, defaults={
+            "pool": pool, "version": version, "state": PlacementState.LOADING, "reason": action.reason[:255]})
+    except (IntegrityError, DatabaseError):
+        return ""  # the model was deleted meanwhile
     parameters = {"served_name": service.name, "version": str(version.number),
-                  ("model_dir" if service.cluster.kind == "local" else "model_uri"): source}
+                  server.source_parameter(service.cluster.kind == "local"): source}
     if version.service_file.get("model_entry"):
         parameters["model_entry"] = version.service_file["model_entry"]
     began = time.monotonic()
     try:
-        answer = _post(instance, f"/v2/repository/models/{action.model}/load", token, {"parameters": parameters},
-                       timeout=load_timeout_seconds(pool.spec))
+        memory = server.load(_base(instance), action.model, parameters, timeout=load_timeout_seconds(pool.spec))
     except requests.RequestException as error:
         ModelPlacement.objects.filter(instance=instance, key=action.model).delete()
         message = f"Could not load {action.model} on {instance.name}: {_problem(error)}"
         _record(pool, service, "ModelLoadFailed", message, instance.name, warning=True)
         return message
-    memory = int(answer.get("memory_bytes") or 0)
     ModelPlacement.objects.filter(instance=instance, key=action.model).update(
         state=PlacementState.LOADED, memory_bytes=memory, loaded_at=timezone.now())
     Version.objects.filter(pk=version.pk).update(model_memory_bytes=memory or None)
@@ -274,22 +291,8 @@ def _record(pool: Service, service: Service | None, reason: str, message: str, i
                          warning=warning)
 
 
-def _post(instance: Instance, path: str, token: str, body: dict, timeout: float) -> dict:
-    answer = requests.post(f"http://{instance.host}:{instance.port}{path}", json=body, timeout=timeout,
-                           headers={"Authorization": token})
-    if answer.status_code >= 400:
-        raise requests.HTTPError(_error_of(answer), response=answer)
-    try:
-        return answer.json()
-    except ValueError:
-        return {}
-
-
-def _error_of(answer) -> str:
-    try:
-        return f"{answer.status_code}: {answer.json().get('error') or answer.text[:300]}"
-    except ValueError:
-        return f"{answer.status_code}: {answer.text[:300]}"
+def _base(instance: Instance) -> str:
+    return f"http://{instance.host}:{instance.port}"
 
 
 def _problem(error: requests.RequestException) -> str:

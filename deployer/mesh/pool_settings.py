@@ -3,7 +3,10 @@ Reads only the values passed (and, to estimate a model never loaded, its local f
 
 import os
 
+from services.servicefile.mesh import ADAPTER_POOL_PROCESSORS, is_adapter_pool
+
 from .placement import PlacementSettings
+from .servers import ADAPTER_SLOT_BYTES, adapter_budget_bytes
 
 MIB = 2**20
 DEFAULT_LOAD_TIMEOUT_SECONDS = 30
@@ -29,6 +32,8 @@ def load_timeout_seconds(spec: dict) -> int:
 def budget_bytes(spec: dict, baseline_bytes: int) -> int:
     """What one instance may give to models: model_mesh.model_memory, else the instance's memory
     (metadata.memory, which also limits the process) less what the server took before any model."""
+    if is_adapter_pool(spec):
+        return adapter_budget_bytes(spec)  # slots, not bytes: deployer/mesh/servers.py
     mesh = spec.get("model_mesh") or {}
     if mesh.get("model_memory"):
         return int(mesh["model_memory"]) * MIB
@@ -38,6 +43,8 @@ def budget_bytes(spec: dict, baseline_bytes: int) -> int:
 
 def size_estimate(version) -> int:
     """The memory a version's last load took, else an estimate from its files (local paths only)."""
+    if version.service_file.get("processor") in ADAPTER_POOL_PROCESSORS:
+        return ADAPTER_SLOT_BYTES  # an adapter takes one of its engine's slots
     if version.model_memory_bytes:
         return int(version.model_memory_bytes)
     path = version.service_file.get("model_path", "")

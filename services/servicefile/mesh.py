@@ -16,6 +16,14 @@ from .errors import FieldError
 MODEL_POOL = "ModelPool"
 # The built-in model server loads and unloads these through the V2 model-repository API (processors/modelserver).
 POOL_PROCESSORS = ("sklearn", "xgboost", "lightgbm", "onnx")
+# An adapter pool: the vLLM engine serves its own model_path (the base model) and loads its models' LoRA
+# adapters at run time (vLLM's dynamic LoRA loading); a request names the adapter's service in `model`.
+ADAPTER_POOL_PROCESSORS = ("vllm",)
+# What model_mesh may say only for one kind of pool.
+ADAPTER_POOL_SETTINGS = ("max_adapters", "max_lora_rank")
+MODEL_POOL_SETTINGS = ("model_memory",)
+# The adapter ranks vLLM accepts (--max-lora-rank).
+LORA_RANKS = (8, 16, 32, 64, 128, 256)
 
 # What a pool model may not set, and why: each belongs to the pool (or makes no sense without a process).
 NOT_FOR_POOL_MODELS = {
@@ -62,16 +70,34 @@ def pool_name(doc: dict) -> str:
     return (metadata.get("pool") or "") if isinstance(metadata, dict) else ""
 
 
+def is_adapter_pool(doc: dict) -> bool:
+    return is_pool(doc) and doc.get("processor") in ADAPTER_POOL_PROCESSORS
+
+
 def _pool_errors(doc: dict, metadata: dict) -> Iterator[FieldError]:
     processor = doc.get("processor")
-    if "containers" in doc or processor not in POOL_PROCESSORS:
-        yield FieldError("processor", f"a pool runs one of {', '.join(POOL_PROCESSORS)} (the processors whose "
-                                      f"server loads and unloads models on demand), not {processor or 'containers'}")
-    if doc.get("model_path") is not None:
+    kinds = POOL_PROCESSORS + ADAPTER_POOL_PROCESSORS
+    if "containers" in doc or processor not in kinds:
+        yield FieldError("processor", f"a pool runs one of {', '.join(kinds)} (the processors whose server loads "
+                                      f"and unloads models, or LoRA adapters, on demand), not "
+                                      f"{processor or 'containers'}")
+        return
+    adapters = processor in ADAPTER_POOL_PROCESSORS
+    if adapters and doc.get("model_path") is None:
+        yield FieldError("model_path", f"is required: the base model the {processor} engine serves and its "
+                                       "models (LoRA adapters) adapt")
+    if not adapters and doc.get("model_path") is not None:
         yield FieldError("model_path", "a pool has no model of its own: give model_path to each model, with "
                                        'metadata.pool naming this pool')
     if metadata.get("pool") is not None:
         yield FieldError("metadata.pool", "a pool cannot be in another pool")
+    mesh = doc.get("model_mesh") if isinstance(doc.get("model_mesh"), dict) else {}
+    for name in (MODEL_POOL_SETTINGS if adapters else ADAPTER_POOL_SETTINGS):
+        if name in mesh:
+            kind = "an adapter pool (vllm)" if not adapters else f"a pool of {', '.join(POOL_PROCESSORS)} models"
+            yield FieldError(f"model_mesh.{name}", f"applies only to {kind}")
+    if adapters and "max_lora_rank" in mesh and mesh["max_lora_rank"] not in LORA_RANKS:
+        yield FieldError("model_mesh.max_lora_rank", f"must be one of {', '.join(map(str, LORA_RANKS))}")
 
 
 def _pool_model_errors(doc: dict) -> Iterator[FieldError]:

@@ -316,6 +316,8 @@ MODEL_MESH = closed_object(
         "load_timeout": integer(1, 3600, description="Seconds a request may wait for its model to load."),
         "model_memory": integer(1, description="MB per instance for models; default: metadata.memory less "
                                 "what the empty server uses."),
+        "max_adapters": integer(1, 64, description="An adapter pool (vllm): LoRA adapters one engine holds."),
+        "max_lora_rank": integer(1, description="An adapter pool (vllm): the largest adapter rank it loads."),
     }
 )
 

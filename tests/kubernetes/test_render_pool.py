@@ -126,6 +126,13 @@ def test_a_pool_without_a_processor_is_refused_naming_the_field():
     assert caught.value.path == "processor"
 
 
+def test_an_adapter_pool_is_refused_naming_the_processor():
+    doc = {**example("pool1"), "processor": "vllm", "model_path": "oss://bucket/base/"}
+    with pytest.raises(RenderError) as caught:
+        render(replace(_pool(), versions=(replace(_pool().newest, service_file=doc),)))
+    assert caught.value.path == "processor" and "local cluster only" in str(caught.value)
+
+
 def test_a_pool_feature_kubernetes_would_not_accept_is_refused_by_name():
     doc = {**example("pool1"), "features": {"sidecar.istio.io/inject": "false"}}
     with pytest.raises(RenderError) as caught:

@@ -40,10 +40,22 @@ def test_a_pool_runs_a_processor_that_can_load_models_and_has_no_model_of_its_ow
     errors = errors_of({"name": "p", "processor": "tensorflow_cpu_1.15", "model_path": "/m",
                         "metadata": {"type": "ModelPool"}})
     assert "sklearn" in errors["processor"] and "tensorflow_cpu_1.15" in errors["processor"]
-    assert "each model" in errors["model_path"]
+    assert "each model" in errors_of(POOL | {"model_path": "/m"})["model_path"]
     assert "ModelPool" in errors_of(POOL | {"metadata": {"type": "Async"}})["metadata.type"]
     assert "pool" in errors_of({"name": "s", "processor": "sklearn", "model_path": "/m",
                                 "model_mesh": {"max_copies": 1}})["model_mesh"]
+
+
+def test_an_adapter_pool_serves_its_base_model_and_takes_only_adapter_settings():
+    adapters = {"name": "llmpool", "processor": "vllm", "model_path": "/models/base",
+                "metadata": {"type": "ModelPool", "instance": 1, "memory": 8192},
+                "model_mesh": {"max_adapters": 8, "max_lora_rank": 16}}
+    assert validate_service_file(adapters)["model_mesh"]["max_adapters"] == 8
+    no_base = errors_of({k: v for k, v in adapters.items() if k != "model_path"})
+    assert "base model" in no_base["model_path"]
+    assert "one of 8, 16" in errors_of(adapters | {"model_mesh": {"max_lora_rank": 12}})["model_mesh.max_lora_rank"]
+    assert "adapter pool" in errors_of(POOL | {"model_mesh": {"max_adapters": 2}})["model_mesh.max_adapters"]
+    assert "pool of" in errors_of(adapters | {"model_mesh": {"model_memory": 100}})["model_mesh.model_memory"]
 
 
 @pytest.mark.django_db

@@ -158,7 +158,8 @@ class Gateway:
         """The hot path's exchange: `reply` is called from the callback that reads the instance's answer, and
         the bookkeeping (slot, metrics, mirror) is done after the answer left."""
         route = admission.route
-        body = request.body if not admission.version.model else openai_api.upstream_body(request, admission.version)
+        body = request.body if not admission.version.body_model else openai_api.upstream_body(request,
+                                                                                               admission.version)
         head = build_head(request.method,
                           request.parsed.upstream_path(route.name, admission.version.model) + request.query,
                           admission.instance, request.headers, len(body) if body.__class__ is bytes else None,

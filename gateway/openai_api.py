@@ -79,6 +79,11 @@ def models(table, method: str, authorization: bytes | None):
 def upstream_body(request, version) -> bytes:
     """The body sent to the instance: an OpenAI request to a pool model's version names the key its engine
     loaded the adapter under (docs/mesh.md, LoRA adapters) instead of the service; any other body as it came."""
-    if version.model and request.parsed.prefix in paths.OPENAI_PATHS and request.body.__class__ is bytes:
-        return paths.with_model(request.body, version.model)
+    if version.body_model and request.body.__class__ is bytes and _names_model(request.parsed):
+        return paths.with_model(request.body, version.body_model)
     return request.body
+
+
+def _names_model(parsed) -> bool:
+    """The OpenAI API's paths, whether called at /v1/... or under /api/predict/<service>/v1/...."""
+    return (parsed.prefix if not parsed.eas else parsed.upstream) in paths.OPENAI_PATHS

@@ -65,11 +65,15 @@ class Instance:
 
 
 class Version:
-    __slots__ = ("number", "weight", "instances", "label", "header", "cursor", "model")
+    __slots__ = ("number", "weight", "instances", "label", "header", "cursor", "model", "body_model")
 
-    def __init__(self, number: int, weight: int, instances: list[Instance], model: str = ""):
+    def __init__(self, number: int, weight: int, instances: list[Instance], model: str = "", llm: bool = False):
         self.number = number
-        self.model = model  # the name the instances serve it under ("": the service's; a pool model's key)
+        # The name the instances serve it under ("": the service's; a pool model's key): in the path sent to
+        # Ferry's model server, in the OpenAI body's `model` sent to an LLM engine (an adapter pool's, whose paths
+        # name no model: docs/mesh.md).
+        self.model = "" if llm else model
+        self.body_model = model if llm else ""
         self.weight = weight
         self.instances = instances
         self.label = str(number)
@@ -113,7 +117,7 @@ class Route:
         self.concurrency = max(entry.instance_concurrency, 0)
         self.scale_to_zero = entry.scale_to_zero
         self.versions = [
-            Version(v.number, max(v.weight, 0), [instances[i.address] for i in v.instances], v.model)
+            Version(v.number, max(v.weight, 0), [instances[i.address] for i in v.instances], v.model, entry.llm)
             for v in entry.versions
         ]
         self.by_number = {v.number: v for v in self.versions}

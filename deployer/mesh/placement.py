@@ -18,7 +18,9 @@ before the load it makes room for). The rules:
    name). When none has room, the plan evicts from the instance where the fewest bytes must go, least recently
    used first, and only models colder than the one placed: not waiting, and a lower rate (or any rate when the
    one placed is waiting). A model's last copy is evicted only if its rate is 0 and no request waits for it, and
-   nothing this plan loaded is evicted. When even that cannot make room, or the model is bigger than every ready
+   nothing this plan loaded is evicted; as a last resort, for a request waiting for a model loaded nowhere, the
+   last copies of models no request waits for go too, least recently used first (as a cache does: the request
+   would otherwise wait in vain while the pool is full). When even that cannot make room, or the model is bigger than every ready
    instance's budget, the model gets one `unplaceable` action whose reason says why, with the sizes in MB.
 5. Surplus copies. Copies beyond the wanted count of a model unused for more than idle_seconds are unloaded (the
    extra copies of a model that cooled down), keeping at least one copy of anything loaded: only an eviction (4)
@@ -298,22 +300,27 @@ def _spot(plan: _Plan, model: ModelDemand, demands: Mapping[str, ModelDemand]) -
     roomy = [name for name in candidates if plan.free(name) >= model.size_bytes]
     if roomy:
         return min(roomy, key=lambda name: (-plan.free(name), plan.instances[name].outstanding, name)), []
-    options = []
-    for name in candidates:
-        victims = _victims(plan, name, model, demands)
-        if victims is not None:
-            evicted = sum(plan.loaded[name][key] for key in victims)
-            options.append((evicted, plan.instances[name].outstanding, name, victims))
-    if not options:
-        return None
-    _, _, name, victims = min(options)
-    return name, victims
+    # A request waiting for a model loaded nowhere may, as a last resort, take the last copy of a model nobody
+    # waits for (least recently used first), as a cache does: else it would wait in vain while the pool is full.
+    for last_resort in (False, model.waiting and plan.counts[model.key] == 0):
+        options = []
+        for name in candidates:
+            victims = _victims(plan, name, model, demands, last_resort)
+            if victims is not None:
+                evicted = sum(plan.loaded[name][key] for key in victims)
+                options.append((evicted, plan.instances[name].outstanding, name, victims))
+        if options:
+            _, _, name, victims = min(options)
+            return name, victims
+    return None
 
 
-def _victims(plan: _Plan, name: str, model: ModelDemand, demands: Mapping[str, ModelDemand]) -> list[str] | None:
+def _victims(plan: _Plan, name: str, model: ModelDemand, demands: Mapping[str, ModelDemand],
+             last_resort: bool = False) -> list[str] | None:
     """The least recently used colder models whose going makes room for the model on this instance, or None."""
     short = model.size_bytes - plan.free(name)
-    evictable = sorted((key for key in plan.loaded[name] if _evictable(plan, name, demands[key], model)),
+    evictable = sorted((key for key in plan.loaded[name]
+                        if _evictable(plan, name, demands[key], model, last_resort)),
                        key=lambda key: (demands[key].last_used, key))
     victims = []
     for key in evictable:
@@ -324,10 +331,10 @@ def _victims(plan: _Plan, name: str, model: ModelDemand, demands: Mapping[str, M
     return victims if short <= 0 else None
 
 
-def _evictable(plan: _Plan, name: str, victim: ModelDemand, model: ModelDemand) -> bool:
+def _evictable(plan: _Plan, name: str, victim: ModelDemand, model: ModelDemand, last_resort: bool = False) -> bool:
     last_copy = plan.counts[victim.key] == 1
     return ((name, victim.key) not in plan.fresh and _colder(victim, model)
-            and (not last_copy or (victim.rate == 0 and not victim.waiting)))
+            and (not last_copy or last_resort or (victim.rate == 0 and not victim.waiting)))
 
 
 def _load_reason(model: ModelDemand, have: int, wanted: int) -> str:

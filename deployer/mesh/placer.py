@@ -173,16 +173,17 @@ def _demands(pool: Service, versions: dict[str, Version], waiting: Service | Non
         last_used[row.key] = max(last_used.get(row.key, 0.0), row.last_used_at.timestamp())
     demands = {}
     for key, version in versions.items():
-        rate, queued = rates.get(key, (0.0, False))
-        used = now if rate > 0 else last_used.get(key, 0.0)
+        rate, queued, last_second = rates.get(key, (0.0, False, 0))
+        used = max(float(last_second), last_used.get(key, 0.0))
         wanted = queued or (waiting is not None and version.service_id == waiting.pk)
         demands[key] = ModelDemand(key=key, size_bytes=size_estimate(version), rate=rate, last_used=used,
                                    waiting=wanted)
     return demands
 
 
-def _rates(pool: Service, versions: dict[str, Version], now: float) -> dict[str, tuple[float, bool]]:
-    """key -> (requests per second over the last seconds, whether requests wait in the gateway now)."""
+def _rates(pool: Service, versions: dict[str, Version], now: float) -> dict[str, tuple[float, bool, int]]:
+    """key -> (requests per second over the last seconds, whether requests wait in the gateway now, the last
+    second with a request: what "least recently used" goes by, for engines that count no requests per model)."""
     if not settings.REDIS_URL or not versions:
         return {}
     import redis
@@ -195,7 +196,8 @@ def _rates(pool: Service, versions: dict[str, Version], now: float) -> dict[str,
             totals = read_seconds(client, pool.cluster.name, version.service.name, [version.number], seconds)
             requests_seen = sum(second.requests for second in totals.values())
             queued = any(totals[s].queue > 0 for s in seconds[:2])
-            rates[key] = (requests_seen / RATE_WINDOW_SECONDS, queued)
+            last_second = max((s for s in seconds if totals[s].requests > 0), default=0)
+            rates[key] = (requests_seen / RATE_WINDOW_SECONDS, queued, last_second)
     except Exception as error:  # noqa: BLE001 -- without metrics the pass still serves waiting models
         logger.warning("Could not read the pool models' traffic: %s", error)
     return rates

@@ -225,3 +225,20 @@ def test_a_pool_model_of_a_pool_model_is_refused():
 
     run_coroutine(run())
 
+
+
+def test_an_adapter_pools_model_keeps_its_path_and_names_its_key_in_the_openai_body(gateway, routes, echo):
+    """An adapter pool's engine (vLLM) serves the OpenAI API at its own paths and takes the adapter in `model`:
+    the path is the one an LLM service gets, the body names the key (docs/mesh.md, LoRA adapters)."""
+    backends = echo("E")
+    pool, adapter = routes.unique("pool"), routes.unique("lora")
+    routes.publish(model_entry(routes, adapter, pool, [(1, 100, [backends.instance("E")])], llm=True))
+    routes.put(pool, [(1, 100, [backends.instance("E")])])
+    own = {"Authorization": f"token-of-{adapter}", "Content-Type": "application/json"}
+    body = {"model": adapter, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+    sent = json.dumps({**body, "model": f"{adapter}-v1"}, separators=(",", ":")).encode()
+    for path, upstream in {"/v1/chat/completions": "/v1/chat/completions",
+                           f"/api/predict/{adapter}/v1/chat/completions": "/v1/chat/completions"}.items():
+        got = answer(*call(gateway, path, headers=own, body=json.dumps(body).encode())[::2])
+        assert (got["path"], got["body_length"]) == (upstream, len(sent)), path
+        assert got["authorization"] == f"token-of-{pool}"

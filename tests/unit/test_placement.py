@@ -100,6 +100,22 @@ def test_a_waiting_model_evicts_an_idle_models_last_copy_but_not_one_in_use():
     ]
 
 
+def test_as_a_last_resort_a_waiting_model_takes_the_least_recently_used_last_copy_of_a_model_in_use():
+    pool = [instance("a", loaded={"older": 60}), instance("b", loaded={"newer": 60})]
+    models = [model("older", 60, rate=0.5, used_ago=30), model("newer", 60, rate=0.5, used_ago=2),
+              model("new", 60, waiting=True)]
+    assert plan(pool, models) == [
+        unload("older", "a", "evicted for new (a request is waiting for it): the least recently used colder model"),
+        load("new", "a", "a request is waiting for it"),
+        # The one evicted is still in use: reported, loaded again when a request of its own waits.
+        Action("unplaceable", "older", "", "no ready instance has 60.0 MB free, even after evicting colder models"),
+    ]
+    # Not for a model another request waits for, and not for a model that is not waiting (it gets the report).
+    waiting_victims = [model("older", 60, waiting=True), model("newer", 60, waiting=True), models[2]]
+    assert [a.kind for a in plan(pool, waiting_victims)] == ["unplaceable"]
+    assert [a.kind for a in plan(pool, models[:2] + [model("new", 60, rate=5)])] == ["unplaceable"]
+
+
 def test_unplaceable_when_too_big_names_the_sizes():
     pool = [instance("a", budget_mb=100), instance("b", budget_mb=200), instance("c", budget_mb=500, ready=False)]
     assert plan(pool, [model("big", 300, waiting=True)]) == [

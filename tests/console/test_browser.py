@@ -83,7 +83,8 @@ def test_a_developer_creates_watches_calls_and_rolls_out_a_service(browser_page,
     page.get_by_role("button", name="Promote v2").click()
     expect(page.locator('tr[data-version="2"] .weight')).to_have_text("100 %")
     page.get_by_role("button", name="Roll back to v1").click()
-    expect(page.locator('tr[data-version="1"] .weight')).to_have_text("100 %")
+    # A rollback to a version whose instances are gone waits for them to start again (docs/service-files.md).
+    expect(page.locator('tr[data-version="1"] .weight')).to_have_text("100 %", timeout=RUNNING_TIMEOUT)
     expect(page.locator('tr[data-version="2"] .weight')).to_have_text("0 %")
     expect(page.locator('[data-reason="RolledBack"]').first).to_contain_text("back to version 1")
 

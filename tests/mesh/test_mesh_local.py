@@ -97,6 +97,11 @@ def test_models_load_on_first_request_and_survive_a_pool_instance_killed_under_l
         threads = 4
         with LoadGenerator(gateway.port, "/api/predict/m0", headers, body=body, threads=threads) as load:
             wait_for(lambda: len(load.answers) > 50, timeout=30, what="traffic on m0")
+            # Hot (far above model_mesh.rate_per_copy, 20 req/s by default): a copy on the other instance too.
+            wait_for(lambda: len(copies(models[0])) == 2, timeout=30, what="a second copy of the hot m0")
+            # The event says why (recorded just after the copy is).
+            wait_for(lambda: fresh(models[0]).events.filter(reason="LoadedModel", message__contains="hot:").exists(),
+                     timeout=10, what="the second copy's reason")
             pid = command_of(LocalInstance.objects.get(name=holder).pid)
             psutil.Process(pid).kill()
             killed_at = time.monotonic()

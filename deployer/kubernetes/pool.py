@@ -105,6 +105,9 @@ def pool_deployment(desired: ServiceDesired, version: VersionDesired) -> dict:
         raise RenderError("processor", f"an adapter pool ({doc['processor']}: LoRA adapters loaded at run time) runs "
                                        "on the local cluster only for now; on Kubernetes deploy the adapters as "
                                        "--lora-modules of an LLM service")
+    if doc.get("processor") == "python":
+        raise RenderError("processor", "a python pool (each model's own handler loaded at run time) runs on the "
+                                       "local cluster only for now: its server would have to fetch the handlers")
     spec: dict = {}
     if not desired.running:
         spec["replicas"] = 0

@@ -5,6 +5,7 @@ files are in the cache, where every pool instance can read them. Loading it some
 """
 
 from collections import Counter
+from pathlib import Path
 from dataclasses import dataclass
 
 from services.models import ModelPlacement, Phase, PlacementState, Service, Version
@@ -32,13 +33,21 @@ def pool_of(service: Service) -> Service | None:
                                   deletion_requested_at__isnull=True).first()
 
 
-def model_source(service: Service, version: Version) -> str:
-    """Where the pool loads `version` from: the fetched directory on the local cluster (raises FetchPending or
-    PermanentError as fetched_dir does), the model's URL elsewhere (the pool's server fetches it itself)."""
-    url = version.service_file.get("model_path", "")
-    if service.cluster.kind != ClusterKind.LOCAL:
-        return url
-    return fetched_dir(service, version, url)
+def model_source(service: Service, version: Version) -> dict[str, str]:
+    """Where the pool loads `version` from, as the load's parameters: `model_dir`, the fetched directory on the
+    local cluster (raises FetchPending or PermanentError as fetched_dir does), or `model_uri`, the model's URL
+    elsewhere (the pool's server fetches it itself); in a python pool `handler` too, the handler file."""
+    service_file = version.service_file
+    local = service.cluster.kind == ClusterKind.LOCAL
+    sources = {}
+    if service_file.get("model_path"):
+        url = service_file["model_path"]
+        sources["model_dir" if local else "model_uri"] = fetched_dir(service, version, url) if local else url
+    if service_file.get("processor_entry"):
+        code = service_file.get("processor_path")
+        code_dir = fetched_dir(service, version, code) if code and local else code or sources.get("model_dir", "")
+        sources["handler"] = str(Path(code_dir) / service_file["processor_entry"])
+    return sources
 
 
 def pool_model_state(service: Service) -> ModelState:

@@ -253,8 +253,7 @@ def _load(pool: Service, instance: Instance, version: Version, action: Action, s
             "pool": pool, "version": version, "state": PlacementState.LOADING, "reason": action.reason[:255]})
     except (IntegrityError, DatabaseError):
         return ""  # the model was deleted meanwhile
-    parameters = {"served_name": service.name, "version": str(version.number),
-                  server.source_parameter(service.cluster.kind == "local"): source}
+    parameters = {"served_name": service.name, "version": str(version.number), **source}
     if version.service_file.get("model_entry"):
         parameters["model_entry"] = version.service_file["model_entry"]
     began = time.monotonic()

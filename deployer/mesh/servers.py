@@ -40,9 +40,6 @@ class ModelServerPool:
     def unload(self, base: str, key: str) -> None:
         _post(f"{base}/v2/repository/models/{key}/unload", {}, self.headers, UNLOAD_TIMEOUT)
 
-    def source_parameter(self, local: bool) -> str:
-        return "model_dir" if local else "model_uri"
-
 
 class AdapterPool:
     def observe(self, base: str) -> dict:
@@ -58,9 +55,6 @@ class AdapterPool:
 
     def unload(self, base: str, key: str) -> None:
         _post(f"{base}/v1/unload_lora_adapter", {"lora_name": key}, {}, UNLOAD_TIMEOUT)
-
-    def source_parameter(self, local: bool) -> str:
-        return "model_dir"
 
 
 def server_for(pool, token: str):

@@ -3,7 +3,8 @@
 - A pool: `"metadata": {"type": "ModelPool", "instance": N, "memory": MB}` with one of POOL_PROCESSORS. Its
   instances start with no model; the models that name it are loaded into them on demand. It has no model of
   its own, and its placement settings are `model_mesh`.
-- A pool model: `"metadata": {"pool": "<pool>"}` with a `model_path`. It has no process of its own, so what
+- A pool model: `"metadata": {"pool": "<pool>"}` with a `model_path` (in a python pool, its handler as
+  `processor_path` + `processor_entry`, with or without a model_path). It has no process of its own, so what
   shapes or counts a process (resources, containers, an autoscaler, ...) belongs in the pool's file and is
   refused here by name rather than accepted and ignored. Its processor is the pool's (checked against the pool
   when the file is written: services/writes/mesh.py).
@@ -15,7 +16,7 @@ from .errors import FieldError
 
 MODEL_POOL = "ModelPool"
 # The built-in model server loads and unloads these through the V2 model-repository API (processors/modelserver).
-POOL_PROCESSORS = ("sklearn", "xgboost", "lightgbm", "onnx")
+POOL_PROCESSORS = ("sklearn", "xgboost", "lightgbm", "onnx", "python")
 # An adapter pool: the vLLM engine serves its own model_path (the base model) and loads its models' LoRA
 # adapters at run time (vLLM's dynamic LoRA loading); a request names the adapter's service in `model`.
 ADAPTER_POOL_PROCESSORS = ("vllm",)
@@ -28,9 +29,7 @@ LORA_RANKS = (8, 16, 32, 64, 128, 256)
 # What a pool model may not set, and why: each belongs to the pool (or makes no sense without a process).
 NOT_FOR_POOL_MODELS = {
     "containers": "its instances are the pool's",
-    "processor_path": "custom code runs in the pool's processor",
-    "processor_entry": "custom code runs in the pool's processor",
-    "processor_type": "custom code runs in the pool's processor",
+    "processor_type": "the processor is the pool's (in a python pool, give processor_path and processor_entry)",
     "processor_params": "the pool's instances are started once for every model",
     "warm_up_data_path": "the pool's instances are started once for every model",
     "storage": "the pool's instances are started once for every model",
@@ -101,8 +100,9 @@ def _pool_errors(doc: dict, metadata: dict) -> Iterator[FieldError]:
 
 
 def _pool_model_errors(doc: dict) -> Iterator[FieldError]:
-    if doc.get("model_path") is None:
-        yield FieldError("model_path", "is required: it is what the pool loads")
+    if doc.get("model_path") is None and doc.get("processor_path") is None:
+        yield FieldError("model_path", "is required: it is what the pool loads (in a python pool, processor_path "
+                                       "with processor_entry may hold all of it)")
     metadata = doc.get("metadata") or {}
     for path, why in NOT_FOR_POOL_MODELS.items():
         head, _, tail = path.partition(".")

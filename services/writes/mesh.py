@@ -28,7 +28,20 @@ def pool_model_checked(spec: dict, *, project: Project, cluster: Cluster) -> dic
     if given is not None and given != processor:
         raise InvalidRequest.at("processor", f'is "{given}" but pool "{name}" runs "{processor}": a model in a pool '
                                              "is served by the pool's processor (leave processor out)")
+    _handler_checked(spec, name, processor)
     return {**spec, "processor": processor}
+
+
+def _handler_checked(spec: dict, pool: str, processor: str) -> None:
+    """In a python pool each model brings its handler (processor_path, processor_entry); elsewhere none may."""
+    if processor == "python":
+        if not spec.get("processor_entry"):
+            raise InvalidRequest.at("processor_entry", f'is required in pool "{pool}" (python): the file of the '
+                                                       "model's handler, in processor_path or else model_path")
+        return
+    for field in ("processor_path", "processor_entry"):
+        if spec.get(field) is not None:
+            raise InvalidRequest.at(field, f'applies only in a python pool; pool "{pool}" runs "{processor}"')
 
 
 def mesh_change_checked(service: Service, new_spec: dict) -> None:

@@ -126,8 +126,9 @@ def test_a_pool_without_a_processor_is_refused_naming_the_field():
     assert caught.value.path == "processor"
 
 
-def test_an_adapter_pool_is_refused_naming_the_processor():
-    doc = {**example("pool1"), "processor": "vllm", "model_path": "oss://bucket/base/"}
+@pytest.mark.parametrize("processor", ["vllm", "python"])
+def test_an_adapter_or_python_pool_is_refused_naming_the_processor(processor):
+    doc = {**example("pool1"), "processor": processor, "model_path": "oss://bucket/base/"}
     with pytest.raises(RenderError) as caught:
         render(replace(_pool(), versions=(replace(_pool().newest, service_file=doc),)))
     assert caught.value.path == "processor" and "local cluster only" in str(caught.value)

@@ -282,7 +282,19 @@ def _builtin_argv(doc, processor, service_name, model_dir, python, processor_dir
     worker_threads = doc.get("metadata", {}).get("rpc", {}).get("worker_threads")
     if worker_threads:
         argv += ["--worker-threads", str(worker_threads)]
-    return argv
+    return argv + batching_args(doc)
+
+
+def batching_args(doc: dict) -> list[str]:
+    """The built-in server's batching options for metadata.rpc.batching (none when it is off); the
+    defaults when the file gives no size or timeout are Ferry's (processors/modelserver/__init__.py)."""
+    rpc = (doc.get("metadata") or {}).get("rpc") or {}
+    if rpc.get("batching") is not True:
+        return []
+    from processors.modelserver import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TIMEOUT_MS
+
+    return ["--max-batch-size", str(rpc.get("max_batch_size", DEFAULT_MAX_BATCH_SIZE)),
+            "--max-batch-timeout-ms", str(rpc.get("max_batch_timeout", DEFAULT_MAX_BATCH_TIMEOUT_MS))]
 
 
 def _handler_args(doc: dict, model_dir: str | None, processor_dir: str | None) -> list[str]:

@@ -23,6 +23,7 @@ from processors.registry import (
     KUBERNETES_MODEL_DIR,
     PROCESSORS,
     ProcessorUnavailable,
+    batching_args,
     kubernetes_image,
 )
 
@@ -332,7 +333,7 @@ def _builtin_args(doc: dict) -> list[str]:
     threads = (doc.get("metadata") or {}).get("rpc", {}).get("worker_threads")
     if threads:
         args += ["--worker-threads", str(threads)]
-    return args
+    return args + batching_args(doc)  # the image runs Ferry's own server, which batches as it does locally
 
 
 def _custom_command(doc: dict) -> tuple[str, list[str], list[str]]:

@@ -40,7 +40,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
     parser.add_argument("--worker-threads", type=int, default=5, help="threads that run predictions")
     parser.add_argument("--grace-period", type=int, default=30, help="seconds to finish requests on SIGTERM")
+    parser.add_argument("--max-batch-size", type=int,
+                        help="batch concurrent requests (rpc.batching): at most this many rows per model call")
+    parser.add_argument("--max-batch-timeout-ms", type=float,
+                        help="with --max-batch-size: how long the first request of a batch waits for others")
     args = parser.parse_args(argv)
+    if args.max_batch_size is not None and args.max_batch_size < 1:
+        parser.error(f"--max-batch-size must be >= 1, not {args.max_batch_size}")
+    if args.max_batch_timeout_ms is not None and args.max_batch_timeout_ms < 0:
+        parser.error(f"--max-batch-timeout-ms must be >= 0, not {args.max_batch_timeout_ms}")
+    if args.max_batch_size is None and args.max_batch_timeout_ms is not None:
+        parser.error("--max-batch-timeout-ms: only with --max-batch-size (which turns batching on)")
+    if args.max_batch_size is not None and (args.pool or args.processor == "python"):
+        parser.error("--max-batch-size: " + ("a pool does not batch" if args.pool else
+                                             "the python processor cannot batch (a handler takes one request)"))
     if args.pool:
         given = [option for option, value in (("--model-dir", args.model_dir), ("--model-entry", args.model_entry),
                                               ("--handler", args.handler), ("--warmup-file", args.warmup_file))
@@ -120,6 +133,15 @@ def run(args: argparse.Namespace, started: float, pooled: dict | None = None) ->
                     "before this assignment)", pooled["imports_seconds"], pooled["waited_seconds"])
     executor = ThreadPoolExecutor(max_workers=args.worker_threads, thread_name_prefix="predict")
     model = build_model(args, executor)
+    if args.max_batch_size is not None:
+        from . import DEFAULT_MAX_BATCH_TIMEOUT_MS
+        from .batching import Batcher
+
+        timeout = DEFAULT_MAX_BATCH_TIMEOUT_MS if args.max_batch_timeout_ms is None else args.max_batch_timeout_ms
+        model.batcher = Batcher(model, max_batch_size=args.max_batch_size, max_batch_timeout_ms=timeout,
+                                executor=executor)
+        logger.info("batching requests: up to %d rows per model call, waiting up to %g ms", args.max_batch_size,
+                    timeout)
     load_began = time.monotonic()
     try:
         warm_up_requests = read_warm_up_requests(args.warmup_file) if args.warmup_file else []

@@ -28,6 +28,7 @@ from kserve.utils.numpy_codec import from_np_dtype, to_np_dtype
 from kserve.utils.utils import generate_uuid, get_predict_input, get_predict_response
 
 from . import metadata
+from .batching import BatchPart
 from .metadata import DescribedModel
 from .protocol import as_json_request
 
@@ -65,6 +66,7 @@ class FerryModel(DescribedModel):
     (which also sets `input_types` and `output_types`) and `run(inputs) -> ndarray`."""
 
     extensions: tuple[str, ...] = ()
+    batches_any_rank = False  # tabular models take a 2-D matrix; a graph may take any rank, batch axis first
 
     def __init__(self, name: str, *, model_dir: str, model_entry: str | None, executor: Executor):
         super().__init__(name)
@@ -73,6 +75,7 @@ class FerryModel(DescribedModel):
         self.executor = executor
         self.model_file: Path | None = None
         self.columns: list[str] | None = None  # the feature names, when the model knows them
+        self.batcher = None  # a batching.Batcher when rpc.batching is on
 
     def load(self) -> bool:
         self.model_file = find_model_file(self.model_dir, self.model_entry, self.extensions)
@@ -93,8 +96,31 @@ class FerryModel(DescribedModel):
         return self.run(np.column_stack([columns[name] for name in self.columns]))
 
     async def predict(self, payload, headers=None, response_headers=None):
+        if self.batcher is not None:
+            return await self.batcher.predict(payload)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.executor, self.predict_now, payload)
+
+    # What batching.Batcher needs of a model.
+    def batch_part(self, payload) -> BatchPart | None:
+        """The request ready to join a batch, or None when it must run alone (named feature columns, a
+        DataFrame, text, not 2-D). Raises InvalidInput for a body that cannot be read."""
+        payload = as_json_request(payload, self.name)
+        if self._columns(payload) is not None or _is_dataframe(payload):
+            return None
+        inputs = _predict_input(payload)
+        if not isinstance(inputs, np.ndarray) or inputs.dtype.kind not in "biuf":
+            return None
+        if inputs.ndim != 2 and not (self.batches_any_rank and inputs.ndim >= 1):
+            return None
+        name = payload.inputs[0].name if isinstance(payload, InferRequest) else None
+        return BatchPart(payload, (name, inputs.dtype.str, inputs.shape[1:]), inputs)
+
+    def run_batch(self, inputs: np.ndarray):
+        return self.run(inputs)
+
+    def batch_answer(self, payload, output):
+        return get_predict_response(payload, _answerable(output), self.name)
 
     def predict_now(self, payload: dict | InferRequest) -> dict | InferResponse:
         """Answer one decoded request (V1 dict or V2 InferRequest) in this thread."""
@@ -121,6 +147,12 @@ def _answerable(result):
     if isinstance(result, np.ndarray) and result.dtype.kind == "U":
         return result.astype(object)
     return result
+
+
+def _is_dataframe(payload) -> bool:
+    parameters = payload.parameters if isinstance(payload, InferRequest) else None
+    return bool(parameters) and str(getattr(parameters.get("content_type"), "string_param",
+                                            parameters.get("content_type"))) == "pd"
 
 
 def _column(tensor: InferInput) -> np.ndarray:
@@ -214,6 +246,7 @@ class OnnxModel(FerryModel):
     first input) and answers every output under its ONNX name."""
 
     extensions = (".onnx",)
+    batches_any_rank = True
     platform = "onnxruntime_onnx"  # Triton's name for the same
 
     def read(self, path: Path) -> None:
@@ -241,6 +274,35 @@ class OnnxModel(FerryModel):
             outputs = self.session.run(None, self._feeds(payload))
         except Exception as error:  # onnxruntime raises its own types for bad shapes and types
             raise InvalidInput(f"the model could not use the input: {error}") from error
+        return self._v2_response(payload, outputs)
+
+    def batch_part(self, payload):
+        """V1 as the other processors (the first input, the first output); V2 when it feeds one input,
+        batched on that input's first axis (every output is cut back on its first axis)."""
+        payload = as_json_request(payload, self.name)
+        if not isinstance(payload, InferRequest):
+            return super().batch_part(payload)
+        try:
+            feeds = self._feeds(payload)
+        except (ValueError, TypeError) as error:
+            raise InvalidInput(f"unreadable input: {error}") from error
+        if len(feeds) != 1 or len(self.inputs) != 1:
+            return None
+        (name, inputs), = feeds.items()
+        if inputs.ndim < 1:
+            return None
+        return BatchPart(payload, ("v2", name, inputs.dtype.str, inputs.shape[1:]), inputs)
+
+    def run_batch(self, inputs):
+        name, dtype = next(iter(self.inputs.items()))
+        return self.session.run(None, {name: np.asarray(inputs, dtype=dtype)})
+
+    def batch_answer(self, payload, output):
+        if isinstance(payload, InferRequest):
+            return self._v2_response(payload, output)
+        return super().batch_answer(payload, output[0])  # V1: the first output, as run() answers
+
+    def _v2_response(self, payload: InferRequest, outputs) -> InferResponse:
         infer_outputs = []
         for name, value in zip(self.output_names, outputs):
             output = InferOutput(name=name, shape=list(value.shape), datatype=from_np_dtype(value.dtype))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from autoscaler import kpa_settings_from_annotations  # the same reading the scaler uses
 from processors.codes import LLM_PROCESSORS, PROCESSORS_NEEDING_A_MODEL, resolve_processor
 
+from .batching import check_batching
 from .errors import FieldError, format_path
 from .mesh import MODEL_POOL, check_mesh, is_pool, pool_name
 
@@ -36,6 +37,7 @@ def cross_field_errors(doc: dict) -> list[FieldError]:
         check_autoscaler,
         check_rollout,
         check_mesh,
+        check_batching,
         check_not_supported_yet,
     )
     return [error for check in checks for error in check(doc)]
@@ -255,14 +257,11 @@ NOT_SUPPORTED_YET = {
     "metadata.type": f'typed services other than "{MODEL_POOL}" (a model mesh pool, docs/mesh.md) are not '
                      "supported yet (Async queue services, ...); remove it to deploy a standard service",
     "metadata.workload_type": "workload types other than the default service are not supported yet; remove it",
-    "metadata.rpc.batching": "server-side batching is not supported yet; remove it or set it to false",
-    "metadata.rpc.max_batch_size": "server-side batching is not supported yet; remove it",
-    "metadata.rpc.max_batch_timeout": "server-side batching is not supported yet; remove it",
     "metadata.rpc.rate_limit": "per-instance rate limits are not supported yet; remove it or set it to 0",
     "metadata.resource_rebalancing": "resource rebalancing is not supported; remove it or set it to false",
 }
 # The values that mean "off", which a file may spell out.
-OFF_VALUES = {"metadata.rpc.batching": (False,), "metadata.rpc.rate_limit": (0,),
+OFF_VALUES = {"metadata.rpc.rate_limit": (0,),
               "metadata.resource_rebalancing": (False,), "metadata.type": ("", MODEL_POOL), "metadata.workload_type": ("",)}
 
 

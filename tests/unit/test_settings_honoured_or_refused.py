@@ -28,9 +28,6 @@ def _refusals(**metadata) -> dict[str, str]:
     ({"type": "Async"}, "metadata.type"),
     ({"type": "LLM"}, "metadata.type"),
     ({"workload_type": "elasticjob"}, "metadata.workload_type"),
-    ({"rpc": {"batching": True}}, "metadata.rpc.batching"),
-    ({"rpc": {"max_batch_size": 16}}, "metadata.rpc.max_batch_size"),
-    ({"rpc": {"max_batch_timeout": 50}}, "metadata.rpc.max_batch_timeout"),
     ({"rpc": {"rate_limit": 100}}, "metadata.rpc.rate_limit"),
     ({"rpc.rate_limit": 100}, "metadata.rpc.rate_limit"),  # EAS's flat spelling reaches the same check
     ({"resource_rebalancing": True}, "metadata.resource_rebalancing"),
@@ -42,9 +39,8 @@ def test_it_refuses_a_setting_it_does_not_do_yet_by_its_path(metadata, path):
 
 
 def test_it_reports_every_refused_setting_at_once():
-    refusals = _refusals(type="Async", rpc={"batching": True, "max_batch_size": 8, "max_batch_timeout": 10})
-    assert set(refusals) == {"metadata.type", "metadata.rpc.batching", "metadata.rpc.max_batch_size",
-                             "metadata.rpc.max_batch_timeout"}
+    refusals = _refusals(workload_type="elasticjob", rpc={"rate_limit": 100}, resource_rebalancing=True)
+    assert set(refusals) == {"metadata.workload_type", "metadata.rpc.rate_limit", "metadata.resource_rebalancing"}
 
 
 @pytest.mark.parametrize("metadata", [{"rpc": {"batching": False, "rate_limit": 0}}, {"resource_rebalancing": False},

@@ -9,14 +9,15 @@ from .combine import combine
 from .cron import cron_floor
 from .cron_status import cron_job_states
 from .decision import Decision
-from .eas import (EasScalerSettings, EasState, ScaleStrategy, eas_activated, eas_decide, eas_new_state,
-                  eas_observe)
+from .eas import (BACKLOG_METRIC, EasScalerSettings, EasState, ScaleStrategy, eas_activated, eas_decide,
+                  eas_new_state, eas_observe)
 from .knative import kpa_annotations, kpa_settings_from_annotations, parse_duration
 from .kpa import (KpaSettings, KpaState, kpa_activated, kpa_decide, kpa_new_state, kpa_observe,
                   kpa_restart_state)
 from .llm import WAITING_METRIC, WaitingReading, waiting_total
 
 __all__ = [
+    "BACKLOG_METRIC",
     "Decision",
     "EasScalerSettings",
     "EasState",

@@ -30,7 +30,9 @@ PER_INSTANCE_TOTALS = ("qps", "queue[backlog]", "concurrency", "llm[waiting]")
 GAUGES = ("cpu", "gpu[util]", "llm[waiting]")
 # Samples that mean the version is wanted: the idle clock towards zero restarts on any of them above 0. A
 # stream open for minutes is counted as a request only when it ends, but it is in flight every second.
-ACTIVITY = ("qps", "concurrency", "llm[waiting]")
+# An asynchronous service's backlog too: entries waiting in its input queue want instances (docs/async.md).
+BACKLOG_METRIC = "queue[backlog]"
+ACTIVITY = ("qps", "concurrency", "llm[waiting]", BACKLOG_METRIC)
 
 
 @dataclass(frozen=True)

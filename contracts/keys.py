@@ -53,3 +53,15 @@ def metrics_second_key(cluster: str, service: str, version: int | str, second: i
 def metrics_minute_key(cluster: str, service: str, version: int | str, second: int) -> str:
     """The per-minute hash that the traffic of `second` (Unix time) adds up into."""
     return metrics_key(PER_MINUTE, cluster, service, version, second // SECONDS_PER_RESOLUTION[PER_MINUTE])
+
+
+# Asynchronous services' queues (docs/async.md): Redis Streams written and read by the gateway (gateway/queues.py,
+# gateway/dispatcher.py), read by the autoscaler for `queue[backlog]` (deployer/autoscaling.py).
+QUEUE_PREFIX = "ferry:queue"
+QUEUE_GROUP = "ferry-dispatch"  # the consumer group of the gateways' dispatchers on an input stream
+
+
+def queue_key(cluster: str, service: str, sink: bool = False) -> str:
+    """The stream of a service's input queue (EAS: the queue at the service's name), or of its sink (the result
+    queue, `<service>/sink`)."""
+    return f"{QUEUE_PREFIX}:{cluster}:{service}" + (":sink" if sink else ":input")

@@ -32,6 +32,10 @@ The JSON is an object with these fields (and their reading when absent, as a gat
     upstream_token_sealed         the token the gateway presents to the instances (a pool model's: the pool's),
                                   sealed as token_sealed is (bound to this entry's cluster and service name);
                                   "" sends the entry's own token (""). Clients still present the entry's own.
+    queue                         an asynchronous service (metadata.type "Async", docs/async.md): {max_length,
+                                  max_payload_bytes, sink_max_length}; the gateway serves the EAS queue
+                                  operations at its paths and feeds its instances from the queue; absent for
+                                  a synchronous service (null)
 
 What the gateway makes of odd values (negative sizes, a ratio over 100) is the gateway's reading: these
 values carry what was published, converted to their types only.
@@ -70,6 +74,16 @@ class RouteMirror:
 
 
 @dataclass(frozen=True)
+class RouteQueue:
+    """An asynchronous service's queues: entries the input and the sink hold at most (a put beyond is refused
+    with 429, EAS's back-pressure), and the largest body a put may carry."""
+
+    max_length: int = 10000
+    max_payload_bytes: int = 8 * 1024 * 1024
+    sink_max_length: int = 10000
+
+
+@dataclass(frozen=True)
 class RouteEntry:
     service: str
     cluster: str
@@ -92,6 +106,7 @@ class RouteEntry:
     activation_timeout_ms: int = 0
     pool: str = ""
     upstream_token_sealed: str = ""
+    queue: RouteQueue | None = None
 
     def instance_names(self) -> dict[str, str]:
         """address -> name of the instances of every version."""
@@ -126,6 +141,10 @@ class RouteEntry:
             "activation_timeout_ms": self.activation_timeout_ms,
             "pool": self.pool,
             "upstream_token_sealed": self.upstream_token_sealed,
+            # Only for an asynchronous service: other entries read as they always did.
+            **({} if self.queue is None else {"queue": {
+                "max_length": self.queue.max_length, "max_payload_bytes": self.queue.max_payload_bytes,
+                "sink_max_length": self.queue.sink_max_length}}),
         }
 
     def to_json(self) -> str:
@@ -166,6 +185,7 @@ class RouteEntry:
             activation_timeout_ms=_int(entry, "activation_timeout_ms", 0),
             pool=_optional_text(entry, "pool"),
             upstream_token_sealed=_optional_text(entry, "upstream_token_sealed"),
+            queue=_queue(entry.get("queue")),
         )
 
 
@@ -234,3 +254,14 @@ def _mirror(mirror) -> RouteMirror | None:
         raise RouteEntryError(f"mirror.ratio must be a number, not {mirror.get('ratio')!r}") from None
     ratio = int(ratio) if ratio.is_integer() else ratio  # 50 stays 50 on the wire
     return RouteMirror(targets=tuple(str(t) for t in _list(mirror, "targets")), ratio=ratio)
+
+
+def _queue(queue) -> RouteQueue | None:
+    if queue is None:
+        return None
+    if not isinstance(queue, dict):
+        raise RouteEntryError("queue must be an object with max_length, max_payload_bytes and sink_max_length")
+    default = RouteQueue()
+    return RouteQueue(max_length=_int(queue, "max_length", default.max_length),
+                      max_payload_bytes=_int(queue, "max_payload_bytes", default.max_payload_bytes),
+                      sink_max_length=_int(queue, "sink_max_length", default.sink_max_length))

@@ -22,13 +22,14 @@ from services.activations import activation_failed
 from services.models import Phase, Service
 from services.scale import service_instance_count, scale_write
 from services.selectors.quotas import quota_instance_cap
+from services.servicefile.asynchronous import is_async
 from services.servicefile.mesh import is_pool
 from services.writes import event_record
 
 from .engine_samples import EngineSampler
 from .mesh.load import pool_seconds
 from .mesh.signals import ask_for_placement_passes
-from .metrics import read_engine_loads, read_seconds
+from .metrics import read_engine_loads, read_queue_backlog, read_seconds
 from .scaling_failures import scaling_failed, scaling_recovered
 
 __all__ = ["TICK_SECONDS", "AutoscalerLoop"]
@@ -184,6 +185,10 @@ class AutoscalerLoop:
         else:
             settings = scalers.EasScalerSettings.from_autoscaler(service.autoscaler)
             extra = {"cpu": _cpu_percent(service, tracked)} if _uses(service, "cpu") else {}
+            if is_async(service.spec):
+                # Read now, not averaged: entries waiting at zero wake the service (autoscaler/eas.py ACTIVITY),
+                # and a backlog keeps it from zero however few requests finish.
+                extra[scalers.BACKLOG_METRIC] = read_queue_backlog(self.redis, service.cluster.name, service.name)
             note = self._observe_waiting(service, tracked, now) if _uses(service, scalers.WAITING_METRIC) else ""
             tracked.state, decision = scalers.eas_decide(settings, tracked.state, now=now, current_replicas=current,
                                                          metrics=extra)

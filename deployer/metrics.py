@@ -9,7 +9,7 @@
 from dataclasses import dataclass
 
 from contracts.engine_load import EngineLoad, engine_load_key
-from contracts.keys import metrics_second_key
+from contracts.keys import metrics_second_key, queue_key
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,9 @@ def read_engine_loads(redis_client, cluster: str, service: str) -> dict[str, Eng
         except (ValueError, TypeError):
             continue
     return loads
+
+
+def read_queue_backlog(redis_client, cluster: str, service: str) -> int:
+    """An asynchronous service's `queue[backlog]` (docs/async.md): the entries in its input queue, waiting or
+    being worked on (an entry leaves the input when its result is in the sink)."""
+    return int(redis_client.xlen(queue_key(cluster, service)) or 0)

@@ -27,6 +27,7 @@ from services.activations import activation_failure
 from services.models import Service
 from services.selectors.traffic_refs import published_group, published_mirror
 from services.models.clusters import Cluster
+from services.servicefile.asynchronous import route_queue
 from services.servicefile.mesh import pool_name
 
 from .mesh.routes import pool_model_fields
@@ -68,6 +69,7 @@ def route_entry(service: Service, token: str, key: bytes | None = None) -> Route
         failed=activation_failure(service.activation, service.generation),
         llm=is_llm(service),
         activation_timeout_ms=activation_timeout_seconds(service) * 1000,
+        queue=route_queue(service.spec),  # an asynchronous service: the gateway serves its queues (docs/async.md)
     )
     if pool_name(service.spec):
         # Served by its pool's instances where the placer loaded it (deployer/mesh/routes.py).

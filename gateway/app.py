@@ -23,7 +23,7 @@ import httptools
 from contracts import auth, paths, sealing
 from contracts.weighted_round_robin import next_choice
 
-from . import balancer, llm_choice, local, openai_api, retry
+from . import balancer, dispatcher, llm_choice, local, openai_api, queue_api, retry
 from .activator import Activator
 from .config import Settings
 from .head import Head, read_head
@@ -83,6 +83,8 @@ class Gateway:
         prepared = self.prepare(method, path, query, headers, body, client, head)
         if prepared.__class__ is tuple:
             return reply(*prepared)
+        if prepared.route.queue is not None:  # an asynchronous service: its queues answer (docs/async.md)
+            return self._background(queue_api.handle(self, prepared, reply))
         try:
             admission = balancer.try_admit(prepared.route, prepared.pinned,
                                            self.affinity(prepared) if prepared.route.llm else None)
@@ -102,7 +104,16 @@ class Gateway:
         prepared = self.prepare(method, path, query, headers, body, client, head)
         if prepared.__class__ is tuple:
             return prepared
+        if prepared.route.queue is not None:  # queue operations; a watch needs the gateway's own server
+            answers: list = []
+            await queue_api.handle(self, prepared, lambda *answer: answers.append(answer))
+            return answers[0]
         return await self.forward(prepared, None)
+
+    def _background(self, coroutine) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.forwarding.add(task)
+        task.add_done_callback(self.forwarding.discard)
 
     async def __call__(self, scope, receive, send):
         """ASGI: `uvicorn --factory gateway.app:create_app` (`python -m gateway` uses gateway/server.py); streamed
@@ -462,6 +473,9 @@ class Gateway:
             loop.create_task(follow_forever(self.redis, self.table, self.settings.resync_interval, loaded)),
             loop.create_task(flush_forever(self.redis, self.table)),
             loop.create_task(scrape_forever(self.redis, self.table, self.settings.engine_scrape_interval)),
+            loop.create_task(dispatcher.follow(self, self.settings.queue_consumer
+                                               or dispatcher.consumer_name(self.settings.port),
+                                               self.settings.queue_claim_idle)),
         ]
         try:
             await asyncio.wait_for(loaded.wait(), 5)

@@ -101,6 +101,11 @@ class Settings:
     llm_routing: bool = True
     # How often each ready instance of an LLM service has its /metrics scraped (gateway/engines.py).
     engine_scrape_interval: float = 0.5
+    # Asynchronous services (gateway/dispatcher.py): this gateway's consumer name on the input queues (stable
+    # across restarts, so a restarted gateway takes back its pending entries at once; "" : host and port), and
+    # how long an entry may stay pending with another consumer (a gateway that died) before this one claims it.
+    queue_consumer: str = ""
+    queue_claim_idle: float = 60.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -128,6 +133,8 @@ class Settings:
             stream_idle_timeout=_positive("FERRY_GATEWAY_STREAM_IDLE_TIMEOUT", 600.0),
             llm_routing=_switch("FERRY_GATEWAY_LLM_ROUTING", True),
             engine_scrape_interval=_positive("FERRY_GATEWAY_ENGINE_SCRAPE_INTERVAL", 0.5),
+            queue_consumer=os.environ.get("FERRY_GATEWAY_QUEUE_CONSUMER", "").strip(),
+            queue_claim_idle=_positive("FERRY_GATEWAY_QUEUE_CLAIM_IDLE", 60.0),
         )
 
 

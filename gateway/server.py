@@ -65,7 +65,7 @@ class _Stop(Exception):
 class HttpProtocol(asyncio.Protocol):
     __slots__ = ("server", "transport", "parser", "client", "url", "headers", "body", "size", "busy", "queue",
                  "closed", "last_active", "refusal", "method", "keep_alive", "in_head", "head_size", "continue_",
-                 "head_raw", "messages", "head", "upload", "producer", "chunked")
+                 "head_raw", "messages", "head", "upload", "producer", "chunked", "tunnel", "upgrade_rest")
 
     def __init__(self, server: Server):
         self.server = server
@@ -92,6 +92,8 @@ class HttpProtocol(asyncio.Protocol):
         self.upload: BodyStream | None = None  # the body of the request being read, when it is streamed
         self.producer = None  # the upstream side of the answer in progress (paused, or told the client left)
         self.chunked = False  # the answer in progress is streamed chunked
+        self.tunnel = None  # after an accepted upgrade (a queue watch's WebSocket): gets what the client sends
+        self.upgrade_rest = b""  # what followed an upgrade request's head, for the tunnel
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -118,6 +120,8 @@ class HttpProtocol(asyncio.Protocol):
         producer, self.producer = self.producer, None
         if producer is not None:  # its answer is not over: cut the exchange so the instance stops
             producer.client_lost()
+        if self.tunnel is not None:
+            self.tunnel.connection_lost()
 
     def pause_writing(self) -> None:
         if self.producer is not None:
@@ -128,6 +132,9 @@ class HttpProtocol(asyncio.Protocol):
             self.producer.resume_producing()
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.last_active = time.monotonic()
+            return self.tunnel.data_received(data)
         if self.closed:
             return
         self.last_active = time.monotonic()
@@ -141,8 +148,14 @@ class HttpProtocol(asyncio.Protocol):
                 logger.exception("unhandled error while reading a request")
                 self._reply_and_close(500, b"internal gateway error")
             return
-        except httptools.HttpParserUpgrade:
-            self._reply_and_close(400, b"protocol upgrades are not supported")
+        except httptools.HttpParserUpgrade as upgrade:
+            # The upgrade request went to the handler (on_message_complete): one still being handled may take the
+            # connection over (take_over: a queue watch, docs/async.md); otherwise it is answered and closed.
+            if self.busy:
+                self.keep_alive = False
+                self.upgrade_rest = data[upgrade.args[0]:] if upgrade.args else b""
+            else:
+                self._linger()
             return
         except httptools.HttpParserError as error:
             self._reply_and_close(400, f"malformed HTTP request: {error}".encode())
@@ -280,6 +293,19 @@ class HttpProtocol(asyncio.Protocol):
             self.upload.detach()
         self._write(status, headers, b"" if self.method == "HEAD" else body, len(body), self.keep_alive)
         self._answered()
+
+    def take_over(self, tunnel, head: bytes):
+        """The request in progress accepted an upgrade: `head` (its 101) goes out and, from now on, what the
+        client sends goes to `tunnel.data_received` (and the end of the connection to `tunnel.connection_lost`).
+        Returns the transport."""
+        self.busy = False
+        self.server.running -= 1
+        self.tunnel = tunnel
+        self.transport.write(head)
+        rest, self.upgrade_rest = self.upgrade_rest, b""
+        if rest:
+            tunnel.data_received(rest)
+        return self.transport
 
     # a streamed answer: start, then pieces, then end (or abort)
     def start(self, status: int, headers) -> bool:
@@ -419,7 +445,8 @@ class Server:
         while True:
             await asyncio.sleep(5)
             limit = time.monotonic() - IDLE_TIMEOUT
-            for connection in [c for c in self.connections if not c.busy and c.last_active < limit]:
+            for connection in [c for c in self.connections
+                               if not c.busy and c.last_active < limit and c.tunnel is None]:
                 connection.transport.close()
 
     async def stop(self, grace: float) -> None:

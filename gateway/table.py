@@ -90,7 +90,7 @@ class Route:
         "versions", "by_number", "weighted", "total_weight", "mirror_targets", "mirror_ratio", "group",
         "group_weight", "traffic_state", "generation", "state", "token_bytes", "token_digest", "failed",
         "smooth_credit", "mirror_credit", "project", "weights", "llm", "activation_timeout", "upstream_token",
-        "pool",
+        "pool", "queue",
     )
 
     def __init__(self, entry: RouteEntry, state: ServiceState, instances: dict[str, Instance], key: bytes):
@@ -107,6 +107,7 @@ class Route:
         self.upstream_token = (sealing.unseal(key, entry.upstream_token_sealed, self.cluster, self.name)
                                if entry.upstream_token_sealed else self.token_bytes)
         self.pool = entry.pool
+        self.queue = entry.queue  # an asynchronous service's queue limits (docs/async.md), None for the others
         self.running = entry.running
         self.failed = entry.failed  # why a wake-up from zero failed: answer at once, do not hold
         self.llm = entry.llm  # an LLM engine: its load is scraped (engines.py) and routed by (llm_choice.py)

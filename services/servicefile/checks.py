@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from autoscaler import kpa_settings_from_annotations  # the same reading the scaler uses
 from processors.codes import LLM_PROCESSORS, PROCESSORS_NEEDING_A_MODEL, resolve_processor
 
+from .asynchronous import ASYNC, check_async
 from .batching import check_batching
 from .errors import FieldError, format_path
 from .mesh import MODEL_POOL, check_mesh, is_pool, pool_name
@@ -38,6 +39,7 @@ def cross_field_errors(doc: dict) -> list[FieldError]:
         check_rollout,
         check_mesh,
         check_batching,
+        check_async,
         check_not_supported_yet,
     )
     return [error for check in checks for error in check(doc)]
@@ -254,15 +256,16 @@ def check_rollout(doc: dict) -> Iterator[FieldError]:
 # EAS settings Ferry does not do yet. Accepting one and ignoring it would let a file that relies on it
 # deploy and behave differently from EAS, so each is refused by name until it works.
 NOT_SUPPORTED_YET = {
-    "metadata.type": f'typed services other than "{MODEL_POOL}" (a model mesh pool, docs/mesh.md) are not '
-                     "supported yet (Async queue services, ...); remove it to deploy a standard service",
+    "metadata.type": f'typed services other than "{MODEL_POOL}" (a model mesh pool, docs/mesh.md) and "{ASYNC}" '
+                     "(a queue service, docs/async.md) are not supported yet; remove it to deploy a standard "
+                     "service",
     "metadata.workload_type": "workload types other than the default service are not supported yet; remove it",
     "metadata.rpc.rate_limit": "per-instance rate limits are not supported yet; remove it or set it to 0",
     "metadata.resource_rebalancing": "resource rebalancing is not supported; remove it or set it to false",
 }
 # The values that mean "off", which a file may spell out.
 OFF_VALUES = {"metadata.rpc.rate_limit": (0,),
-              "metadata.resource_rebalancing": (False,), "metadata.type": ("", MODEL_POOL), "metadata.workload_type": ("",)}
+              "metadata.resource_rebalancing": (False,), "metadata.type": ("", MODEL_POOL, ASYNC), "metadata.workload_type": ("",)}
 
 
 def check_not_supported_yet(doc: dict) -> Iterator[FieldError]:

@@ -364,6 +364,8 @@ SERVICE_FILE_SCHEMA = closed_object(
         "autoscaler": AUTOSCALER,
         "rollout": ROLLOUT,
         "model_mesh": MODEL_MESH,
+        # An asynchronous service's queues (metadata.type "Async"): checked by name in asynchronous.py.
+        "queue": {"type": "object"},
     },
     **{
         "$schema": JSON_SCHEMA_DIALECT,

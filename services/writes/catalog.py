@@ -17,6 +17,7 @@ from services.selectors.grants import cluster_granted, granted_cluster_names
 from services.selectors.locks import require_unlocked
 from services.selectors.quotas import service_demand
 from services.servicefile import instance_spec, merge_update, validate_service_file
+from services.servicefile.asynchronous import is_async
 
 from .events import event_record
 from .gateway_names import gateway_names_check, traffic_references_changed
@@ -86,7 +87,8 @@ def service_create(*, actor, project: Project, document: object, labels: dict | 
     spec, token = _without_token(service_file)
     spec = pool_model_checked(spec, project=project, cluster=cluster)
     name = spec["name"]
-    autoscaler_check_supported(spec.get("autoscaler"), cluster=cluster, service_name=name)
+    autoscaler_check_supported(spec.get("autoscaler"), cluster=cluster, service_name=name,
+                               asynchronous=is_async(spec))
     scaling_checked(project=project, spec=spec, cron_scaler=None)
     kubernetes_check_allowed(spec, cluster=cluster)
     gateway_names_check(project_id=project.pk, cluster_id=cluster.pk, name=name,
@@ -172,7 +174,8 @@ def service_update(*, actor, service: Service, patch: object, update_type: str =
     mesh_change_checked(service, spec)
     spec = pool_model_checked(spec, project=service.project, cluster=service.cluster)
     if spec.get("autoscaler") != service.autoscaler:  # a service made before a refusal may keep what it has
-        autoscaler_check_supported(spec.get("autoscaler"), cluster=service.cluster, service_name=service.name)
+        autoscaler_check_supported(spec.get("autoscaler"), cluster=service.cluster, service_name=service.name,
+                                   asynchronous=is_async(spec))
     scaling_checked(project=service.project, spec=spec, cron_scaler=service.cron_scaler, service_pk=service.pk,
                     before=service_demand(service.spec, service.cron_scaler))
     kubernetes_check_allowed(spec, cluster=service.cluster)

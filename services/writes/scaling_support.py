@@ -15,20 +15,24 @@ from services.models import Cluster, ClusterKind, Service
 NOT_ON_LOCAL_CLUSTERS = {
     "gpu[util]": "the local cluster runs no GPU instances, so there is no GPU utilization to scale on; "
                  "use qps or cpu, or run the service on a Kubernetes cluster",
-    "queue[backlog]": "queue backlogs come with asynchronous (queue) services, which Ferry does not run yet; "
-                      "use qps or cpu",
+    "queue[backlog]": 'a queue backlog is measured for asynchronous services only (metadata.type "Async", '
+                      "docs/async.md): make the service asynchronous, or use qps or cpu",
 }
+# Measured on the local cluster for asynchronous services (their input queue's length, deployer/autoscaling.py).
+ASYNC_METRICS = ("queue[backlog]",)
 OTHER_SERVICE = ("scaling on another service's metric is not supported yet: the autoscaler measures this "
                  "service only; remove `service` (or name this service)")
 
 
-def autoscaler_errors(autoscaler: dict | None, *, cluster: Cluster, service_name: str) -> list[dict]:
-    """[{"Path", "Message"}] for every strategy the cluster would ignore."""
+def autoscaler_errors(autoscaler: dict | None, *, cluster: Cluster, service_name: str,
+                      asynchronous: bool = False) -> list[dict]:
+    """[{"Path", "Message"}] for every strategy the cluster would ignore. `asynchronous`: the service has queues."""
     errors = []
     for index, strategy in enumerate((autoscaler or {}).get("scaleStrategies") or []):
         path = f"autoscaler.scaleStrategies[{index}]"
         metric = strategy.get("metricName")
-        if cluster.kind == ClusterKind.LOCAL and metric in NOT_ON_LOCAL_CLUSTERS:
+        if cluster.kind == ClusterKind.LOCAL and metric in NOT_ON_LOCAL_CLUSTERS and \
+                not (asynchronous and metric in ASYNC_METRICS):
             errors.append({"Path": f"{path}.metricName",
                            "Message": f"{metric} is not supported yet: {NOT_ON_LOCAL_CLUSTERS[metric]}"})
         other = strategy.get("service")
@@ -37,8 +41,9 @@ def autoscaler_errors(autoscaler: dict | None, *, cluster: Cluster, service_name
     return errors
 
 
-def autoscaler_check_supported(autoscaler: dict | None, *, cluster: Cluster, service_name: str) -> None:
-    errors = autoscaler_errors(autoscaler, cluster=cluster, service_name=service_name)
+def autoscaler_check_supported(autoscaler: dict | None, *, cluster: Cluster, service_name: str,
+                               asynchronous: bool = False) -> None:
+    errors = autoscaler_errors(autoscaler, cluster=cluster, service_name=service_name, asynchronous=asynchronous)
     if errors:
         raise InvalidRequest("; ".join(f"{e['Path']}: {e['Message']}" for e in errors), errors=errors,
                              code="InvalidServiceConfig")

@@ -28,12 +28,12 @@ def test_the_gateway_is_given_the_per_instance_concurrency_of_the_service_file()
     assert route_entry(service, "token").instance_concurrency == 2
 
 
-def test_create_refuses_development_mode_and_an_async_service_and_creates_nothing(alice_sdk):
+def test_create_refuses_development_mode_and_a_service_type_it_does_not_do_and_creates_nothing(alice_sdk):
     error = _error(lambda: alice_sdk.create_service(
         eas_models.CreateServiceRequest(body=json.dumps(FILE), develop="true")))
     assert error.code == "InvalidParameter" and "Develop: development mode is not supported" in error.message, error.message
-    asynchronous = {**FILE, "metadata": {"instance": 0, "type": "Async"}}
-    error = _error(lambda: alice_sdk.create_service(eas_models.CreateServiceRequest(body=json.dumps(asynchronous))))
+    typed = {**FILE, "metadata": {"instance": 0, "type": "LLM"}}  # "Async" is served: docs/async.md
+    error = _error(lambda: alice_sdk.create_service(eas_models.CreateServiceRequest(body=json.dumps(typed))))
     assert error.code == "InvalidServiceConfig" and "metadata.type" in error.message, error.message
     assert not Service.objects.filter(name="refusals").exists()
 

@@ -41,7 +41,7 @@ def test_a_pool_runs_a_processor_that_can_load_models_and_has_no_model_of_its_ow
                         "metadata": {"type": "ModelPool"}})
     assert "sklearn" in errors["processor"] and "tensorflow_cpu_1.15" in errors["processor"]
     assert "each model" in errors_of(POOL | {"model_path": "/m"})["model_path"]
-    assert "ModelPool" in errors_of(POOL | {"metadata": {"type": "Async"}})["metadata.type"]
+    assert "ModelPool" in errors_of(POOL | {"metadata": {"type": "Batch"}})["metadata.type"]
     assert "pool" in errors_of({"name": "s", "processor": "sklearn", "model_path": "/m",
                                 "model_mesh": {"max_copies": 1}})["model_mesh"]
 

@@ -25,7 +25,6 @@ def _refusals(**metadata) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("metadata, path", [
-    ({"type": "Async"}, "metadata.type"),
     ({"type": "LLM"}, "metadata.type"),
     ({"workload_type": "elasticjob"}, "metadata.workload_type"),
     ({"rpc": {"rate_limit": 100}}, "metadata.rpc.rate_limit"),
@@ -44,7 +43,7 @@ def test_it_reports_every_refused_setting_at_once():
 
 
 @pytest.mark.parametrize("metadata", [{"rpc": {"batching": False, "rate_limit": 0}}, {"resource_rebalancing": False},
-                                      {"type": ""}])
+                                      {"type": ""}, {"type": "Async"}])
 def test_it_accepts_those_settings_spelt_out_as_off(metadata):
     _validated(**metadata)
 

@@ -1,0 +1,48 @@
+"""An instance for asynchronous-service tests: answers every POST with {"instance", "body"} (the body it got, as
+text), after `<seconds>` when the body starts with `sleep:<seconds>;`. `GET /_count` answers how many requests it
+received. Prints "ready" once it listens.
+
+    python tests/gateway/queue_worker.py NAME PORT
+"""
+
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+RECEIVED = []
+LOCK = threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
+        with LOCK:
+            RECEIVED.append(body)
+        if body.startswith("sleep:"):
+            time.sleep(float(body[6:].partition(";")[0]))
+        self.answer({"instance": sys.argv[1], "body": body})
+
+    def do_GET(self):
+        with LOCK:
+            self.answer({"count": len(RECEIVED), "bodies": list(RECEIVED)})
+
+    def answer(self, content: dict):
+        data = json.dumps(content).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+if __name__ == "__main__":
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[2])), Handler)
+    print("ready", flush=True)
+    server.serve_forever()

@@ -1,0 +1,180 @@
+"""Asynchronous services (docs/async.md) through the official QueueClient (eas-prediction, in its own venv):
+a real gateway, real instances (queue_worker.py), the queues in the harness's Redis."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+import redis
+
+from contracts.keys import QUEUE_GROUP, queue_key
+from tests.gateway.conftest import HERE, REPO, start_gateway
+from tests.harness.process import free_port, spawn, stop
+
+
+def queue(python, gateway, token: str, *operations: dict) -> list:
+    done = subprocess.run([str(python), str(HERE / "eas_queue_client.py"), gateway.url, token,
+                           json.dumps(list(operations))], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+class Worker:
+    def __init__(self, name: str, popen, port: int):
+        self.name, self.popen, self.port = name, popen, port
+        self.address = f"127.0.0.1:{port}"
+
+    def received(self) -> list[str]:
+        with urllib.request.urlopen(f"http://{self.address}/_count", timeout=5) as response:
+            return json.loads(response.read())["bodies"]
+
+    def instance(self) -> dict:
+        return {"name": self.name, "address": self.address}
+
+
+@pytest.fixture
+def workers(tmp_path):
+    started: list[Worker] = []
+
+    def start(name: str) -> Worker:
+        port = free_port()
+        log = tmp_path / f"{name}.log"
+        popen = spawn([sys.executable, str(HERE / "queue_worker.py"), name, str(port)], log=log, cwd=REPO,
+                      death_signal=signal.SIGKILL)
+        worker = Worker(name, popen, port)
+        started.append(worker)
+        deadline = time.monotonic() + 15
+        while "ready" not in (log.read_text() if log.exists() else ""):
+            assert popen.poll() is None and time.monotonic() < deadline, "the worker did not start"
+            time.sleep(0.02)
+        return worker
+
+    yield start
+    for worker in started:
+        stop(worker.popen, signal.SIGKILL)
+
+
+def async_service(routes, instances, max_length: int = 1000, concurrency: int = 2) -> str:
+    name = routes.unique("aq")
+    routes.put(name, [(1, 100, instances)], instance_concurrency=concurrency,
+               queue={"max_length": max_length, "max_payload_bytes": 1024, "sink_max_length": 1000})
+    return name
+
+
+def wait_until(condition, timeout: float = 20.0, what: str = "the condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_requests_put_come_back_in_the_sink(gateway, routes, workers, eas_python):
+    worker = workers("w1")
+    name = async_service(routes, [worker.instance()])
+    token = f"token-of-{name}"
+    put, = queue(eas_python, gateway, token, {"op": "put", "queue": name, "data": "job-{i}", "count": 10,
+                                              "tags": {"batch": "b1"}})
+    assert isinstance(put, list), put
+    indexes = [int(index) for index, _ in put]
+    assert indexes == sorted(indexes) and len(set(indexes)) == 10  # an index at once, growing
+    results, sink_attributes, input_attributes = queue(
+        eas_python, gateway, token,
+        {"op": "watch", "queue": f"{name}/sink", "count": 10, "window": 3, "commit": True},
+        {"op": "attributes", "queue": f"{name}/sink"}, {"op": "attributes", "queue": name})
+    by_request = {rid: int(index) for index, rid in put}
+    assert sorted(json.loads(r["data"])["body"] for r in results) == sorted(f"job-{i}" for i in range(10))
+    for result in results:
+        tags = result["tags"]
+        assert tags["batch"] == "b1" and tags["lastCode"] == "200"
+        assert by_request[tags["requestId"]] == int(tags["source.index"])  # tied to its request
+        assert json.loads(result["data"])["body"] == f"job-{indexes.index(int(tags['source.index']))}"
+    assert sink_attributes["stream.length"] == "0"  # all committed
+    assert input_attributes["stream.length"] == "0" and int(input_attributes["stream.lastEntry"]) == indexes[-1]
+
+
+def test_queue_operations_and_back_pressure(gateway, routes, eas_python):
+    name = async_service(routes, [], max_length=3)  # no instance: the input keeps what it gets
+    token = f"token-of-{name}"
+    sink = f"{name}/sink"
+    put, full, attributes, search, waiting = queue(
+        eas_python, gateway, token,
+        {"op": "put", "queue": name, "data": "a", "count": 3}, {"op": "put", "queue": name, "data": "b"},
+        {"op": "attributes", "queue": name}, {"op": "search", "queue": name, "index": 0},
+        {"op": "search", "queue": name, "index": 3})
+    assert [int(i) for i, _ in put] == [1, 2, 3]
+    assert full["error"][0] == 429 and "full" in full["error"][1]  # back-pressure
+    assert attributes["stream.length"] == "3" and attributes["stream.maxLength"] == "3"
+    assert search == {}  # an index the client refuses itself
+    assert waiting == {"IsPending": False, "WaitHeadQueueLength": 2}
+    results = queue(eas_python, gateway, token,
+                    {"op": "put", "queue": sink, "data": "r{i}", "count": 5, "tags": {"kind": "x"}},
+                    {"op": "put", "queue": sink, "data": "other", "tags": {"kind": "y"}},
+                    {"op": "get", "queue": sink, "index": 2, "length": 2, "auto_delete": False},
+                    {"op": "get", "queue": sink, "tags": {"kind": "y"}, "auto_delete": False},
+                    {"op": "commit", "queue": sink, "indexes": [1]},
+                    {"op": "delete", "queue": sink, "indexes": [2]},
+                    {"op": "attributes", "queue": sink},
+                    {"op": "truncate", "queue": sink, "index": 5},
+                    {"op": "get", "queue": sink, "length": 10, "auto_delete": True},
+                    {"op": "attributes", "queue": sink})
+    sink_put, other, two, tagged, _, _, after_delete, _, rest, emptied = results
+    assert [r["data"] for r in two] == ["r1", "r2"] and [r["index"] for r in two] == [2, 3]
+    assert [r["data"] for r in tagged] == ["other"] and tagged[0]["tags"]["kind"] == "y"
+    assert after_delete["stream.length"] == "4"  # 6 put, 1 committed, 1 deleted
+    assert [r["data"] for r in rest] == ["r4", "other"]  # truncate dropped those below index 5
+    assert emptied["stream.length"] == "0"  # auto_delete took them
+    by_id, = queue(eas_python, gateway, token, {"op": "put", "queue": sink, "data": "mine"})
+    found, = queue(eas_python, gateway, token, {"op": "get", "queue": sink, "request_id": by_id[0][1]})
+    assert [r["data"] for r in found] == ["mine"]
+    too_big, = queue(eas_python, gateway, token, {"op": "put", "queue": sink, "data": "x" * 2000})
+    assert too_big["error"][0] == 413
+
+
+def test_an_instance_killed_mid_request_has_its_entry_delivered_again(gateway, routes, workers, eas_python):
+    first, second = workers("first"), workers("second")
+    name = async_service(routes, [first.instance(), second.instance()], concurrency=1)
+    token = f"token-of-{name}"
+    queue(eas_python, gateway, token, {"op": "put", "queue": name, "data": "sleep:3;job"})
+    took = wait_until(lambda: [w for w in (first, second) if w.received()], what="an instance to get the entry")[0]
+    survivor = second if took is first else first
+    stop(took.popen, signal.SIGKILL)  # dies mid-request
+    result, = queue(eas_python, gateway, token, {"op": "watch", "queue": f"{name}/sink", "count": 1,
+                                                 "auto_commit": True})
+    answer = json.loads(result[0]["data"])
+    assert answer == {"instance": survivor.name, "body": "sleep:3;job"}
+
+
+def test_a_gateway_killed_mid_way_loses_nothing(tmp_path, gateway, routes, workers, eas_python):
+    worker = workers("w1")
+    name = async_service(routes, [worker.instance()], concurrency=2)
+    token = f"token-of-{name}"
+    consumer = f"test-{uuid.uuid4().hex[:8]}"
+    own = start_gateway(tmp_path, FERRY_GATEWAY_QUEUE_CONSUMER=consumer)
+    store = redis.Redis.from_url(os.environ["REDIS_URL"])
+    key = queue_key("local", name)
+    try:
+        queue(eas_python, own, token, {"op": "put", "queue": name, "data": "sleep:0.3;job-{i}", "count": 20})
+
+        def held() -> int:
+            return sum(c["pending"] for c in store.xinfo_consumers(key, QUEUE_GROUP) if c["name"].decode() == consumer)
+        wait_until(held, what="the gateway to hold entries")
+        own.stop(signal.SIGKILL)  # entries in its hands, unanswered
+        assert held() > 0
+        own = start_gateway(tmp_path, FERRY_GATEWAY_QUEUE_CONSUMER=consumer)
+        results, = queue(eas_python, own, token, {"op": "watch", "queue": f"{name}/sink", "count": 20,
+                                                  "auto_commit": True, "window": 20})
+    finally:
+        own.stop(signal.SIGKILL)
+    assert sorted(json.loads(r["data"])["body"] for r in results) == sorted(f"sleep:0.3;job-{i}" for i in range(20))
+    assert store.xlen(key) == 0  # every entry answered and removed from the input

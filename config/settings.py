@@ -137,9 +137,12 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Model downloads have a worker of their own (the Procfile's `fetcher`, consuming only this queue), so a slow
 # fetch never holds the workers that reconcile every other service (deployer/fetches.py).
-CELERY_TASK_ROUTES = {"deployer.fetch_source": {"queue": "fetch"}}
+# Benchmark runs (deployer/benchmarks.py) hold a worker thread for their whole duration, so they have a queue
+# and a worker of their own (the Procfile's `bencher`) and never delay a reconcile.
+CELERY_TASK_ROUTES = {"deployer.fetch_source": {"queue": "fetch"}, "deployer.run_benchmark": {"queue": "benchmark"}}
 CELERY_BEAT_SCHEDULE = {
     "reconcile-due": {"task": "deployer.reconcile_due", "schedule": 15.0},
+    "benchmarks-sweep": {"task": "deployer.sweep_benchmarks", "schedule": 10.0},
 }
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -234,6 +237,13 @@ FERRY_S3_PLATFORM_CREDENTIALS_PROJECTS = [p.strip() for p in os.environ.get(
     "FERRY_S3_PLATFORM_CREDENTIALS_PROJECTS", "").split(",") if p.strip()]
 FERRY_FETCH_MAX_BYTES = int(os.environ.get("FERRY_FETCH_MAX_BYTES", str(20 * 2**30)))
 FERRY_FETCH_TIMEOUT_SECONDS = float(os.environ.get("FERRY_FETCH_TIMEOUT_SECONDS", "1800"))
+# Benchmark tasks (docs/benchmarks.md): a task asking for more rate, time or concurrency than these is refused,
+# naming the field. They bound what one user can aim at a service through Ferry's own gateway.
+FERRY_BENCHMARK_MAX_QPS = int(os.environ.get("FERRY_BENCHMARK_MAX_QPS", "500"))
+FERRY_BENCHMARK_MAX_SECONDS = int(os.environ.get("FERRY_BENCHMARK_MAX_SECONDS", "600"))
+FERRY_BENCHMARK_MAX_CONCURRENCY = int(os.environ.get("FERRY_BENCHMARK_MAX_CONCURRENCY", "64"))
+# A running task's runner reports every second; one silent this long is marked Error by the sweep.
+FERRY_BENCHMARK_STALE_SECONDS = float(os.environ.get("FERRY_BENCHMARK_STALE_SECONDS", "15"))
 # The most instances one service may ask for (metadata.instance, autoscaler.max, a cron TargetSize).
 FERRY_MAX_INSTANCES_PER_SERVICE = int(os.environ.get("FERRY_MAX_INSTANCES_PER_SERVICE", "1000"))
 

@@ -23,7 +23,7 @@ from .kubernetes.render import render, to_yaml
 from .kubernetes.tenancy import cluster_settings_problems, service_file_problems
 from .kubernetes.volumes import RenderError
 from .models import LocalInstance
-from .tasks import reconcile_service
+from .tasks import reconcile_service, run_benchmark
 
 UNHEALTHY = {"Healthy": False, "ServerVersion": "", "Nodes": 0, "ReadyNodes": 0, "Capacity": {}, "Allocatable": {},
              "MissingApis": []}
@@ -32,6 +32,9 @@ UNHEALTHY = {"Healthy": False, "ServerVersion": "", "Nodes": 0, "ReadyNodes": 0,
 class DeployerPort:
     def reconcile_soon(self, service_id: int) -> None:
         transaction.on_commit(lambda: reconcile_service.delay(service_id))
+
+    def benchmark_run_soon(self, task_id: int, attempt: int) -> None:
+        transaction.on_commit(lambda: run_benchmark.delay(task_id, attempt))
 
     def kubeconfig_problem(self, kubeconfig: str) -> str | None:
         return kubeconfig_problem(kubeconfig)

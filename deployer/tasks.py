@@ -8,6 +8,7 @@ from services.models import Service
 
 from .drivers import TransientError
 from .activation import activate
+from .benchmarks import run as benchmark_run, sweep as benchmark_sweep
 from .engines import ENGINE_TASK, install_run
 from .fetches import FETCH_TASK, fetch_run
 from .reconcile import reconcile
@@ -67,3 +68,14 @@ def place_pool_task(pool_id: int) -> list[str]:
     from .mesh.placer import place_pool
 
     return place_pool(pool_id)
+
+
+@shared_task(name="deployer.run_benchmark", acks_late=True)
+def run_benchmark(task_id: int, attempt: int) -> str:
+    """On the `benchmark` queue (settings.CELERY_TASK_ROUTES): a run holds its worker for its duration."""
+    return benchmark_run(task_id, attempt)
+
+
+@shared_task(name="deployer.sweep_benchmarks")
+def sweep_benchmarks() -> int:
+    return benchmark_sweep()

@@ -71,6 +71,9 @@ class Deployer(Protocol):
     def agent_heartbeat(self, cluster) -> datetime | None:
         """When the node agent of a local cluster last reported (None: it has nothing to report)."""
 
+    def benchmark_run_soon(self, task_id: int, attempt: int) -> None:
+        """Queues a benchmark task's run (its own queue) once the caller's transaction commits."""
+
 
 _registered: Deployer | None = None
 

@@ -54,3 +54,14 @@ urlpatterns += [
     path(f"{SERVICE}/manifests", clusters.ServiceManifestsView.as_view()),
     path("manifests", clusters.ManifestsPreviewView.as_view()),
 ]
+
+from .views import benchmarks  # noqa: E402 -- EAS's benchmark tasks (docs/benchmarks.md)
+
+BENCHMARK = "benchmark-tasks/<str:cluster_id>/<str:task_name>"
+urlpatterns += [
+    path("benchmark-tasks", benchmarks.BenchmarkTasksView.as_view()),
+    path(BENCHMARK, benchmarks.BenchmarkTaskView.as_view()),
+    path(f"{BENCHMARK}/start", benchmarks.StartBenchmarkTaskView.as_view()),
+    path(f"{BENCHMARK}/stop", benchmarks.StopBenchmarkTaskView.as_view()),
+    path(f"{BENCHMARK}/report", benchmarks.BenchmarkReportView.as_view()),
+]

@@ -8,6 +8,7 @@ fills up goes at once, so only the tests that show the timeout wait for it.
 
 from __future__ import annotations
 
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -165,3 +166,52 @@ def test_a_local_service_with_batching_is_launched_with_the_flags_and_batches(ba
     server = batched["demo_iris"]
     server.output()  # flushes the log
     assert f"batching requests: up to {BATCH_ROWS} rows per model call" in server.log_path.read_text()
+
+
+def _boosters(framework: str, directory):
+    """A small two-class booster saved in `directory`, and its own predict."""
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(200, 4)).astype(np.float32)
+    labels = (features[:, 0] + features[:, 1] > 0).astype(np.float32)
+    if framework == "xgboost":
+        import xgboost
+
+        booster = xgboost.train({"objective": "binary:logistic", "max_depth": 2}, xgboost.DMatrix(features, labels), 5)
+        booster.save_model(directory / "model.json")
+        return features, lambda rows: booster.predict(xgboost.DMatrix(rows))
+    import lightgbm
+
+    booster = lightgbm.train({"objective": "binary", "num_leaves": 4, "verbose": -1, "min_data_in_leaf": 5},
+                             lightgbm.Dataset(features, labels, params={"verbose": -1}), 5)
+    booster.save_model(str(directory / "model.txt"))
+    return features, booster.predict
+
+
+def _v2(rows: np.ndarray) -> dict:
+    return {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
+                        "data": rows.ravel().tolist()}]}
+
+
+@pytest.mark.parametrize("framework", ["xgboost", "lightgbm"])
+def test_boosters_batch_v1_v2_and_eas_requests_and_each_gets_its_own_rows(framework, start_server, tmp_path):
+    features, predict = _boosters(framework, tmp_path)
+    name = f"{framework}_batched"
+    service_file = {"name": name, "processor": framework, "metadata": {"rpc": {
+        "batching": True, "max_batch_size": 6, "max_batch_timeout": BATCH_WAIT_MS}}}
+    server = start_server(service_file, str(tmp_path)).wait_ready()
+    # V1 and EAS V1 bodies meet in one full call (2 + 4 rows); the V2 ones, FP32 tensors, in another (3 + 3).
+    chunks = [features[0:2], features[2:6], features[6:9], features[9:12]]
+    calls = [(f"/v1/models/{name}:predict", {"json": {"instances": chunks[0].tolist()}}),
+             (f"/api/predict/{name}", {"data": json.dumps({"instances": chunks[1].tolist()})}),
+             (f"/v2/models/{name}/infer", {"json": _v2(chunks[2])}),
+             (f"/api/predict/{name}", {"json": _v2(chunks[3])})]
+
+    answers = send_together(server, calls)
+
+    assert [answer.status_code for answer in answers] == [200] * 4, [answer.text for answer in answers]
+    for chunk, answer in zip(chunks[:2], answers[:2]):
+        assert np.allclose(answer.json()["predictions"], predict(chunk), atol=1e-6)
+    for chunk, answer in zip(chunks[2:], answers[2:]):
+        assert answer.json()["outputs"][0]["shape"] == [3]
+        assert np.allclose(answer.json()["outputs"][0]["data"], predict(chunk), atol=1e-6)
+    assert model_calls(server, name) == (2, 4)

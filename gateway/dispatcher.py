@@ -112,10 +112,8 @@ class Dispatcher:
 
     async def _wake_if_waiting(self, redis, route) -> None:
         """At zero: entries waiting (new or pending) wake the service, as a request at zero does."""
-        info = await redis.xinfo_groups(self.key)
-        group = next((g for g in info if _text(g["name"]) == QUEUE_GROUP), None)
-        waiting = group and ((group.get("lag") or 0) > 0 or group["pending"] > 0)
-        if waiting and self.gateway.activator is not None:
+        waiting = await redis.xlen(self.key) > 0  # an entry stays in the input until its result is in the sink
+        if waiting and route.scale_to_zero and self.gateway.activator is not None:
             self.gateway.activator.signal(route.state, route)
 
     async def _pause(self) -> None:
@@ -169,10 +167,6 @@ class Dispatcher:
         if body.__class__ is not bytes:  # a streamed answer: read it whole, the sink keeps one body
             body = await body.collect() if hasattr(body, "collect") else b""
         return status, body
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 async def follow(gateway, consumer: str, claim_idle: float) -> None:

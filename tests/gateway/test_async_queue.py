@@ -15,9 +15,10 @@ import uuid
 import pytest
 import redis
 
-from contracts.keys import QUEUE_GROUP, queue_key
-from tests.gateway.conftest import HERE, REPO, start_gateway
+from contracts.keys import QUEUE_GROUP, complete_key, queue_key
+from tests.gateway.conftest import HERE, REPO, Routes, start_gateway
 from tests.harness.process import free_port, spawn, stop
+from tests.harness.redis import find_redis_server
 
 
 def queue(python, gateway, token: str, *operations: dict) -> list:
@@ -178,3 +179,78 @@ def test_a_gateway_killed_mid_way_loses_nothing(tmp_path, gateway, routes, worke
         own.stop(signal.SIGKILL)
     assert sorted(json.loads(r["data"])["body"] for r in results) == sorted(f"sleep:0.3;job-{i}" for i in range(20))
     assert store.xlen(key) == 0  # every entry answered and removed from the input
+
+
+def start_redis(directory, port: int, password: str):
+    """A Redis with the append-only file on, as scripts/redis-server runs it (appendfsync everysec)."""
+    directory.mkdir(exist_ok=True)
+    config = directory / "redis.conf"
+    config.write_text(f"requirepass {password}\n")
+    popen = spawn([find_redis_server(), str(config), "--port", str(port), "--bind", "127.0.0.1", "--dir",
+                   str(directory), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+                   "--daemonize", "no"], log=directory / "redis.log", cwd=directory, death_signal=signal.SIGKILL)
+    client = redis.Redis(port=port, password=password)
+
+    def answers():
+        try:
+            return client.ping()
+        except redis.RedisError:
+            assert popen.poll() is None, (directory / "redis.log").read_text()
+            return False
+    wait_until(answers, what="Redis to answer")
+    return popen, client
+
+
+def test_accepted_requests_survive_a_restart_of_redis(tmp_path, routes, workers, eas_python):
+    port, password = free_port(), uuid.uuid4().hex
+    popen, store = start_redis(tmp_path / "redis", port, password)
+    url = f"redis://:{password}@127.0.0.1:{port}/0"
+    own = start_gateway(tmp_path, REDIS_URL=url, FERRY_GATEWAY_RESYNC_INTERVAL="1")
+    mine = Routes(own)
+    mine.redis = store
+    try:
+        name = mine.unique("aq")
+        queue_settings = {"max_length": 100, "max_payload_bytes": 1024, "sink_max_length": 100}
+        mine.put(name, [(1, 100, [])], queue=queue_settings)  # no instance yet: the requests wait in Redis
+        token = f"token-of-{name}"
+        queue(eas_python, own, token, {"op": "put", "queue": name, "data": "job-{i}", "count": 10})
+        stop(popen, signal.SIGTERM)  # a clean restart: Redis writes what it holds
+        popen, store = start_redis(tmp_path / "redis", port, password)
+        assert store.xlen(queue_key("local", name)) == 10
+        worker = workers("w1")
+        mine.redis = store
+        # As the control plane does after a Redis restart (deployer/routing.py): the whole table, marked complete.
+        store.set(complete_key("local"), store.info("server")["run_id"])
+        mine.put(name, [(1, 100, [worker.instance()])], queue=queue_settings)
+        results, = queue(eas_python, own, token, {"op": "watch", "queue": f"{name}/sink", "count": 10,
+                                                  "auto_commit": True, "window": 10})
+        assert sorted(json.loads(r["data"])["body"] for r in results) == sorted(f"job-{i}" for i in range(10))
+        more, = queue(eas_python, own, token, {"op": "put", "queue": name, "data": "after"})
+        assert int(more[0][0]) == 11  # indexes go on from where they were
+    finally:
+        own.stop(signal.SIGKILL)
+        stop(popen, signal.SIGKILL)
+
+
+def test_a_request_put_while_the_service_is_at_zero_wakes_it(gateway, routes, workers, eas_python):
+    from tests.gateway.test_activator import activation_messages
+
+    name = routes.unique("aq")
+    queue_settings = {"max_length": 100, "max_payload_bytes": 1024, "sink_max_length": 100}
+    routes.put(name, [(1, 100, [])], scale_to_zero=True, queue=queue_settings)
+    token = f"token-of-{name}"
+    store = redis.Redis.from_url(os.environ["REDIS_URL"])
+    put, = queue(eas_python, gateway, token, {"op": "put", "queue": name, "data": "wake"})
+    assert int(put[0][0]) == 1  # accepted at once, at zero
+    try:
+        messages = wait_until(lambda: activation_messages(store, name), what="an activation request")
+        assert messages[0][1]["args"] == [name, "local"]
+    finally:
+        for raw, _ in activation_messages(store, name):
+            store.lrem("celery", 0, raw)
+    worker = workers("w1")  # the control plane started an instance
+    routes.put(name, [(1, 100, [worker.instance()])], scale_to_zero=True, queue=queue_settings)
+    result = wait_until(lambda: queue(eas_python, gateway, token, {"op": "get", "queue": f"{name}/sink",
+                                                                   "request_id": put[0][1], "timeout": "2s"})[0],
+                        what="the result")  # get waits up to 2 s for it; the client's own timeout is 5 s
+    assert json.loads(result[0]["data"])["body"] == "wake"

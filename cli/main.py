@@ -14,7 +14,7 @@ from rich.text import Text
 
 from . import __version__, output
 from .client import ApiError
-from .commands import access, mesh, observe, scaling, services, traffic
+from .commands import access, bench, mesh, observe, scaling, services, traffic
 from .common import State
 from .config import ConfigError
 
@@ -26,7 +26,7 @@ SECTIONS = [
     ("Versions and traffic", [
         "versions", "canary", "promote", "rollback", "switch", "finish", "pause", "resume", "release", "mirror",
     ]),
-    ("Observe and call", ["instances", "events", "logs", "placements", "predict"]),
+    ("Observe and call", ["instances", "events", "logs", "placements", "predict", "bench"]),
     ("Platform and access", ["clusters", "config", "whoami", "keys", "tokens"]),
 ]
 
@@ -92,6 +92,7 @@ for module, names in [
     ]),
     (observe, ["instances", "events", "logs", "predict"]),
     (mesh, ["placements"]),
+    (bench, ["bench"]),
     (access, ["clusters", "config", "whoami", "keys", "tokens"]),
 ]:
     for attribute in names:

@@ -164,25 +164,59 @@ class Dispatcher:
         headers = [(b"content-type", b"application/octet-stream")]
         request = Request(route, parsed, None, "POST", "", headers, entry.data, b"", time.perf_counter())
         status, _headers, body = await self.gateway.forward(request, None)
-        if body.__class__ is not bytes:  # a streamed answer: read it whole, the sink keeps one body
-            body = await body.collect() if hasattr(body, "collect") else b""
+        if body.__class__ is not bytes:  # a streamed answer (gateway/stream.py Relay): the sink keeps it whole
+            collector = Collected()
+            body.attach(collector)
+            return await collector.done
         return status, body
+
+
+class Collected:
+    """The responder a streamed answer is relayed to (gateway/stream.py: start, piece, end or abort): its pieces
+    joined; a stream that broke off reads as 502, so the entry is sent again."""
+
+    def __init__(self):
+        self.producer = None
+        self.status = 0
+        self.pieces: list[bytes] = []
+        self.done = asyncio.get_running_loop().create_future()
+
+    def start(self, status: int, headers) -> bool:
+        self.status = status
+        return True
+
+    def piece(self, data: bytes) -> None:
+        self.pieces.append(data)
+
+    def end(self) -> None:
+        if not self.done.done():
+            self.done.set_result((self.status, b"".join(self.pieces)))
+
+    def abort(self) -> None:
+        if not self.done.done():
+            self.done.set_result((502, b""))
 
 
 async def follow(gateway, consumer: str, claim_idle: float) -> None:
     """Keeps one dispatcher running per asynchronous service the table lists."""
     running: dict[str, asyncio.Task] = {}
+    resting: dict[str, float] = {}  # a dispatcher that failed: when it may start again
     while True:
         wanted = {name for name, state in gateway.table.services.items()
                   if state.route is not None and state.route.queue is not None}
         for name in wanted - set(running):
+            if resting.get(name, 0) > time.monotonic():
+                continue
+            resting.pop(name, None)
             running[name] = asyncio.get_running_loop().create_task(
                 Dispatcher(gateway, name, consumer, claim_idle).run())
         for name, task in list(running.items()):
             if task.done():
-                if not task.cancelled() and task.exception() is not None:
-                    logger.error("the dispatcher of %s failed: %r; restarting it", name, task.exception())
                 del running[name]
+                if not task.cancelled() and task.exception() is not None:
+                    # Redis away, say: once a second, not at every pass
+                    logger.warning("the dispatcher of %s stopped: %r; restarting it in 1 s", name, task.exception())
+                    resting[name] = time.monotonic() + 1.0
         try:
             await asyncio.sleep(0.2)
         except asyncio.CancelledError:

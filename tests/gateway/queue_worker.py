@@ -1,5 +1,6 @@
 """An instance for asynchronous-service tests: answers every POST with {"instance", "body"} (the body it got, as
-text), after `<seconds>` when the body starts with `sleep:<seconds>;`. `GET /_count` answers how many requests it
+text), after `<seconds>` when the body starts with `sleep:<seconds>;`, chunked (in two pieces) when it starts with
+`chunked;`. `GET /_count` answers how many requests it
 received. Prints "ready" once it listens.
 
     python tests/gateway/queue_worker.py NAME PORT
@@ -24,7 +25,20 @@ class Handler(BaseHTTPRequestHandler):
             RECEIVED.append(body)
         if body.startswith("sleep:"):
             time.sleep(float(body[6:].partition(";")[0]))
+        if body.startswith("chunked;"):
+            return self.answer_chunked({"instance": sys.argv[1], "body": body})
         self.answer({"instance": sys.argv[1], "body": body})
+
+    def answer_chunked(self, content: dict):
+        data = json.dumps(content).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("transfer-encoding", "chunked")
+        self.end_headers()
+        half = len(data) // 2
+        for piece in (data[:half], data[half:]):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+        self.wfile.write(b"0\r\n\r\n")
 
     def do_GET(self):
         with LOCK:

@@ -104,6 +104,17 @@ def test_requests_put_come_back_in_the_sink(gateway, routes, workers, eas_python
     assert input_attributes["stream.length"] == "0" and int(input_attributes["stream.lastEntry"]) == indexes[-1]
 
 
+def test_a_streamed_answer_goes_to_the_sink_whole(gateway, routes, workers, eas_python):
+    worker = workers("w1")
+    name = async_service(routes, [worker.instance()], concurrency=1)
+    token = f"token-of-{name}"
+    queue(eas_python, gateway, token, {"op": "put", "queue": name, "data": "chunked;a", "count": 3})
+    results, = queue(eas_python, gateway, token, {"op": "watch", "queue": f"{name}/sink", "count": 3,
+                                                  "auto_commit": True})
+    assert [json.loads(r["data"]) for r in results] == [{"instance": "w1", "body": "chunked;a"}] * 3
+    assert [r["tags"]["lastCode"] for r in results] == ["200"] * 3  # one slot: each freed when its stream ended
+
+
 def test_queue_operations_and_back_pressure(gateway, routes, eas_python):
     name = async_service(routes, [], max_length=3)  # no instance: the input keeps what it gets
     token = f"token-of-{name}"

@@ -30,7 +30,7 @@ from .mesh.members import pool_model_state
 from .mesh.signals import request_placement
 from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
-from .routing import activation_timeout_seconds, publish_route, unpublish_route
+from .routing import activation_timeout_seconds, delete_queues, publish_route, unpublish_route
 from .status import FAILING, RESTARTING, Status, StatusInput, crash_verdict, derive_status, while_fetching
 from .status_writer import service_deadline
 
@@ -268,6 +268,7 @@ def _finalize_deletion(service: Service, driver) -> Outcome:
     if driver.delete(service):
         with transaction.atomic():
             Service.objects.filter(pk=service.pk).delete()
+        delete_queues(service.name, service.cluster.name)
         logger.info("Deleted service %s and everything it ran", service)
         return Outcome(Phase.DELETING)
     record_observed(service, driver.observe(service).instances)

@@ -20,7 +20,7 @@ import logging
 from django.conf import settings
 
 from contracts import sealing
-from contracts.keys import LEGACY_ROUTE_KEYS, changed_channel, complete_key, routes_key
+from contracts.keys import LEGACY_ROUTE_KEYS, changed_channel, complete_key, queue_key, routes_key
 from contracts.routes import RouteEntry, RouteInstance, RouteMirror, RouteVersion
 from processors.codes import LLM_PROCESSORS
 from services.activations import activation_failure
@@ -177,6 +177,18 @@ def unpublish_route(name: str, cluster: str) -> None:
         client.publish(changed_channel(cluster), name)
     except Exception as exc:  # noqa: BLE001
         logger.warning("Could not remove the route of service %s: %s", name, exc)
+
+
+def delete_queues(name: str, cluster: str) -> None:
+    """A deleted service's queues (an asynchronous service's input and sink, docs/async.md) go with it, as on
+    EAS: a service created again under the name starts empty, with indexes from 1."""
+    if not settings.REDIS_URL:
+        return
+    try:
+        keys = [queue_key(cluster, name), queue_key(cluster, name, sink=True)]
+        _redis().delete(*keys, *(f"{key}:seq" for key in keys))
+    except Exception as exc:  # noqa: BLE001 -- left behind, they cost memory only; a new service's queue starts
+        logger.warning("Could not delete the queues of service %s: %s", name, exc)  # where the old one ended
 
 
 def _route_key() -> bytes:

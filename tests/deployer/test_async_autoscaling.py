@@ -76,3 +76,16 @@ def test_a_synchronous_service_is_refused_queue_backlog_on_the_local_cluster():
                                                                         "threshold": 10}]}}
     with pytest.raises(InvalidRequest, match="asynchronous services only"):
         service_create(actor=None, project=Project.objects.get(name="default"), document=document)
+
+
+def test_a_deleted_service_takes_its_queues_with_it(store, django_capture_on_commit_callbacks):
+    from services.writes import service_delete
+
+    service = create()
+    sink = queue_key("local", NAME, sink=True)
+    backlog(store, 2)
+    store.xadd(sink, {"data": b"r"}, id="0-1")
+    with django_capture_on_commit_callbacks(execute=True):
+        service_delete(actor=None, service=service)
+    assert not Service.objects.filter(name=NAME).exists()
+    assert store.exists(QUEUE, sink, QUEUE + ":seq") == 0

@@ -1,5 +1,12 @@
 """Every write of the domain. Views, tasks, the console and the CLI's API all call these."""
 
+from .benchmarks import (
+    benchmark_create,
+    benchmark_delete,
+    benchmark_start,
+    benchmark_stop,
+    benchmark_update,
+)
 from .catalog import (
     service_create,
     service_delete,
@@ -34,6 +41,11 @@ __all__ = [
     "api_token_revoke",
     "autoscaler_delete",
     "autoscaler_set",
+    "benchmark_create",
+    "benchmark_delete",
+    "benchmark_start",
+    "benchmark_stop",
+    "benchmark_update",
     "canary_set",
     "cluster_delete",
     "cluster_register",

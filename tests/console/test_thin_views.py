@@ -53,6 +53,8 @@ WRITES = {
     "/keys/access-keys/FAKE/revoke/": ({}, "access_key_revoke"),
     "/keys/tokens/": ({"name": "ci"}, "api_token_create"),
     "/keys/tokens/1/revoke/": ({}, "api_token_revoke"),
+    f"{SERVICE}/benchmarks/": ({"duration": "5", "qps": "5", "concurrency": "1", "path": "", "body": "{}"},
+                               "benchmark_create"),
 }
 # POSTs that read on demand (behind CSRF and the write role) or only remember a choice in the session.
 READS = {"token": {}, "invoke": {"protocol": "eas", "body": "{}"}, "/project/": {"project": "team_a"}}
@@ -74,6 +76,7 @@ def spies(monkeypatch, echo_v2, alice):
         "service_create": echo_v2,
         "access_key_create": (SimpleNamespace(access_key_id="FAKNEW"), "secret"),
         "api_token_create": (SimpleNamespace(name="ci", prefix="ferry_ab"), "ferry_plain"),
+        "benchmark_create": SimpleNamespace(name="benchmark-echo-0000", cluster=SimpleNamespace(name="local")),
     }
     # Every URL conf module is imported before the spies go in: a view module that binds a write when it is
     # first imported (a table of actions) must bind the real one, not a spy that outlives this test.
@@ -131,7 +134,7 @@ def test_every_post_of_the_console_is_in_the_table(alice_client, echo):
     assert set(ACTIONS) == (set(WRITES) | set(READS) | set(JSON_READS)) & set(ACTIONS)
     assert READ_ACTIONS == (set(READS) | set(JSON_READS)) & set(ACTIONS)
     probes = {"cluster_id": "local", "name": "echo", "tab": "versions", "key_id": "FAKE", "token_id": 1,
-              "action": "stop"}
+              "action": "stop", "task_name": "benchmark-echo-0000"}
     accepting_post = set()
     for pattern in console_urls.urlpatterns:
         assert isinstance(pattern, URLPattern)

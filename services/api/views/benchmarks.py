@@ -11,7 +11,7 @@ from rest_framework import serializers
 from services.models import BenchmarkState, BenchmarkTask
 from services.selectors import paginate
 from services.selectors.benchmarks import benchmark_for, benchmarks_list
-from services.writes import benchmarks as writes
+from services import writes
 
 from ..presenters import eas_time
 from ..serializers import PageQuery

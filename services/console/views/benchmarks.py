@@ -9,25 +9,25 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from services.errors import FerryError, NotFound
 from services.models import BenchmarkState
 from services.selectors.benchmarks import benchmark_for, benchmarks_list
-from services.writes import benchmarks as writes
+from services import writes
 
 from ..access import can_write, forbidden_is_403, service_or_404
 from ..charts import Series, line_chart
 from ..rendering import render
 from .base import POLL_SECONDS, wants_fragment
 
-ACTIONS = {"start": writes.benchmark_start, "stop": writes.benchmark_stop}
+ACTIONS = {"start": "benchmark_start", "stop": "benchmark_stop"}  # looked up when called, as every write
 
 
 @login_required
 def benchmarks(request, cluster_id: str, name: str):
     service = service_or_404(request, cluster_id, name)
-    form = {"duration": "10", "qps": "10", "concurrency": "4", "body": "{}"}
+    form = {"duration": "10", "qps": "10", "concurrency": "4", "path": "", "body": "{}"}
     errors: dict[str, str] = {}
     if request.method == "POST":
         service = service_or_404(request, cluster_id, name, write=True)
@@ -63,10 +63,14 @@ def _config(service_name: str, form: dict) -> tuple[dict, dict]:
     except ValueError as exc:
         errors["data.json"] = f"is not JSON: {exc}"
         body = None
-    return {"service": {"serviceName": service_name}, "base": base, "data": {"json": body}}, errors
+    config = {"service": {"serviceName": service_name}, "base": base, "data": {"json": body}}
+    if form["path"]:
+        config["http"] = {"path": form["path"]}
+    return config, errors
 
 
 @login_required
+@require_safe
 def benchmark(request, cluster_id: str, task_name: str):
     try:
         task = benchmark_for(request.user, cluster_id, task_name)
@@ -122,7 +126,7 @@ def benchmark_action(request, cluster_id: str, task_name: str, action: str):
             return redirect(reverse("console:benchmarks", args=[service.cluster.name, service.name]))
         if action not in ACTIONS:
             raise Http404(f"No action {action}.")
-        ACTIONS[action](actor=request.user, task=task)
+        getattr(writes, ACTIONS[action])(actor=request.user, task=task)
         messages.success(request, f"Benchmark task {task.name}: {action} asked.")
     except FerryError as exc:
         messages.error(request, exc.message)

@@ -17,6 +17,8 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from urllib.parse import unquote, urlparse
 
+from services.servicefile.asynchronous import is_async
+
 from .llm import llm_problems
 
 POD_SECURITY_LEVELS = ("restricted", "baseline", "privileged")
@@ -122,6 +124,11 @@ def service_file_problems(doc: dict, *, host_path_roots: tuple[str, ...], pod_se
                 problems.append((field_name, problem))
     problems += feature_problems(doc.get("features"))
     problems += llm_problems(doc)  # what an engine needs: model_path, a GPU for sglang, its own flags
+    if is_async(doc):
+        problems.append(("metadata.type", 'asynchronous services ("Async") run on local clusters only for now: '
+                                          "their queues are fed to the instances by the local gateway's "
+                                          "dispatcher, and nothing exports the queue backlog to a Kubernetes "
+                                          "cluster's autoscaler yet (docs/async.md)"))
     if pod_security == "restricted" and not knative:
         for index, storage in enumerate(doc.get("storage") or []):
             if "nfs" in storage:

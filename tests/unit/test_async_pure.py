@@ -112,3 +112,13 @@ def test_queue_settings_ferry_does_not_do_are_refused_by_name():
 def test_queue_settings_on_a_synchronous_service_are_refused():
     found = refusals({**FILE, "metadata": {"instance": 1}, "queue": {"source": {"max_length": 5}}})
     assert list(found) == ["queue"] and "Async" in found["queue"]
+
+
+def test_an_async_service_is_refused_on_kubernetes_by_name():
+    from deployer.kubernetes.tenancy import service_file_problems
+
+    problems = dict(service_file_problems(FILE, host_path_roots=(), pod_security="baseline", knative=False))
+    assert "local clusters only" in problems["metadata.type"]
+    synchronous = {**FILE, "metadata": {"instance": 1}}
+    assert "metadata.type" not in dict(service_file_problems(synchronous, host_path_roots=(),
+                                                             pod_security="baseline", knative=False))

@@ -420,6 +420,12 @@ class Gateway:
             head.bad_path = str(problem)
         return head
 
+    @staticmethod
+    def upgrade_allowed(head) -> bool:
+        """A WebSocket upgrade is for an asynchronous service's watch only (queue_api.py), and its plain token
+        was accepted before the body (precheck): any other upgrade request is refused (400) unread."""
+        return head is not None and head.route is not None and head.route.queue is not None
+
     def too_large(self):
         return error(413, f"the body is larger than FERRY_GATEWAY_MAX_BODY_BYTES ({self.settings.max_body_bytes} "
                           "bytes)")

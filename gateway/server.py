@@ -203,6 +203,9 @@ class HttpProtocol(asyncio.Protocol):
         """Before any of the body: refuse now what `precheck` refuses (no credentials, a body too large)."""
         self.in_head = False
         found = self.server.precheck(self.parser.get_method().decode("latin-1"), self.url, self.headers)
+        if found.__class__ is not tuple and self.parser.should_upgrade() and not self.server.upgrade_allowed(found):
+            found = (400, [TEXT], b"protocol upgrades are not supported here (a WebSocket serves only an "
+                                  b"asynchronous service's watch)\n")
         if found.__class__ is not tuple:
             self.head = found
             if self.continue_:
@@ -414,7 +417,8 @@ class Server:
     `reply(status, headers, body)` once, at once or later from another callback (Gateway.serve); `head` is
     what `precheck` returned for these headers."""
 
-    def __init__(self, handler, loop, *, precheck=None, too_large=None, max_connections: int = 1024,
+    def __init__(self, handler, loop, *, precheck=None, too_large=None, upgrade_allowed=None,
+                 max_connections: int = 1024,
                  max_header_bytes: int = 64 * 1024, max_headers: int = 100, max_body_bytes: int = 64 * 1024 * 1024):
         self.handler = handler
         self.loop = loop
@@ -422,6 +426,8 @@ class Server:
         # called before the body is read.
         self.precheck = precheck or (lambda method, url, headers: None)
         self.too_large = too_large or (lambda: (413, [TEXT], b"request body too large\n"))
+        # upgrade_allowed(what precheck found) -> whether the handler may take the connection over (take_over)
+        self.upgrade_allowed = upgrade_allowed or (lambda head: False)
         self.max_connections = max_connections
         self.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
@@ -478,6 +484,7 @@ async def serve(gateway, host: str, port: int, grace: float = 10.0, listen_fd: i
     loop = asyncio.get_running_loop()
     limits = gateway.settings
     server = Server(gateway.serve, loop, precheck=gateway.precheck, too_large=gateway.too_large,
+                    upgrade_allowed=gateway.upgrade_allowed,
                     max_connections=limits.max_connections, max_header_bytes=limits.max_header_bytes,
                     max_headers=limits.max_headers, max_body_bytes=limits.max_body_bytes)
     sock = inherited_socket(listen_fd) if listen_fd is not None else None

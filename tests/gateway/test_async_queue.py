@@ -265,3 +265,28 @@ def test_a_request_put_while_the_service_is_at_zero_wakes_it(gateway, routes, wo
                                                                    "request_id": put[0][1], "timeout": "2s"})[0],
                         what="the result")  # get waits up to 2 s for it; the client's own timeout is 5 s
     assert json.loads(result[0]["data"])["body"] == "wake"
+
+
+def test_a_websocket_upgrade_is_refused_except_for_a_queue_watch(gateway, routes, workers):
+    import socket
+
+    worker = workers("w1")
+    name = routes.unique("sync")
+    routes.put(name, [(1, 100, [worker.instance()])])  # a synchronous service
+    request = (f"GET /api/predict/{name}?_watch_=true HTTP/1.1\r\nHost: x\r\nAuthorization: token-of-{name}\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096) or b"\r\n\r\n"
+    assert answer.startswith(b"HTTP/1.1 400") and worker.received() == []
+    queued = async_service(routes, [])
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=5) as sock:
+        sock.sendall(request.replace(name.encode(), queued.encode()))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += sock.recv(4096) or b"\r\n\r\n"
+    # RFC 6455's example key and its accept value
+    assert answer.startswith(b"HTTP/1.1 101") and b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in answer

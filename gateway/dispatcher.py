@@ -73,7 +73,7 @@ class Dispatcher:
         self.key = queue_key(route.cluster, self.name)
         self.sink = queue_key(route.cluster, self.name, sink=True)
         await self._ensure_group(redis)
-        backlog_own = True  # first: what this consumer had in hand before a restart
+        own_after = "0"  # first: what this consumer had in hand before a restart (None once all are taken)
         while True:
             route = self.route()
             if route is None:
@@ -87,21 +87,30 @@ class Dispatcher:
                 await self._pause()
                 continue
             taken = self._due_retries(room)
-            if not taken and backlog_own:
-                taken = await redis.xreadgroup(QUEUE_GROUP, self.consumer, {self.key: "0"}, count=room)
-                taken = taken[0][1] if taken else []
-                taken = [(i, f) for i, f in taken if queues.index_of(i) not in self.working]
-                backlog_own = len(taken) == room
+            if not taken and own_after is not None:
+                # Its own pending entries, oldest first, each once (a cursor: more may be pending than fit now).
+                read = await redis.xreadgroup(QUEUE_GROUP, self.consumer, {self.key: own_after}, count=room)
+                read = read[0][1] if read else []
+                own_after = read[-1][0] if read else None
+                taken = await self._live(redis, read)
             if not taken and time.monotonic() - self.last_claim > 1.0:
                 self.last_claim = time.monotonic()
                 claimed = await redis.xautoclaim(self.key, QUEUE_GROUP, self.consumer,
                                                  min_idle_time=int(self.claim_idle * 1000), count=room)
-                taken = [(i, f) for i, f in claimed[1] if f and queues.index_of(i) not in self.working]
+                taken = await self._live(redis, claimed[1])
             if not taken:
                 read = await redis.xreadgroup(QUEUE_GROUP, self.consumer, {self.key: ">"}, count=room, block=200)
                 taken = read[0][1] if read else []
             for raw_id, fields in taken:
                 self._start(route, raw_id, fields)
+
+    async def _live(self, redis, entries: list) -> list:
+        """The pending entries still in the stream and not in hand; one deleted meanwhile (a client's delete or
+        truncate) is acknowledged, so it is not pending for ever."""
+        gone = [i for i, f in entries if not f]
+        if gone:
+            await redis.xack(self.key, QUEUE_GROUP, *gone)
+        return [(i, f) for i, f in entries if f and queues.index_of(i) not in self.working]
 
     async def _ensure_group(self, redis) -> None:
         try:

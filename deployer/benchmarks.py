@@ -6,7 +6,8 @@ the database connection (Django refuses queries from inside an event loop), drai
 second, writes a row per completed second with the progress and a heartbeat, and reads the task back: Stopping,
 deleted or restarted (another attempt) stops the load within a second. Open loop at `base.qps` (a request is sent
 on schedule whether or not earlier ones answered; when `base.concurrency` are already in flight it is counted as
-Dropped instead, so the rate and the concurrency both stay bounded), or closed loop at `base.concurrency`.
+Dropped instead, so the rate and the concurrency both stay bounded), or closed loop at `base.concurrency` (never
+faster than FERRY_BENCHMARK_MAX_QPS).
 
 A worker killed mid-run stops the heartbeat; `sweep` (beat, every 10 s) marks such a task Error, and a
 redelivered run of it (acks_late) does the same rather than running again behind the user's back."""
@@ -14,6 +15,7 @@ redelivered run of it (acks_late) does the same rather than running again behind
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import threading
 import time
@@ -88,7 +90,8 @@ def run(task_id: int, attempt: int) -> str:
         return ""
     headers = {"Authorization": service_token(task.service), "Content-Type": "application/json", **plan.headers}
     load = Load()
-    thread = threading.Thread(target=lambda: _load_thread(load, plan, target_url(task, plan), headers),
+    max_qps = settings.FERRY_BENCHMARK_MAX_QPS
+    thread = threading.Thread(target=lambda: _load_thread(load, plan, target_url(task, plan), headers, max_qps),
                               name=f"benchmark-{task.pk}", daemon=True)
     thread.start()
     rows: list[dict] = []
@@ -151,9 +154,9 @@ def _bounds() -> benchmark_config.Bounds:
                                    max_concurrency=settings.FERRY_BENCHMARK_MAX_CONCURRENCY)
 
 
-def _load_thread(load: Load, plan: benchmark_config.Plan, url: str, headers: dict) -> None:
+def _load_thread(load: Load, plan: benchmark_config.Plan, url: str, headers: dict, max_qps: int) -> None:
     try:
-        asyncio.run(_load(load, plan, url, headers))
+        asyncio.run(_load(load, plan, url, headers, max_qps))
     except Exception as exc:  # noqa: BLE001 -- the writer thread reports it on the task
         logger.exception("benchmark load failed")
         load.failure = f"{type(exc).__name__}: {exc}"
@@ -161,7 +164,7 @@ def _load_thread(load: Load, plan: benchmark_config.Plan, url: str, headers: dic
         load.done.set()
 
 
-async def _load(load: Load, plan: benchmark_config.Plan, url: str, headers: dict) -> None:
+async def _load(load: Load, plan: benchmark_config.Plan, url: str, headers: dict, max_qps: int) -> None:
     limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
     timeout = httpx.Timeout(plan.timeout_ms / 1000)
     deadline = load.started + plan.duration
@@ -177,8 +180,16 @@ async def _load(load: Load, plan: benchmark_config.Plan, url: str, headers: dict
             load.record(int(done - load.started), (done - sent) * 1000, code)
 
         if plan.qps is None:
+            # Closed loop, but never faster than this installation's rate bound: a service answering at once
+            # (or refusing at once) would otherwise take as many requests a second as the loop can send.
+            starts = itertools.count()
+
             async def worker() -> None:
-                while not load.stop.is_set() and time.monotonic() < deadline:
+                while not load.stop.is_set():
+                    due = load.started + next(starts) / max_qps
+                    if due >= deadline:
+                        return
+                    await asyncio.sleep(max(0.0, due - time.monotonic()))
                     await one()
             await asyncio.gather(*(worker() for _ in range(plan.concurrency)))
             return

@@ -113,12 +113,8 @@ def container(desired: ServiceDesired, version: VersionDesired, mounts, *, knati
 
 
 def pod_spec(desired: ServiceDesired, version: VersionDesired, *, knative: bool) -> dict:
-    doc = version.service_file
+    doc = checked_file(desired, version, knative=knative)
     cluster = desired.cluster
-    problems = service_file_problems(doc, host_path_roots=cluster.host_path_roots,
-                                     pod_security=cluster.pod_security, knative=knative)
-    if problems:
-        raise RenderError(*problems[0])
     mounts = pod_mounts(doc, desired.cluster, knative=knative)
     if llm.is_llm(doc):
         _engine_volumes(mounts, doc)
@@ -380,3 +376,13 @@ def cluster_pod_fields(cluster) -> dict:
     if cluster.service_account:
         fields["serviceAccountName"] = cluster.service_account
     return fields
+
+
+def checked_file(desired: ServiceDesired, version: VersionDesired, *, knative: bool) -> dict:
+    """The version's service file, once the cluster's rules (tenancy.py) found nothing to refuse in it."""
+    cluster = desired.cluster
+    problems = service_file_problems(version.service_file, host_path_roots=cluster.host_path_roots,
+                                     pod_security=cluster.pod_security, knative=knative)
+    if problems:
+        raise RenderError(*problems[0])
+    return version.service_file

@@ -30,6 +30,7 @@ from .pod import (
     CONTAINER,
     RUNTIME_UID,
     TMP_VOLUME,
+    checked_file,
     cluster_pod_fields,
     container_security,
     grace_period,
@@ -37,7 +38,6 @@ from .pod import (
     pod_annotations,
     resources,
 )
-from .tenancy import service_file_problems
 from .token import token_env
 from .volumes import FETCH_SECRET, RenderError
 
@@ -158,12 +158,8 @@ def pool_network_policy(desired: ServiceDesired) -> dict:
 
 
 def _pod_spec(desired: ServiceDesired, version: VersionDesired) -> dict:
-    doc = version.service_file
+    doc = checked_file(desired, version, knative=False)
     cluster = desired.cluster
-    problems = service_file_problems(doc, host_path_roots=cluster.host_path_roots,
-                                     pod_security=cluster.pod_security, knative=False)
-    if problems:
-        raise RenderError(*problems[0])
     cache = ({"persistentVolumeClaim": {"claimName": cluster.model_cache_pvc}} if cluster.model_cache_pvc
              else {"emptyDir": {}})
     spec: dict = {

@@ -26,7 +26,7 @@ from . import status_writer
 from .drivers import PermanentError, Prepared, driver_for
 from .instances import record_observed
 from .locks import reconcile_lock
-from .mesh.members import pool_model_state
+from .mesh.members import model_status, pool_model_state
 from .mesh.signals import request_placement
 from .pruning import prune_versions
 from .rollout import Plan, RollingLimits, rollout_plan, steady_plan
@@ -100,7 +100,7 @@ def _converge_pool_model(service: Service) -> Outcome:
     generation = service.generation
     state = pool_model_state(service)
     plan = _follow_plan(service, generation, _plan(service, [], ready=state.ready, total=1))
-    status = _while_rolling_out(rollout_of(service.rollout), state.status)
+    status = _while_rolling_out(rollout_of(service.rollout), model_status(service, state))
     requeue = status_writer.converged(service, generation, status)
     publish_route(service.pk)
     if plan.rolled_out is not None or plan.events:

@@ -6,10 +6,11 @@ files are in the cache, where every pool instance can read them. Loading it some
 
 from collections import Counter
 from pathlib import Path
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.models import ModelPlacement, Phase, PlacementState, Service, Version
 from services.models.clusters import ClusterKind
+from services.rollouts import rollout_of
 from services.servicefile.mesh import pool_name
 
 from ..drivers.base import PermanentError
@@ -20,8 +21,12 @@ from ..status import Status
 @dataclass(frozen=True)
 class ModelState:
     ready: Counter  # version number -> 1 for each version that can be served now (the rollout planner's input)
-    status: Status
-    model_dirs: dict  # version number -> the directory the pool loads it from (local cluster)
+    status: Status | None  # set when nothing else matters (no pool); else model_status decides after the plan
+    model_dirs: dict  # version number -> the load's parameters (model_source)
+    pool: Service | None = None
+    pool_ready: bool = False
+    fetching: tuple = ()  # version numbers whose files are being fetched
+    failures: dict = field(default_factory=dict)  # version number -> why its files could not be fetched
 
 
 def pool_of(service: Service) -> Service | None:
@@ -51,38 +56,57 @@ def model_source(service: Service, version: Version) -> dict[str, str]:
 
 
 def pool_model_state(service: Service) -> ModelState:
+    """What a reconcile needs before it plans: which versions can be served now (`ready`). The versions looked at
+    are those that take or are to take traffic (weights asked or applied, a rollout's target): an old version whose
+    files failed is not fetched again at every reconcile."""
     pool = pool_of(service)
     name = pool_name(service.spec)
     if pool is None:
         return _state(Status(Phase.FAILED, False, False, True, "PoolNotFound",
                              f"pool {name} does not exist (or is being deleted)"))
-    ready, dirs, fetching, failures = Counter(), {}, [], []
+    ready, dirs, fetching, failures = Counter(), {}, {}, {}
     pool_ready = pool.instances.filter(ready=True).exists()
-    for version in service.versions.all():
+    for version in _relevant_versions(service):
         try:
             dirs[version.number] = model_source(service, version)
         except FetchPending:
-            fetching.append(version.number)
+            fetching[version.number] = "fetching"
             continue
         except PermanentError as error:
-            failures.append(f"version {version.number}: {error.message}")
+            failures[version.number] = error.message
             continue
         if pool_ready:
             ready[version.number] = 1
+    return ModelState(ready=ready, model_dirs=dirs, status=None, pool=pool, pool_ready=pool_ready,
+                      fetching=tuple(fetching), failures=failures)
+
+
+def model_status(service: Service, state: ModelState) -> Status:
+    """The status once the plan has moved the weights: judged on the versions that take traffic now."""
+    if state.status is not None:
+        return state.status
     serving = {v.number for v in service.versions.all() if v.weight > 0}
-    if failures and not (serving & set(ready)):
-        return _state(Status(Phase.FAILED, False, False, True, "ModelFetchFailed", "; ".join(failures)), ready, dirs)
-    if not pool_ready:
-        return _state(Status(Phase.WAITING, False, True, False, "WaitingForPool",
-                             f"pool {pool.name} has no ready instance yet"), ready, dirs)
-    if fetching and not (serving & set(ready)):
-        return _state(Status(Phase.WAITING, False, True, False, "FetchingModel",
-                             f"fetching the model of version(s) {', '.join(map(str, fetching))}"), ready, dirs)
+    served = serving & set(state.ready)
+    failed = [f"version {n}: {message}" for n, message in state.failures.items() if n in serving or not served]
+    if failed and not served:
+        return Status(Phase.FAILED, False, False, True, "ModelFetchFailed", "; ".join(failed))
+    if not state.pool_ready:
+        return Status(Phase.WAITING, False, True, False, "WaitingForPool",
+                      f"pool {state.pool.name} has no ready instance yet")
+    if state.fetching and not served:
+        return Status(Phase.WAITING, False, True, False, "FetchingModel",
+                      f"fetching the model of version(s) {', '.join(map(str, state.fetching))}")
     copies = ModelPlacement.objects.filter(version__service=service, state=PlacementState.LOADED).count()
     where = f"loaded on {copies} instance(s)" if copies else "loaded on its first request"
-    return _state(Status(Phase.RUNNING, True, False, False, "ServedByPool", f"served by pool {pool.name}, {where}"),
-                  ready, dirs)
+    return Status(Phase.RUNNING, True, False, False, "ServedByPool", f"served by pool {state.pool.name}, {where}")
 
 
-def _state(status: Status, ready: Counter | None = None, dirs: dict | None = None) -> ModelState:
-    return ModelState(ready=ready or Counter(), status=status, model_dirs=dirs or {})
+def _relevant_versions(service: Service) -> list[Version]:
+    rollout = rollout_of(service.rollout)
+    target = rollout.to_version if rollout is not None else None
+    return [v for v in service.versions.all()
+            if v.weight > 0 or (v.requested_weight or 0) > 0 or v.number == target]
+
+
+def _state(status: Status) -> ModelState:
+    return ModelState(ready=Counter(), status=status, model_dirs={})

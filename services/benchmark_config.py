@@ -5,7 +5,8 @@ The fields Ferry honours (anything else is refused naming it, so a setting that 
 is):
 
     service.serviceName   the target, a service of the same project and cluster (required)
-    service.requestToken  accepted and not stored: the runner always sends the service's own token
+    service.requestToken  checked against the service's token (another is refused by name: Ferry always sends the
+                          service's own) and not stored
     service.clusterId     Ferry's: the target's cluster, needed only when its name is used in several
     base.mode             "manual" only (EAS's "auto" and "scan" search for a limit; Ferry runs what you ask)
     base.duration         seconds, 1 .. max_seconds (default 60, capped at max_seconds)

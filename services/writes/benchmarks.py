@@ -6,6 +6,7 @@ FERRY_BENCHMARK_MAX_QPS / _MAX_SECONDS / _MAX_CONCURRENCY. The run itself is the
 
 from __future__ import annotations
 
+import hmac
 import secrets
 
 from django.conf import settings
@@ -17,6 +18,7 @@ from services.errors import Conflict, InvalidRequest, NotFound
 from services.models import BenchmarkState, BenchmarkTask, ClusterKind, Service
 from services.ports import deployer
 from services.selectors.access import require_write, services_visible_to
+from services.selectors.catalog import service_token
 
 
 def bounds() -> benchmark_config.Bounds:
@@ -51,6 +53,15 @@ def target_of(user, config: dict) -> Service:
     return found[0]
 
 
+def _token_check(service: Service, config: dict) -> None:
+    """EAS's configuration carries the token its tool calls with; Ferry always sends the service's own. A token
+    given that is not the service's would make EAS's run fail with 401s: refused rather than quietly replaced."""
+    given = (config.get("service") or {}).get("requestToken")
+    if given and not hmac.compare_digest(str(given).encode(), service_token(service).encode()):
+        raise InvalidRequest.at("service.requestToken", f"is not the token of {service.name}: Ferry calls with the "
+                                                        "service's own token; leave it out")
+
+
 def _gateway_check(service: Service) -> None:
     # The only gateway Ferry knows the address of is the local cluster's; a Kubernetes cluster's is the user's.
     if service.cluster.kind != ClusterKind.LOCAL:
@@ -66,6 +77,7 @@ def benchmark_create(*, actor, config: str | dict, service: Service | None = Non
     if service is not None and target.pk != service.pk:
         raise InvalidRequest.at("service.serviceName", f"must be {service.name}")
     _gateway_check(target)
+    _token_check(target, value)
     name = f"benchmark-{target.name}-{secrets.token_hex(2)}"
     while BenchmarkTask.objects.filter(cluster=target.cluster, name=name).exists():
         name = f"benchmark-{target.name}-{secrets.token_hex(3)}"
@@ -89,6 +101,7 @@ def benchmark_update(*, actor, task: BenchmarkTask, config: str | dict) -> Bench
     if task.state in BenchmarkState.active():
         raise Conflict(f"Benchmark task {task.name} is {task.state}; stop it before changing it.",
                        code="BenchmarkTaskRunning")
+    _token_check(task.service, value)
     task.config = benchmark_config.stored(value)
     task.message = f"{plan.duration} s at {_load_words(plan)}"
     task.save(update_fields=["config", "message", "updated_at"])

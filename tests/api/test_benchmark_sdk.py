@@ -22,7 +22,8 @@ from django.utils import timezone
 from config.celery import app
 from deployer.benchmarks import sweep
 from processors.demo import IRIS_SAMPLE, demo_service_files
-from services.models import BenchmarkTask, Project
+from services.models import BenchmarkTask, Project, Service
+from services.selectors import service_token
 from services.writes import access_key_create, service_create
 from tests.agent.kit import REPO, wait_for
 from tests.e2e.conftest import converge, demo_models, local_cluster  # noqa: F401 -- fixtures
@@ -62,8 +63,9 @@ def refused(call, *args) -> ClientException:
     return error.value
 
 
-def config(service: str, **base) -> str:
-    return json.dumps({"service": {"serviceName": service, "requestToken": "ignored"},
+def config(service: str, token: str | None = None, **base) -> str:
+    named = {"serviceName": service, **({"requestToken": token} if token is not None else {})}
+    return json.dumps({"service": named,
                        "base": base, "data": {"json": IRIS_BODY}, "http": {"path": f"/v1/models/{service}:predict"},
                        "optional": {"maxRt": 5000}})
 
@@ -120,8 +122,9 @@ def test_a_benchmark_task_runs_reports_stops_and_is_bounded(local_cluster, demo_
 
 def _runs_and_reports(sdk, gateway):  # noqa: F811
     before = answered_200(gateway, "demo_iris")
+    token = service_token(Service.objects.get(name="demo_iris"))  # EAS's config carries it: the right one passes
     created = sdk.create_benchmark_task(m.CreateBenchmarkTaskRequest(
-        body=config("demo_iris", duration=4, qps=25, concurrency=4))).body
+        body=config("demo_iris", token, duration=4, qps=25, concurrency=4))).body
     name = created.task_name
     assert name.startswith("benchmark-demo_iris-") and created.region == "local"
     # Progress shows while it runs: Describe says Running with a progress between 0 and 100.
@@ -164,6 +167,9 @@ def _bounds_and_isolation(sdk):
     error = refused(sdk.create_benchmark_task, m.CreateBenchmarkTaskRequest(
         body=json.dumps({"service": {"serviceName": "demo_iris"}, "base": {"mode": "auto", "rate": 3}})))
     assert error.status_code == 400 and "base.mode" in error.message and "base.rate" in error.message
+    error = refused(sdk.create_benchmark_task, m.CreateBenchmarkTaskRequest(
+        body=config("demo_iris", "not-its-token", duration=1)))
+    assert error.status_code == 400 and "service.requestToken" in error.message, error.message
     # Bob's service is not alice's to see, let alone load.
     error = refused(sdk.create_benchmark_task, m.CreateBenchmarkTaskRequest(body=config("bobs_iris", duration=1)))
     assert (error.status_code, error.code) == (404, "ServiceNotFound")

@@ -16,7 +16,7 @@ import json
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
-from services.models import AccessKey
+from services.models import AccessKey, BenchmarkState, BenchmarkTask
 from services.writes import access_key_create, api_token_create
 
 from .test_project_boundaries import SECRETS, World, leaked, snapshot
@@ -46,14 +46,19 @@ class Samples:
     def __init__(self, world: World):
         key, _ = access_key_create(user=world.alice, description="alice's")
         token, _ = api_token_create(user=world.alice, name="alice's")
+        task = BenchmarkTask.objects.create(project=world.team_a, cluster=world.vault.cluster, service=world.vault,
+                                            name="benchmark-vault-0001", task_id="eas-b-000000000001",
+                                            state=BenchmarkState.COMPLETED, config={"service": {"serviceName": "vault"}})
         self.alices = {"cluster_id": "local", "service_name": "vault", "name": "vault",
                        "instance_name": "vault-v1-0", "group_name": "shop", "resource_id": "local",
                        "cluster_name": "gpu", "action": "stop", "tab": "logs", "key_id": key.access_key_id,
-                       "access_key_id": key.access_key_id, "token_id": token.pk, "project_name": "team_a"}
+                       "access_key_id": key.access_key_id, "token_id": token.pk, "project_name": "team_a",
+                       "task_name": task.name}
         self.missing = self.alices | {"service_name": "nosuch", "name": "nosuch", "instance_name": "nosuch-v1-0",
                                       "group_name": "nosuch", "resource_id": "nosuch", "cluster_name": "nosuch",
                                       "key_id": "FAKNOSUCH0000000000", "access_key_id": "FAKNOSUCH0000000000",
-                                      "token_id": 987654, "project_name": "nosuch"}
+                                      "token_id": 987654, "project_name": "nosuch",
+                                      "task_name": "benchmark-nosuch-0000"}
 
     @staticmethod
     def fill(template: str, values: dict) -> str:
@@ -125,7 +130,7 @@ def test_another_projects_developer_sees_alices_objects_as_missing_and_changes_n
     for template in routes():
         if not any(name in template for name in ("service_name", "instance_name", "group_name", "resource_id",
                                                    "cluster_name", "key_id", "access_key_id", "token_id",
-                                                   "project_name", "<str:name>")):
+                                                   "project_name", "task_name", "<str:name>")):
             continue  # routes without an object of alice's: her own lists, tried by test_project_boundaries
         for method in METHODS:
             client = api if template.startswith("api/") else console

@@ -25,6 +25,7 @@ ACTIONS = {"start": "benchmark_start", "stop": "benchmark_stop"}  # looked up wh
 
 
 @login_required
+@forbidden_is_403
 def benchmarks(request, cluster_id: str, name: str):
     service = service_or_404(request, cluster_id, name)
     form = {"duration": "10", "qps": "10", "concurrency": "4", "path": "", "body": "{}"}

@@ -22,7 +22,6 @@ from ..status import Status
 class ModelState:
     ready: Counter  # version number -> 1 for each version that can be served now (the rollout planner's input)
     status: Status | None  # set when nothing else matters (no pool); else model_status decides after the plan
-    model_dirs: dict  # version number -> the load's parameters (model_source)
     pool: Service | None = None
     pool_ready: bool = False
     fetching: tuple = ()  # version numbers whose files are being fetched
@@ -64,11 +63,11 @@ def pool_model_state(service: Service) -> ModelState:
     if pool is None:
         return _state(Status(Phase.FAILED, False, False, True, "PoolNotFound",
                              f"pool {name} does not exist (or is being deleted)"))
-    ready, dirs, fetching, failures = Counter(), {}, {}, {}
+    ready, fetching, failures = Counter(), {}, {}
     pool_ready = pool.instances.filter(ready=True).exists()
     for version in _relevant_versions(service):
         try:
-            dirs[version.number] = model_source(service, version)
+            model_source(service, version)  # the files are here (or being fetched, or failed)
         except FetchPending:
             fetching[version.number] = "fetching"
             continue
@@ -77,7 +76,7 @@ def pool_model_state(service: Service) -> ModelState:
             continue
         if pool_ready:
             ready[version.number] = 1
-    return ModelState(ready=ready, model_dirs=dirs, status=None, pool=pool, pool_ready=pool_ready,
+    return ModelState(ready=ready, status=None, pool=pool, pool_ready=pool_ready,
                       fetching=tuple(fetching), failures=failures)
 
 
@@ -109,4 +108,4 @@ def _relevant_versions(service: Service) -> list[Version]:
 
 
 def _state(status: Status) -> ModelState:
-    return ModelState(ready=Counter(), status=status, model_dirs={})
+    return ModelState(ready=Counter(), status=status)

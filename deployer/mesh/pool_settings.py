@@ -1,6 +1,7 @@
 """A pool's placement settings as its file gives them (`model_mesh`, `metadata.memory`), with Ferry's defaults.
 Reads only the values passed (and, to estimate a model never loaded, its local files' sizes)."""
 
+import functools
 import os
 
 from services.servicefile.mesh import ADAPTER_POOL_PROCESSORS, is_adapter_pool
@@ -51,6 +52,7 @@ def size_estimate(version) -> int:
     return max(_files_bytes(path) * FILES_TO_MEMORY, ESTIMATE_FLOOR_BYTES)
 
 
+@functools.lru_cache(maxsize=4096)  # every placer pass estimates every model never loaded: walk its files once
 def _files_bytes(path: str) -> int:
     path = path.removeprefix("file://")
     if not path.startswith("/") or not os.path.exists(path):

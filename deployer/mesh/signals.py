@@ -3,6 +3,7 @@
 from django.db import transaction
 
 from services.models import Service
+from services.servicefile.mesh import MODEL_POOL, is_pool
 
 
 def request_placement(service: Service) -> None:
@@ -10,7 +11,7 @@ def request_placement(service: Service) -> None:
     loading what now takes traffic and unloading what no longer does."""
     from .members import pool_of
 
-    pool = service if service.spec.get("metadata", {}).get("type") == "ModelPool" else pool_of(service)
+    pool = service if is_pool(service.spec) else pool_of(service)
     if pool is not None:
         transaction.on_commit(lambda: _enqueue(pool.pk))
 
@@ -24,7 +25,7 @@ def _enqueue(pool_id: int) -> None:
 def ask_for_placement_passes() -> int:
     """Every running pool gets a placer pass (the autoscaler loop calls this each tick: demand moves, instances
     come and go). Returns how many were asked for."""
-    pools = list(Service.objects.filter(spec__metadata__type="ModelPool", desired_state="running",
+    pools = list(Service.objects.filter(spec__metadata__type=MODEL_POOL, desired_state="running",
                                         deletion_requested_at__isnull=True).values_list("pk", flat=True))
     for pool_id in pools:
         _enqueue(pool_id)
